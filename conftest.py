@@ -1,0 +1,1 @@
+pytest_plugins = ["pension_shared.testing"]

@@ -1,0 +1,154 @@
+"""The inbox consumer: applies other services' events exactly once in effect.
+
+For each record: the inbox row and the handler's effects are written in one transaction (a
+duplicate delivery hits the inbox primary key and is skipped), and the offset is committed to
+the log only after that transaction. A message that cannot be parsed, or whose handler keeps
+failing, is parked in ``<topic>.dlq`` with its error and its offset committed, so it does not
+block other participants' messages. Infrastructure failures (the database unreachable) are not
+the message's fault: the batch is redelivered later instead of being dead-lettered."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable, Mapping, Sequence
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from pension_shared.envelope import Envelope, MalformedEvent, Upcasters, parse_cloudevent
+from pension_shared.errors import ConcurrencyConflict
+from pension_shared.messaging import IncomingRecord, OutgoingRecord, Publisher, Subscription, dlq_topic
+from pension_shared.schema import inbox
+
+log = logging.getLogger(__name__)
+
+Policy = Callable[[Connection, Envelope], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    processed: int = 0
+    duplicates: int = 0
+    ignored: int = 0
+    dead_lettered: int = 0
+
+
+class InfrastructureUnavailable(RuntimeError):
+    """The consumer's own database failed; the batch will be redelivered."""
+
+
+class InboxConsumer:
+    def __init__(
+        self,
+        *,
+        name: str,
+        engine: Engine,
+        subscription: Subscription,
+        policies: Mapping[str, Policy],
+        dead_letters: Publisher,
+        upcasters: Upcasters | None = None,
+        max_attempts: int = 3,
+    ) -> None:
+        self.name = name
+        self._engine = engine
+        self._subscription = subscription
+        self._policies = dict(policies)
+        self._dead_letters = dead_letters
+        self._upcasters = upcasters or Upcasters()
+        self._max_attempts = max_attempts
+
+    def consume_once(self, *, timeout_s: float = 0.5, max_records: int = 500) -> Outcome:
+        records = self._subscription.poll(timeout_s, max_records)
+        counts = {"processed": 0, "duplicates": 0, "ignored": 0, "dead_lettered": 0}
+        done: list[IncomingRecord] = []
+        try:
+            for record in records:
+                counts[self._handle(record)] += 1
+                done.append(record)
+        except InfrastructureUnavailable:
+            self._subscription.commit(done)
+            self._seek_back([r for r in records if r not in done])
+            raise
+        self._subscription.commit(done)
+        return Outcome(**counts)
+
+    def _seek_back(self, records: Sequence[IncomingRecord]) -> None:
+        seek_back = getattr(self._subscription, "seek_back", None)
+        if seek_back is not None and records:
+            seek_back(records)
+
+    def _handle(self, record: IncomingRecord) -> str:
+        try:
+            envelope = self._upcasters.upcast(parse_cloudevent(record.value))
+        except MalformedEvent as exc:
+            self._dead_letter(record, f"malformed event: {exc}", attempts=1)
+            return "dead_lettered"
+        policy = self._policies.get(envelope.type)
+        last_error = ""
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                return self._apply(record, envelope, policy)
+            except ConcurrencyConflict as exc:
+                last_error = f"ConcurrencyConflict: {exc}"
+            except Exception as exc:  # a poison message: park it, do not block the others
+                if _is_infrastructure_failure(exc):
+                    raise InfrastructureUnavailable(str(exc)) from exc
+                last_error = "".join(traceback.format_exception_only(exc)).strip()
+                log.warning("consumer %s: attempt %d for %s failed: %s", self.name, attempt, envelope.id, last_error)
+        self._dead_letter(record, last_error, attempts=self._max_attempts, envelope=envelope)
+        return "dead_lettered"
+
+    def _apply(self, record: IncomingRecord, envelope: Envelope, policy: Policy | None) -> str:
+        with self._engine.begin() as conn:
+            try:
+                with conn.begin_nested():
+                    conn.execute(inbox.insert().values(
+                        consumer=self.name, event_id=envelope.id, topic=record.topic,
+                        partition=record.partition, offset=record.offset,
+                    ))
+            except IntegrityError:
+                return "duplicates"
+            if policy is None:
+                return "ignored"
+            policy(conn, envelope)
+        return "processed"
+
+    def _dead_letter(self, record: IncomingRecord, error: str, *, attempts: int, envelope: Envelope | None = None) -> None:
+        log.error("consumer %s: parking %s[%d]@%d in %s: %s", self.name, record.topic, record.partition,
+                  record.offset, dlq_topic(record.topic), error)
+        letter = {
+            "consumer": self.name,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "key": record.key,
+            "event_id": envelope.id if envelope else None,
+            "event_type": envelope.type if envelope else None,
+            "error": error,
+            "attempts": attempts,
+            "failed_at": datetime.now(timezone.utc).isoformat(),
+            "value": record.value.decode("utf-8", errors="replace"),
+        }
+        self._dead_letters.publish([OutgoingRecord(dlq_topic(record.topic), record.key, orjson.dumps(letter))])
+
+    def run(self, stop: threading.Event, *, error_backoff_s: float = 1.0) -> None:
+        while not stop.is_set():
+            try:
+                self.consume_once()
+            except Exception:  # the consumer must outlive a database or broker outage
+                log.exception("consumer %s failed; retrying", self.name)
+                stop.wait(error_backoff_s)
+
+    def close(self) -> None:
+        self._subscription.close()
+
+
+def _is_infrastructure_failure(exc: Exception) -> bool:
+    """The database went away (not the message's fault): retry later instead of parking."""
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)

@@ -1,0 +1,191 @@
+"""The event envelope: CloudEvents 1.0 structured JSON with the ledger extensions of
+INTERFACES.md §6 (``sequence``, ``streamid``, ``hash``, ``prevhash``, ``correlationid``,
+``causationid``), and the hash chain that makes every stream tamper-evident.
+
+An event's ``hash`` is the SHA-256 of the canonical JSON of every other attribute, including
+``prevhash`` (the hash of the previous event of the same stream). Editing any stored attribute
+or removing an event breaks the chain at that point."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping
+
+import orjson
+
+SPECVERSION = "1.0"
+DATACONTENTTYPE = "application/json"
+
+_TYPE = re.compile(r"^cn\.pension\.(?P<service>[a-z][a-z-]*)\.(?P<name>[A-Z][A-Za-z]*)\.v(?P<version>[1-9][0-9]*)$")
+
+
+def event_type(service: str, name: str, version: int) -> str:
+    """``cn.pension.<service>.<Name>.v<N>``."""
+    candidate = f"cn.pension.{service}.{name}.v{version}"
+    if not _TYPE.match(candidate):
+        raise ValueError(f"{candidate!r} is not a valid event type")
+    return candidate
+
+
+@dataclass(frozen=True)
+class EventType:
+    service: str
+    name: str
+    version: int
+
+    @classmethod
+    def parse(cls, text: str) -> "EventType":
+        match = _TYPE.match(text)
+        if match is None:
+            raise ValueError(f"{text!r} is not an event type of the form cn.pension.<service>.<Name>.v<N>")
+        return cls(match["service"], match["name"], int(match["version"]))
+
+    def __str__(self) -> str:
+        return f"cn.pension.{self.service}.{self.name}.v{self.version}"
+
+
+def canonical_json(value: Any) -> bytes:
+    """Deterministic JSON: sorted keys, no insignificant whitespace, UTF-8."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One recorded event, exactly as it is hashed, stored and published."""
+
+    id: str
+    source: str
+    type: str
+    time: str
+    subject: str
+    streamid: str
+    sequence: int
+    data: Mapping[str, Any]
+    prevhash: str | None
+    hash: str
+    correlationid: str | None = None
+    causationid: str | None = None
+    position: int | None = field(default=None, compare=False)
+    """The global position in the producing service's store (not part of the CloudEvent)."""
+
+    @property
+    def event_type(self) -> EventType:
+        return EventType.parse(self.type)
+
+    def to_cloudevent(self) -> dict[str, Any]:
+        document = _hashed_attributes(
+            id=self.id, source=self.source, type=self.type, time=self.time, subject=self.subject,
+            streamid=self.streamid, sequence=self.sequence, data=self.data, prevhash=self.prevhash,
+            correlationid=self.correlationid, causationid=self.causationid,
+        )
+        document["hash"] = self.hash
+        return document
+
+    def to_json(self) -> bytes:
+        return canonical_json(self.to_cloudevent())
+
+    def computed_hash(self) -> str:
+        return chain_hash(
+            id=self.id, source=self.source, type=self.type, time=self.time, subject=self.subject,
+            streamid=self.streamid, sequence=self.sequence, data=self.data, prevhash=self.prevhash,
+            correlationid=self.correlationid, causationid=self.causationid,
+        )
+
+    def with_data(self, type_: str, data: Mapping[str, Any]) -> "Envelope":
+        """The same recorded event seen through a newer schema (used by upcasters only)."""
+        return replace(self, type=type_, data=data)
+
+
+class MalformedEvent(ValueError):
+    """A message that is not a valid CloudEvents envelope of this platform."""
+
+
+_REQUIRED = ("specversion", "id", "source", "type", "time", "subject", "streamid", "sequence", "data", "hash")
+
+
+def parse_cloudevent(raw: bytes | str) -> Envelope:
+    """Parse and structurally validate a structured-mode CloudEvent of this platform."""
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedEvent(f"not JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise MalformedEvent("a CloudEvent must be a JSON object")
+    missing = [name for name in _REQUIRED if name not in document]
+    if missing:
+        raise MalformedEvent(f"missing attributes: {', '.join(missing)}")
+    if document["specversion"] != SPECVERSION:
+        raise MalformedEvent(f"unsupported specversion {document['specversion']!r}")
+    if not isinstance(document["data"], dict):
+        raise MalformedEvent("data must be a JSON object")
+    if not isinstance(document["sequence"], int) or document["sequence"] < 1:
+        raise MalformedEvent("sequence must be a positive integer")
+    try:
+        EventType.parse(document["type"])
+    except ValueError as exc:
+        raise MalformedEvent(str(exc)) from exc
+    return Envelope(
+        id=str(document["id"]), source=str(document["source"]), type=document["type"],
+        time=str(document["time"]), subject=str(document["subject"]), streamid=str(document["streamid"]),
+        sequence=document["sequence"], data=document["data"], prevhash=document.get("prevhash"),
+        hash=str(document["hash"]), correlationid=document.get("correlationid"),
+        causationid=document.get("causationid"),
+    )
+
+
+def chain_hash(**attributes: Any) -> str:
+    return hashlib.sha256(canonical_json(_hashed_attributes(**attributes))).hexdigest()
+
+
+def _hashed_attributes(
+    *, id: str, source: str, type: str, time: str, subject: str, streamid: str, sequence: int,
+    data: Mapping[str, Any], prevhash: str | None, correlationid: str | None, causationid: str | None,
+) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "specversion": SPECVERSION,
+        "id": id,
+        "source": source,
+        "type": type,
+        "time": time,
+        "subject": subject,
+        "datacontenttype": DATACONTENTTYPE,
+        "data": data,
+        "streamid": streamid,
+        "sequence": sequence,
+        "prevhash": prevhash,
+    }
+    if correlationid is not None:
+        document["correlationid"] = correlationid
+    if causationid is not None:
+        document["causationid"] = causationid
+    return document
+
+
+Upcaster = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+
+
+class Upcasters:
+    """Explicit, pure upcasters from an old event version to the next, applied on read.
+
+    History is never rewritten: the stored (and hashed) event keeps its original type and
+    data; readers see it through the newest schema."""
+
+    def __init__(self) -> None:
+        self._steps: dict[str, tuple[str, Upcaster]] = {}
+
+    def register(self, old_type: str, new_type: str, upcast: Upcaster) -> None:
+        old, new = EventType.parse(old_type), EventType.parse(new_type)
+        if (old.service, old.name) != (new.service, new.name) or new.version != old.version + 1:
+            raise ValueError(f"an upcaster goes from one version to the next: {old_type} → {new_type}")
+        if old_type in self._steps:
+            raise ValueError(f"an upcaster from {old_type} is already registered")
+        self._steps[old_type] = (new_type, upcast)
+
+    def upcast(self, envelope: Envelope) -> Envelope:
+        current = envelope
+        while current.type in self._steps:
+            new_type, step = self._steps[current.type]
+            current = current.with_data(new_type, step(current.data))
+        return current

@@ -1,0 +1,105 @@
+"""Idempotency-Key handling (INTERFACES.md §1), in the same transaction as the command.
+
+The key row is inserted first; a concurrent duplicate blocks on it and then finds the stored
+response. The command runs inside a savepoint: if it is refused, its effects are rolled back
+but the refusal is stored, so the same key with the same body always gets the first response.
+A different body under the same key is refused with IDEMPOTENCY_KEY_REUSED."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from pension_shared.errors import ConcurrencyConflict, DomainError, IdempotencyKeyReused
+from pension_shared.schema import idempotency_keys
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status_code: int
+    body: dict[str, Any]
+
+
+class RefusedResponse(Exception):
+    """Carries a stored refusal back to the edge as the same problem document."""
+
+    def __init__(self, response: StoredResponse) -> None:
+        super().__init__(response.body.get("detail", ""))
+        self.response = response
+
+
+Work = Callable[[Connection], tuple[int, dict[str, Any]]]
+ProblemRenderer = Callable[[DomainError], StoredResponse]
+
+
+def fingerprint(method: str, path: str, body: bytes) -> str:
+    try:
+        canonical = orjson.dumps(orjson.loads(body or b"null"), option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONDecodeError:
+        canonical = body
+    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + canonical).hexdigest()
+
+
+class CommandRunner:
+    """Runs one command in one transaction, retrying on a concurrency conflict, and
+    remembering its response under an Idempotency-Key when one is given."""
+
+    def __init__(self, engine: Engine, render_problem: ProblemRenderer, *, attempts: int = 8) -> None:
+        self._engine = engine
+        self._render_problem = render_problem
+        self._attempts = attempts
+
+    def run(self, work: Work, *, institution: str, key: str | None, fingerprint: str) -> StoredResponse:
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return self._run_once(work, institution=institution, key=key, fingerprint=fingerprint)
+            except ConcurrencyConflict:
+                if attempt == self._attempts:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _run_once(self, work: Work, *, institution: str, key: str | None, fingerprint: str) -> StoredResponse:
+        if key is None:
+            with self._engine.begin() as conn:
+                status, body = work(conn)
+                return StoredResponse(status, body)
+        with self._engine.begin() as conn:
+            try:
+                with conn.begin_nested():
+                    conn.execute(idempotency_keys.insert().values(institution=institution, key=key, fingerprint=fingerprint))
+            except IntegrityError:
+                return _replay(conn, institution, key, fingerprint)
+            try:
+                with conn.begin_nested():
+                    status, body = work(conn)
+                response = StoredResponse(status, body)
+            except ConcurrencyConflict:
+                raise
+            except DomainError as refusal:
+                response = self._render_problem(refusal)
+            conn.execute(
+                idempotency_keys.update()
+                .where(idempotency_keys.c.institution == institution, idempotency_keys.c.key == key)
+                .values(status_code=response.status_code, body=orjson.dumps(response.body))
+            )
+        if response.status_code >= 400:
+            raise RefusedResponse(response)
+        return response
+
+
+def _replay(conn: Connection, institution: str, key: str, fingerprint: str) -> StoredResponse:
+    row = conn.execute(
+        sa.select(idempotency_keys).where(idempotency_keys.c.institution == institution, idempotency_keys.c.key == key)
+    ).one()
+    if row.fingerprint != fingerprint:
+        raise IdempotencyKeyReused(f"Idempotency-Key {key!r} was already used with a different request")
+    response = StoredResponse(row.status_code, orjson.loads(row.body))
+    if response.status_code >= 400:
+        raise RefusedResponse(response)
+    return response

@@ -1,0 +1,218 @@
+"""The event store: the service's ledger.
+
+Append-only streams with optimistic concurrency (a unique ``(stream_id, sequence)`` and a
+versioned stream head), a per-stream hash chain, the transactional outbox (written in the same
+transaction as the events) and inline projections (read models updated in that transaction,
+rebuildable from zero)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Protocol, Sequence
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from pension_shared.envelope import Envelope, EventType, Upcasters, chain_hash, event_type
+from pension_shared.errors import ConcurrencyConflict
+from pension_shared.schema import events, outbox, stream_heads
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event a command decided on, before it is recorded."""
+
+    name: str
+    data: Mapping[str, Any]
+    subject: str
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """Who and what caused the events appended in one transaction."""
+
+    time: str
+    correlation_id: str | None = None
+    causation_id: str | None = None
+
+
+class Projection(Protocol):
+    """A read model maintained from this service's own events."""
+
+    name: str
+    tables: Sequence[sa.Table]
+
+    def apply(self, conn: Connection, event: Envelope) -> None: ...
+
+
+@dataclass
+class Stream:
+    stream_id: str
+    version: int
+    events: list[Envelope] = field(default_factory=list)
+
+
+class EventStore:
+    def __init__(
+        self,
+        *,
+        service: str,
+        topic: str,
+        projections: Sequence[Projection] = (),
+        upcasters: Upcasters | None = None,
+    ) -> None:
+        self.service = service
+        self.topic = topic
+        self.source = f"/pension/{service}"
+        self.projections = tuple(projections)
+        self.upcasters = upcasters or Upcasters()
+
+    # -- writing -------------------------------------------------------------------------
+
+    def append(
+        self,
+        conn: Connection,
+        stream_id: str,
+        expected_version: int,
+        new_events: Sequence[NewEvent],
+        meta: Metadata,
+    ) -> list[Envelope]:
+        """Append ``new_events`` after ``expected_version`` (0 for a new stream).
+
+        Raises ``ConcurrencyConflict`` if another writer got there first; the caller's
+        transaction must then be rolled back."""
+        if not new_events:
+            return []
+        head = conn.execute(
+            sa.select(stream_heads.c.version, stream_heads.c.head_hash).where(stream_heads.c.stream_id == stream_id)
+        ).one_or_none()
+        current_version, prevhash = (head.version, head.head_hash) if head else (0, None)
+        if current_version != expected_version:
+            raise ConcurrencyConflict(
+                f"stream {stream_id} is at version {current_version}, not {expected_version}",
+                stream_id=stream_id,
+            )
+        recorded: list[Envelope] = []
+        sequence = expected_version
+        for new in new_events:
+            sequence += 1
+            attributes = dict(
+                id=str(uuid.uuid4()), source=self.source, type=event_type(self.service, new.name, new.version),
+                time=meta.time, subject=new.subject, streamid=stream_id, sequence=sequence, data=dict(new.data),
+                prevhash=prevhash, correlationid=meta.correlation_id, causationid=meta.causation_id,
+            )
+            envelope = Envelope(**attributes, hash=chain_hash(**attributes))
+            recorded.append(envelope)
+            prevhash = envelope.hash
+        try:
+            self._write_head(conn, stream_id, expected_version, sequence, prevhash)
+            positions = self._insert_events(conn, recorded)
+        except IntegrityError as exc:
+            raise ConcurrencyConflict(f"stream {stream_id} was appended to concurrently", stream_id=stream_id) from exc
+        recorded = [_with_position(e, p) for e, p in zip(recorded, positions)]
+        conn.execute(
+            outbox.insert(),
+            [{"event_id": e.id, "topic": self.topic, "key": e.subject, "payload": e.to_json()} for e in recorded],
+        )
+        for envelope in recorded:
+            self._project(conn, envelope)
+        return recorded
+
+    def _write_head(self, conn: Connection, stream_id: str, expected: int, version: int, head_hash: str) -> None:
+        if expected == 0:
+            conn.execute(stream_heads.insert().values(stream_id=stream_id, version=version, head_hash=head_hash))
+            return
+        updated = conn.execute(
+            stream_heads.update()
+            .where(stream_heads.c.stream_id == stream_id, stream_heads.c.version == expected)
+            .values(version=version, head_hash=head_hash)
+        )
+        if updated.rowcount != 1:
+            raise ConcurrencyConflict(f"stream {stream_id} moved past version {expected}", stream_id=stream_id)
+
+    def _insert_events(self, conn: Connection, recorded: Sequence[Envelope]) -> list[int]:
+        rows = [
+            {
+                "event_id": e.id, "stream_id": e.streamid, "sequence": e.sequence, "type": e.type,
+                "source": e.source, "subject": e.subject, "time": e.time, "data": orjson.dumps(e.data, option=orjson.OPT_SORT_KEYS).decode(),
+                "correlation_id": e.correlationid, "causation_id": e.causationid,
+                "prevhash": e.prevhash, "hash": e.hash,
+            }
+            for e in recorded
+        ]
+        result = conn.execute(events.insert().returning(events.c.position, sort_by_parameter_order=True), rows)
+        return [row.position for row in result]
+
+    def _project(self, conn: Connection, envelope: Envelope) -> None:
+        seen = self.upcasters.upcast(envelope)
+        for projection in self.projections:
+            projection.apply(conn, seen)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def load(self, conn: Connection, stream_id: str) -> Stream:
+        rows = conn.execute(
+            sa.select(events).where(events.c.stream_id == stream_id).order_by(events.c.sequence)
+        ).all()
+        loaded = [self.upcasters.upcast(_envelope(row)) for row in rows]
+        return Stream(stream_id, loaded[-1].sequence if loaded else 0, loaded)
+
+    def read_all(self, conn: Connection, *, after: int = 0, batch_size: int = 1000, upcast: bool = True) -> Iterator[Envelope]:
+        """Every event in position order (the order they were recorded)."""
+        position = after
+        while True:
+            rows = conn.execute(
+                sa.select(events).where(events.c.position > position).order_by(events.c.position).limit(batch_size)
+            ).all()
+            for row in rows:
+                envelope = _envelope(row)
+                yield self.upcasters.upcast(envelope) if upcast else envelope
+            if len(rows) < batch_size:
+                return
+            position = rows[-1].position
+
+    def read_stream(self, conn: Connection, stream_id: str, *, after: int = 0, limit: int = 100) -> list[Envelope]:
+        """Stored events of one stream after a sequence number, as recorded (not upcast)."""
+        rows = conn.execute(
+            sa.select(events)
+            .where(events.c.stream_id == stream_id, events.c.sequence > after)
+            .order_by(events.c.sequence)
+            .limit(limit)
+        ).all()
+        return [_envelope(row) for row in rows]
+
+    def head_position(self, conn: Connection) -> int:
+        return conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.position), 0))).scalar_one()
+
+    # -- projections ---------------------------------------------------------------------
+
+    def rebuild_projections(self, conn: Connection, *, batch_size: int = 1000) -> int:
+        """Drop every read model's rows and replay all events from zero, in one transaction."""
+        for projection in self.projections:
+            for table in reversed(projection.tables):
+                conn.execute(table.delete())
+        replayed = 0
+        for envelope in self.read_all(conn, batch_size=batch_size):
+            for projection in self.projections:
+                projection.apply(conn, envelope)
+            replayed += 1
+        return replayed
+
+
+def _with_position(envelope: Envelope, position: int) -> Envelope:
+    return Envelope(**{**envelope.__dict__, "position": position})
+
+
+def _envelope(row: Any) -> Envelope:
+    return Envelope(
+        id=row.event_id, source=row.source, type=row.type, time=row.time, subject=row.subject,
+        streamid=row.stream_id, sequence=row.sequence, data=orjson.loads(row.data), prevhash=row.prevhash,
+        hash=row.hash, correlationid=row.correlation_id, causationid=row.causation_id, position=row.position,
+    )
+
+
+__all__ = ["EventStore", "Metadata", "NewEvent", "Projection", "Stream", "EventType"]

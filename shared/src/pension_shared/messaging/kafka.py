@@ -1,0 +1,117 @@
+"""Apache Kafka adapter (kafka-python)."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Sequence
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from pension_shared.messaging import IncomingRecord, OutgoingRecord, PublishFailed
+
+log = logging.getLogger(__name__)
+
+
+class KafkaPublisher:
+    def __init__(self, bootstrap: str, *, client_id: str = "pension", timeout_s: float = 30.0) -> None:
+        self._timeout_s = timeout_s
+        self._producer = KafkaProducer(
+            bootstrap_servers=bootstrap,
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=True,
+            max_in_flight_requests_per_connection=5,
+            retries=2**31 - 1,
+            linger_ms=2,
+            request_timeout_ms=int(timeout_s * 1000),
+        )
+
+    def publish(self, records: Sequence[OutgoingRecord]) -> None:
+        futures = [
+            self._producer.send(
+                r.topic, key=r.key.encode() if r.key is not None else None, value=r.value, headers=list(r.headers),
+            )
+            for r in records
+        ]
+        self._producer.flush(timeout=self._timeout_s)
+        try:
+            for future in futures:
+                future.get(timeout=self._timeout_s)
+        except KafkaError as exc:
+            raise PublishFailed(str(exc)) from exc
+
+    def close(self) -> None:
+        self._producer.close(timeout=5)
+
+
+class KafkaSubscription:
+    def __init__(self, bootstrap: str, *, group_id: str, topics: Sequence[str], client_id: str = "pension") -> None:
+        self._consumer = KafkaConsumer(
+            *topics,
+            bootstrap_servers=bootstrap,
+            group_id=group_id,
+            client_id=client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=500,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000,
+        )
+
+    def poll(self, timeout_s: float, max_records: int) -> list[IncomingRecord]:
+        batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        records = [
+            IncomingRecord(
+                topic=m.topic, partition=m.partition, offset=m.offset,
+                key=m.key.decode() if m.key is not None else None, value=m.value,
+                headers=tuple((k, v) for k, v in (m.headers or [])),
+            )
+            for batch in batches.values()
+            for m in batch
+        ]
+        return records
+
+    def commit(self, records: Sequence[IncomingRecord]) -> None:
+        if not records:
+            return
+        highest: dict[TopicPartition, int] = defaultdict(lambda: -1)
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            highest[tp] = max(highest[tp], r.offset)
+        self._consumer.commit({tp: OffsetAndMetadata(offset + 1, "", -1) for tp, offset in highest.items()})
+
+    def seek_back(self, records: Sequence[IncomingRecord]) -> None:
+        """Redeliver from the first of these records of each partition (after a failed batch)."""
+        lowest: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            lowest[tp] = min(lowest.get(tp, r.offset), r.offset)
+        for tp, offset in lowest.items():
+            self._consumer.seek(tp, offset)
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
+
+
+def ensure_topics(
+    bootstrap: str, topics: Sequence[str], *, partitions: int, replication_factor: int = 1, timeout_s: float = 30.0,
+) -> None:
+    """Create the topics if they do not exist (infinite retention: they are ledgers)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="pension-admin", request_timeout_ms=int(timeout_s * 1000))
+    try:
+        existing = set(admin.list_topics())
+        missing = [
+            NewTopic(name=t, num_partitions=partitions, replication_factor=replication_factor, topic_configs={"retention.ms": "-1"})
+            for t in topics if t not in existing
+        ]
+        if missing:
+            try:
+                admin.create_topics(missing, timeout_ms=int(timeout_s * 1000))
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()

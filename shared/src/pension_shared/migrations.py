@@ -1,0 +1,37 @@
+"""Alembic plumbing shared by every service's migrations: the URL comes from the caller
+(settings), never from an ini file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+from pension_shared.db import create_engine
+
+
+def run_migrations(context) -> None:  # noqa: ANN001 - alembic's context module
+    url = context.config.attributes.get("url") or context.config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("no database URL given to the migrations (set PENSION_DATABASE_URL)")
+    if context.is_offline_mode():
+        context.configure(url=url, literal_binds=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    engine = create_engine(url, pool_size=1)
+    try:
+        with engine.connect() as connection:
+            context.configure(connection=connection, transaction_per_migration=True)
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        engine.dispose()
+
+
+def upgrade(script_location: Path, url: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    config.attributes["url"] = url
+    command.upgrade(config, "head")

@@ -1,0 +1,46 @@
+"""Money: integer fen inside, decimal strings in yuan at the edges (INTERFACES.md §1)."""
+
+from __future__ import annotations
+
+import re
+
+FEN_PER_YUAN = 100
+MAX_AMOUNT_FEN = 10**12 * FEN_PER_YUAN
+
+_YUAN = re.compile(r"^(0|[1-9][0-9]*)(?:\.([0-9]{1,2}))?$")
+
+
+class InvalidAmount(ValueError):
+    """An amount that is not a yuan string with at most two decimals within bounds."""
+
+
+def parse_yuan(text: str, *, allow_zero: bool = False) -> int:
+    """Parse ``"1200.00"`` into 120000 fen. Refuses floats, signs, exponents, more than two
+    decimals, zero (unless allowed) and amounts above 10^12 yuan."""
+    if not isinstance(text, str):
+        raise InvalidAmount("amount must be a string of yuan such as \"1200.00\"")
+    match = _YUAN.match(text)
+    if match is None:
+        raise InvalidAmount(f"{text!r} is not an amount in yuan with at most two decimals")
+    whole, decimals = match.group(1), (match.group(2) or "").ljust(2, "0")
+    fen = int(whole) * FEN_PER_YUAN + int(decimals)
+    if fen > MAX_AMOUNT_FEN:
+        raise InvalidAmount("amount exceeds 10^12 yuan")
+    if fen == 0 and not allow_zero:
+        raise InvalidAmount("amount must be positive")
+    return fen
+
+
+def format_fen(fen: int) -> str:
+    """120000 → ``"1200.00"``; negative amounts keep their sign."""
+    sign = "-" if fen < 0 else ""
+    whole, rest = divmod(abs(fen), FEN_PER_YUAN)
+    return f"{sign}{whole}.{rest:02d}"
+
+
+def percent_half_up(fen: int, numerator: int, denominator: int) -> int:
+    """``fen * numerator / denominator`` rounded half up to the fen, in integers only."""
+    if fen < 0:
+        raise ValueError("percent_half_up expects a non-negative amount")
+    quotient, remainder = divmod(fen * numerator, denominator)
+    return quotient + (1 if 2 * remainder >= denominator else 0)

@@ -1,0 +1,91 @@
+"""The tables every service's ledger needs. They are created by each service's own Alembic
+migration (``create_mechanics_tables``), never at run time."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+_BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("position", _BigId, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("stream_id", sa.String(128), nullable=False),
+    sa.Column("sequence", sa.Integer, nullable=False),
+    sa.Column("type", sa.String(160), nullable=False),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(64), nullable=False),
+    sa.Column("time", sa.String(40), nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("correlation_id", sa.String(64)),
+    sa.Column("causation_id", sa.String(64)),
+    sa.Column("prevhash", sa.String(64)),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.UniqueConstraint("stream_id", "sequence", name="uq_events_stream_sequence"),
+    sa.Index("ix_events_subject", "subject"),
+)
+
+stream_heads = sa.Table(
+    "stream_heads",
+    metadata,
+    sa.Column("stream_id", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("head_hash", sa.String(64), nullable=False),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(64), nullable=False),
+    sa.Column("topic", sa.String(128), nullable=False),
+    sa.Column("key", sa.String(64)),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.current_timestamp()),
+    sa.Column("published_at", sa.DateTime(timezone=True)),
+    sa.Index(
+        "ix_outbox_unpublished", "id",
+        postgresql_where=sa.text("published_at IS NULL"), sqlite_where=sa.text("published_at IS NULL"),
+    ),
+)
+
+inbox = sa.Table(
+    "inbox",
+    metadata,
+    sa.Column("consumer", sa.String(64), primary_key=True),
+    sa.Column("event_id", sa.String(64), primary_key=True),
+    sa.Column("topic", sa.String(128), nullable=False),
+    sa.Column("partition", sa.Integer, nullable=False),
+    sa.Column("offset", sa.BigInteger, nullable=False),
+    sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.current_timestamp()),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("institution", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("body", sa.LargeBinary),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.current_timestamp()),
+)
+
+MECHANICS_TABLES = (events, stream_heads, outbox, inbox, idempotency_keys)
+
+
+def create_mechanics_tables(op) -> None:  # noqa: ANN001 - alembic's op proxy
+    """Called from each service's first migration."""
+    bind = op.get_bind()
+    for table in MECHANICS_TABLES:
+        table.create(bind)
+
+
+def drop_mechanics_tables(op) -> None:  # noqa: ANN001
+    bind = op.get_bind()
+    for table in reversed(MECHANICS_TABLES):
+        table.drop(bind)

@@ -1,0 +1,54 @@
+"""Service settings from the environment (``PENSION_*``), validated at start: a service with
+missing or placeholder settings refuses to start rather than run half-configured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PLACEHOLDERS = ("changeme", "change-me", "placeholder", "xxx", "todo")
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PENSION_", extra="ignore", frozen=True)
+
+    env: Literal["development", "test", "production"] = "development"
+    database_url: str
+    transport: Literal["kafka", "embedded"] = "kafka"
+    kafka_bootstrap: str | None = None
+    embedded_log_path: Path | None = None
+    topic_partitions: int = 12
+    topic_replication_factor: int = 1
+    tokens_file: Path | None = None
+    clock_file: Path | None = None
+    consumer_group_prefix: str = "pension"
+    relay_batch_size: int = 500
+    consumer_max_attempts: int = 3
+
+    @model_validator(mode="after")
+    def _fail_fast(self) -> "ServiceSettings":
+        for name in ("database_url", "kafka_bootstrap"):
+            value = getattr(self, name)
+            if value and any(p in value.lower() for p in _PLACEHOLDERS):
+                raise ValueError(f"PENSION_{name.upper()} still holds a placeholder value")
+        if self.transport == "kafka" and not self.kafka_bootstrap:
+            raise ValueError("PENSION_KAFKA_BOOTSTRAP is required with the kafka transport")
+        if self.transport == "embedded" and self.embedded_log_path is None:
+            raise ValueError("PENSION_EMBEDDED_LOG_PATH is required with the embedded transport")
+        if self.env == "production":
+            if self.transport != "kafka":
+                raise ValueError("production runs on Kafka, not the embedded log")
+            if not self.database_url.startswith("postgresql"):
+                raise ValueError("production runs on PostgreSQL")
+            if self.tokens_file is None:
+                raise ValueError("PENSION_TOKENS_FILE is required in production")
+        if self.topic_partitions < 1:
+            raise ValueError("PENSION_TOPIC_PARTITIONS must be at least 1")
+        return self
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
