@@ -7,7 +7,7 @@ import re
 FEN_PER_YUAN = 100
 MAX_AMOUNT_FEN = 10**12 * FEN_PER_YUAN
 
-_YUAN = re.compile(r"^(0|[1-9][0-9]*)(?:\.([0-9]{1,2}))?$")
+_YUAN = re.compile(r"(0|[1-9][0-9]*)(?:\.([0-9]{1,2}))?")
 
 
 class InvalidAmount(ValueError):
@@ -19,7 +19,7 @@ def parse_yuan(text: str, *, allow_zero: bool = False) -> int:
     decimals, zero (unless allowed) and amounts above 10^12 yuan."""
     if not isinstance(text, str):
         raise InvalidAmount("amount must be a string of yuan such as \"1200.00\"")
-    match = _YUAN.match(text)
+    match = _YUAN.fullmatch(text)  # not match(): "$" would also accept a trailing newline
     if match is None:
         raise InvalidAmount(f"{text!r} is not an amount in yuan with at most two decimals")
     whole, decimals = match.group(1), (match.group(2) or "").ljust(2, "0")

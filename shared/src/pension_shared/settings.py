@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEVELOPMENT_PII_KEY = "development-only-pii-key-never-in-production"
 _PLACEHOLDERS = ("changeme", "change-me", "placeholder", "xxx", "todo")
 
 
@@ -27,6 +28,8 @@ class ServiceSettings(BaseSettings):
     consumer_group_prefix: str = "pension"
     relay_batch_size: int = 500
     consumer_max_attempts: int = 3
+    pii_key: str = DEVELOPMENT_PII_KEY
+    """Keys the ID-number digests and seals identities for the services allowed to read them."""
 
     @model_validator(mode="after")
     def _fail_fast(self) -> "ServiceSettings":
@@ -39,6 +42,8 @@ class ServiceSettings(BaseSettings):
         if self.transport == "embedded" and self.embedded_log_path is None:
             raise ValueError("PENSION_EMBEDDED_LOG_PATH is required with the embedded transport")
         if self.env == "production":
+            if self.pii_key == DEVELOPMENT_PII_KEY:
+                raise ValueError("PENSION_PII_KEY must be set to a real secret in production")
             if self.transport != "kafka":
                 raise ValueError("production runs on Kafka, not the embedded log")
             if not self.database_url.startswith("postgresql"):

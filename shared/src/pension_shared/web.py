@@ -8,7 +8,7 @@ import logging
 import uuid
 from contextvars import ContextVar
 from datetime import datetime
-from typing import Annotated, Any, Callable
+from typing import Any, Callable
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -118,7 +118,7 @@ class Edge:
     def roles(self, *roles: str) -> Any:
         authenticate = self.principal()
 
-        def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        def dependency(principal: Principal = Depends(authenticate)) -> Principal:
             return require_role(principal, *roles)  # type: ignore[arg-type]
 
         return Depends(dependency)

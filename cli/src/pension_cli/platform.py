@@ -1,0 +1,116 @@
+"""The whole platform in one process: the four services, each with its own database, their
+relays and consumers as threads, and one HTTP app with every service's router mounted under
+its prefix. The same code runs the production shape; only the adapters differ."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from fastapi import FastAPI
+
+from pension_account.bootstrap import DEFINITION as ACCOUNT
+from pension_fund_account.bootstrap import DEFINITION as FUND_ACCOUNT
+from pension_payout.bootstrap import DEFINITION as PAYOUT
+from pension_shared.auth import TokenRegistry
+from pension_shared.clock import BusinessClock, SettableClock
+from pension_shared.runtime import (
+    EmbeddedTransport, ServiceContext, ServiceDefinition, Transport, all_topics_with_dlq, build_app, build_context,
+)
+from pension_shared.settings import ServiceSettings
+from pension_tax.bootstrap import DEFINITION as TAX
+
+log = logging.getLogger(__name__)
+
+SERVICES: tuple[ServiceDefinition, ...] = (ACCOUNT, FUND_ACCOUNT, TAX, PAYOUT)
+
+
+@dataclass
+class Platform:
+    contexts: list[ServiceContext]
+    transport: Transport
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def context(self, name: str) -> ServiceContext:
+        return next(ctx for ctx in self.contexts if ctx.definition.name == name)
+
+    def migrate(self) -> None:
+        self.transport.prepare(all_topics_with_dlq())
+        for ctx in self.contexts:
+            ctx.migrate()
+
+    def app(self) -> FastAPI:
+        return build_app(self.contexts, title="Personal pension platform")
+
+    def start_workers(self) -> None:
+        """A relay and a consumer per service, as daemon threads."""
+        for ctx in self.contexts:
+            relay = ctx.relay()
+            self._spawn(f"{ctx.definition.name}-relay", lambda r=relay: r.run(self._stop))
+            if ctx.definition.subscribes_to:
+                consumer = ctx.consumer()
+                self._spawn(f"{ctx.definition.name}-consumer", lambda c=consumer: c.run(self._stop))
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        for ctx in self.contexts:
+            ctx.engine.dispose()
+
+
+def embedded_platform(var_dir: Path, *, partitions: int = 3) -> Platform:
+    var_dir.mkdir(parents=True, exist_ok=True)
+    log_path = var_dir / "eventlog.db"
+    clock = SettableClock(var_dir / "clock.json")
+    transport = EmbeddedTransport(log_path, partitions=partitions)
+    tokens = TokenRegistry.from_file(None, development=True)
+    contexts = [
+        build_context(
+            definition,
+            ServiceSettings(
+                env="development",
+                database_url=f"sqlite:///{var_dir / (definition.name.replace('-', '_') + '.db')}",
+                transport="embedded",
+                embedded_log_path=log_path,
+                clock_file=var_dir / "clock.json",
+            ),
+            clock=clock, transport=transport, tokens=tokens,
+        )
+        for definition in SERVICES
+    ]
+    return Platform(contexts, transport)
+
+
+def connected_platform(
+    database_urls: dict[str, str], transport: Transport, *, clock: BusinessClock, group_prefix: str = "pension",
+    env: str = "test",
+) -> Platform:
+    """The four services against given databases and transport (used by integration tests
+    against PostgreSQL and Kafka, in one process)."""
+    tokens = TokenRegistry.from_file(None, development=True)
+    contexts = [
+        build_context(
+            definition,
+            ServiceSettings(
+                env=env, database_url=database_urls[definition.name], transport="embedded",
+                embedded_log_path=Path("unused"), consumer_group_prefix=group_prefix,
+            ),
+            clock=clock, transport=transport, tokens=tokens,
+        )
+        for definition in SERVICES
+    ]
+    return Platform(contexts, transport)
+
+
+def services() -> Sequence[ServiceDefinition]:
+    return SERVICES

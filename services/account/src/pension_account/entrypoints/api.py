@@ -1,0 +1,83 @@
+"""HTTP API of the information platform (INTERFACES.md §2)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from pension_account.adapters.tables import participants
+from pension_account.application.registration import RegisterParticipant, register_participant
+from pension_account.domain.participant import ParticipantNotFound
+from pension_shared.auth import Principal
+from pension_shared.clock import rfc3339
+from pension_shared.ledger import Metadata
+from pension_shared.pii import PersonalDataKey
+from pension_shared.runtime import ServiceContext
+from pension_shared.web import StrictModel, correlation_id, execute_command
+
+
+class SocialSecurityCardAccount(StrictModel):
+    bank_code: Annotated[str, Field(pattern=r"^[A-Z0-9]{2,16}$")]
+    account_number: Annotated[str, Field(pattern=r"^[0-9]{8,32}$")]
+
+
+class RegistrationRequest(StrictModel):
+    id_number: Annotated[str, Field(min_length=1, max_length=32)]
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    insurance_type: Literal["employee", "resident"]
+    insured_region: Annotated[str, Field(pattern=r"^[0-9]{6}$")]
+    ss_card_account: SocialSecurityCardAccount
+    channel: Literal["online", "bank", "agency"]
+
+
+def participants_router(ctx: ServiceContext) -> APIRouter:
+    router = APIRouter(prefix="/v1/participants", tags=["participants"])
+    edge, store, clock = ctx.edge, ctx.store, ctx.clock
+    pii = PersonalDataKey(ctx.settings.pii_key)
+
+    @router.post("", status_code=201)
+    async def register(
+        body: RegistrationRequest, request: Request, principal: Principal = edge.roles("bank", "operator"),
+    ) -> JSONResponse:
+        command = RegisterParticipant(
+            id_number=body.id_number, name=body.name, insurance_type=body.insurance_type,
+            insured_region=body.insured_region, ss_card_bank_code=body.ss_card_account.bank_code,
+            ss_card_account_number=body.ss_card_account.account_number, channel=body.channel,
+            registered_by=principal.institution,
+        )
+
+        def work(conn: sa.Connection) -> tuple[int, dict]:
+            meta = Metadata(time=rfc3339(clock.now()), correlation_id=correlation_id.get())
+            participant_id = register_participant(conn, store, pii, command, meta)
+            return 201, {"participant_id": participant_id, "status": "active", "position": store.head_position(conn)}
+
+        return await execute_command(ctx.runner, request, principal, work)
+
+    @router.get("/{participant_id}")
+    def read(participant_id: str, principal: Principal = edge.roles("bank", "operator")) -> dict:
+        with ctx.engine.connect() as conn:
+            row = conn.execute(sa.select(participants).where(participants.c.participant_id == participant_id)).one_or_none()
+        if row is None or not _may_read(principal, row):
+            raise ParticipantNotFound(f"no participant {participant_id}")
+        return {
+            "participant_id": row.participant_id,
+            "id_number": row.id_number_masked,
+            "status": row.status,
+            "insurance_type": row.insurance_type,
+            "insured_region": row.insured_region,
+            "channel": row.channel,
+            "ss_card_account": {"bank_code": row.ss_card_bank_code, "account_number": row.ss_card_account_masked},
+            "fund_account": None,
+            "registered_at": row.registered_at,
+        }
+
+    return router
+
+
+def _may_read(principal: Principal, row: sa.Row) -> bool:
+    """Operators see everyone; a bank sees the participants it registered or holds."""
+    return principal.role == "operator" or principal.institution == row.registered_by

@@ -1,0 +1,29 @@
+"""The ledger mechanics and the known_participants read model.
+
+Revision ID: 0001
+Revises:
+"""
+import sqlalchemy as sa
+from alembic import op
+
+from pension_shared.schema import create_mechanics_tables
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    create_mechanics_tables(op)
+    op.create_table(
+        "known_participants",
+        sa.Column("participant_id", sa.String(40), primary_key=True),
+        sa.Column("insurance_type", sa.String(16), nullable=False),
+        sa.Column("insured_region", sa.String(6), nullable=False),
+        sa.Column("registered_at", sa.String(40), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("known_participants")
