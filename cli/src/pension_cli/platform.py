@@ -18,7 +18,7 @@ from pension_payout.bootstrap import DEFINITION as PAYOUT
 from pension_shared.auth import TokenRegistry
 from pension_shared.clock import BusinessClock, SettableClock
 from pension_shared.runtime import (
-    EmbeddedTransport, ServiceContext, ServiceDefinition, Transport, all_topics_with_dlq, build_app, build_context,
+    EmbeddedTransport, KafkaTransport, ServiceContext, ServiceDefinition, Transport, all_topics_with_dlq, build_app, build_context,
 )
 from pension_shared.settings import ServiceSettings
 from pension_tax.bootstrap import DEFINITION as TAX
@@ -91,19 +91,20 @@ def embedded_platform(var_dir: Path, *, partitions: int = 3) -> Platform:
     return Platform(contexts, transport)
 
 
-def connected_platform(
-    database_urls: dict[str, str], transport: Transport, *, clock: BusinessClock, group_prefix: str = "pension",
-    env: str = "test",
+def kafka_platform(
+    database_urls: dict[str, str], bootstrap: str, *, clock: BusinessClock, group_prefix: str = "pension",
+    partitions: int = 3,
 ) -> Platform:
-    """The four services against given databases and transport (used by integration tests
-    against PostgreSQL and Kafka, in one process)."""
+    """The four services on PostgreSQL databases and a Kafka broker, in one process: the
+    production adapters with the embedded composition (used by the integration tests)."""
+    transport = KafkaTransport(bootstrap, partitions=partitions)
     tokens = TokenRegistry.from_file(None, development=True)
     contexts = [
         build_context(
             definition,
             ServiceSettings(
-                env=env, database_url=database_urls[definition.name], transport="embedded",
-                embedded_log_path=Path("unused"), consumer_group_prefix=group_prefix,
+                env="test", database_url=database_urls[definition.name], transport="kafka",
+                kafka_bootstrap=bootstrap, consumer_group_prefix=group_prefix, topic_partitions=partitions,
             ),
             clock=clock, transport=transport, tokens=tokens,
         )

@@ -24,7 +24,7 @@ _TYPE = re.compile(r"^cn\.pension\.(?P<service>[a-z][a-z-]*)\.(?P<name>[A-Z][A-Z
 def event_type(service: str, name: str, version: int) -> str:
     """``cn.pension.<service>.<Name>.v<N>``."""
     candidate = f"cn.pension.{service}.{name}.v{version}"
-    if not _TYPE.match(candidate):
+    if not _TYPE.fullmatch(candidate):
         raise ValueError(f"{candidate!r} is not a valid event type")
     return candidate
 
@@ -37,7 +37,7 @@ class EventType:
 
     @classmethod
     def parse(cls, text: str) -> "EventType":
-        match = _TYPE.match(text)
+        match = _TYPE.fullmatch(text) if isinstance(text, str) else None
         if match is None:
             raise ValueError(f"{text!r} is not an event type of the form cn.pension.<service>.<Name>.v<N>")
         return cls(match["service"], match["name"], int(match["version"]))
@@ -120,8 +120,15 @@ def parse_cloudevent(raw: bytes | str) -> Envelope:
         raise MalformedEvent(f"unsupported specversion {document['specversion']!r}")
     if not isinstance(document["data"], dict):
         raise MalformedEvent("data must be a JSON object")
-    if not isinstance(document["sequence"], int) or document["sequence"] < 1:
+    sequence = document["sequence"]
+    if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 1:
         raise MalformedEvent("sequence must be a positive integer")
+    for name in ("id", "source", "type", "time", "subject", "streamid", "hash"):
+        if not isinstance(document[name], str) or not document[name]:
+            raise MalformedEvent(f"{name} must be a non-empty string")
+    for name in ("prevhash", "correlationid", "causationid"):
+        if document.get(name) is not None and not isinstance(document[name], str):
+            raise MalformedEvent(f"{name} must be a string or null")
     try:
         EventType.parse(document["type"])
     except ValueError as exc:

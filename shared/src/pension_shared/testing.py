@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,19 +37,31 @@ def postgres_server_url() -> str:
 
 
 @pytest.fixture
-def postgres_url(postgres_server_url: str) -> Iterator[str]:
-    """A fresh, empty database for this test only."""
-    name = random_id("t_")
+def new_postgres_database(postgres_server_url: str) -> Iterator[Callable[[], str]]:
+    """A factory of fresh, empty databases, all dropped after the test."""
     admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = str(sa.engine.make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False))
+    created: list[str] = []
+
+    def create() -> str:
+        name = random_id("t_")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        return sa.engine.make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
+
     try:
-        yield url
+        yield create
     finally:
         with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            for name in created:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(new_postgres_database: Callable[[], str]) -> str:
+    """A fresh, empty database for this test only."""
+    return new_postgres_database()
 
 
 @pytest.fixture(scope="session")

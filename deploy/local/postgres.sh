@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Local throw-away PostgreSQL server for tests and development.
+#
+#   deploy/local/postgres.sh start   # initdb a fresh cluster and start it on 127.0.0.1:${PENSION_PG_PORT:-55432}
+#   deploy/local/postgres.sh stop    # stop it and delete the cluster
+#
+# Superuser "postgres", trust authentication, loopback TCP only. Connect with
+#   postgresql+psycopg://postgres@127.0.0.1:55432/postgres
+# PostgreSQL refuses to run as root, so the server runs as the "postgres" OS user.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+INFRA="${PENSION_INFRA_DIR:-$REPO/.infra}"
+PGROOT="$INFRA/pg"
+DATA="$PGROOT/data"
+SOCK="$PGROOT/sock"
+LOGFILE="$PGROOT/server.log"
+PORT="${PENSION_PG_PORT:-55432}"
+HOST=127.0.0.1
+PGUSER_OS=postgres
+
+log() { echo "postgres: $*" >&2; }
+die() { echo "postgres: ERROR: $*" >&2; exit 1; }
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+find_bindir() {
+  local d
+  # Newest installed major version first.
+  for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k4 -V -r); do
+    if [[ -x "$d/initdb" && -x "$d/pg_ctl" && -x "$d/pg_isready" ]]; then
+      echo "$d"
+      return 0
+    fi
+  done
+  return 1
+}
+
+ensure_postgres() {
+  if BIN="$(find_bindir)"; then return 0; fi
+  log "PostgreSQL binaries not found under /usr/lib/postgresql; installing Debian package 'postgresql'"
+  [[ "$(id -u)" == 0 ]] || die "PostgreSQL is not installed and this script is not root (cannot apt-get install)"
+  if ! { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql; } >&2; then
+    die "apt-get install postgresql FAILED"
+  fi
+  BIN="$(find_bindir)" || die "postgresql was installed but no initdb/pg_ctl found under /usr/lib/postgresql/*/bin"
+}
+
+# Run a command as the postgres OS user when we are root; as ourselves otherwise.
+as_pg() {
+  if [[ "$(id -u)" == 0 ]]; then
+    runuser -u "$PGUSER_OS" -- "$@"
+  else
+    "$@"
+  fi
+}
+
+ensure_os_user() {
+  [[ "$(id -u)" == 0 ]] || return 0
+  if ! id "$PGUSER_OS" >/dev/null 2>&1; then
+    log "creating OS user $PGUSER_OS"
+    useradd --system --user-group --home-dir /var/lib/postgresql --shell /bin/bash "$PGUSER_OS" \
+      || die "could not create the $PGUSER_OS OS user"
+  fi
+}
+
+# The postgres user must be able to traverse every parent directory of $PGROOT.
+ensure_traversable() {
+  [[ "$(id -u)" == 0 ]] || return 0
+  local d="$PGROOT"
+  while [[ "$d" != "/" && -n "$d" ]]; do
+    d="$(dirname "$d")"
+    if ! runuser -u "$PGUSER_OS" -- test -x "$d" 2>/dev/null; then
+      chmod o+x "$d" || die "$PGUSER_OS cannot enter $d; choose another PENSION_INFRA_DIR"
+    fi
+  done
+}
+
+port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+is_running() {
+  [[ -f "$DATA/postmaster.pid" ]] && as_pg "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1
+}
+
+start() {
+  ensure_postgres
+  ensure_os_user
+  if [[ -d "$DATA" ]] && is_running; then
+    log "a server from a previous start is still running; stopping it first"
+    stop
+  fi
+  if port_open "$PORT"; then
+    die "port $HOST:$PORT is already in use by another process; set PENSION_PG_PORT to a free port"
+  fi
+
+  local t0
+  t0="$(now)"
+  mkdir -p "$PGROOT"
+  rm -rf "$DATA" "$SOCK"
+  mkdir -p "$DATA" "$SOCK"
+  : >"$LOGFILE"
+  if [[ "$(id -u)" == 0 ]]; then
+    chown "$PGUSER_OS:" "$PGROOT" "$DATA" "$SOCK" "$LOGFILE"
+    ensure_traversable
+  fi
+  chmod 700 "$DATA"
+
+  local locale=C.UTF-8
+  locale -a 2>/dev/null | grep -qiE '^c\.utf-?8$' || locale=C
+  if ! as_pg "$BIN/initdb" -D "$DATA" -A trust -U postgres -E UTF8 --locale="$locale" >"$PGROOT/initdb.log" 2>&1; then
+    cat "$PGROOT/initdb.log" >&2
+    die "initdb failed"
+  fi
+
+  local opts="-h $HOST -p $PORT -k $SOCK -c fsync=on -c max_connections=300 -c shared_buffers=256MB"
+  if ! as_pg "$BIN/pg_ctl" -D "$DATA" -l "$LOGFILE" -w -t 60 -o "$opts" start >/dev/null 2>&1 \
+    || ! as_pg "$BIN/pg_isready" -q -h "$HOST" -p "$PORT" -t 30; then
+    echo "----- $LOGFILE -----" >&2
+    cat "$LOGFILE" >&2 || true
+    die "PostgreSQL did not start"
+  fi
+  echo "postgres: up on $HOST:$PORT after $(elapsed "$t0") s ($("$BIN/postgres" --version | awk '{print $3}'), data $DATA)"
+}
+
+stop() {
+  BIN="$(find_bindir)" || { echo "postgres: not installed, nothing to stop"; return 0; }
+  if [[ -d "$DATA" ]] && is_running; then
+    as_pg "$BIN/pg_ctl" -D "$DATA" -m fast -w -t 30 stop >/dev/null 2>&1 \
+      || as_pg "$BIN/pg_ctl" -D "$DATA" -m immediate -w -t 30 stop >/dev/null 2>&1 \
+      || log "pg_ctl stop failed"
+    echo "postgres: stopped"
+  else
+    echo "postgres: not running"
+  fi
+  rm -rf "$DATA" "$SOCK"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  *) echo "usage: $0 {start|stop}" >&2; exit 2 ;;
+esac

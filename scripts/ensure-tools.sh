@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Install the non-Python tools the test suite needs, idempotently:
+#   * kcat                     (Debian package)
+#   * a `docker compose` CLI    (only used for `docker compose config`; no Docker engine needed)
+#
+# docker compose, in order of preference:
+#   1. `docker compose version` already works                      -> nothing to do
+#   2. cached build in <infra>/bin/docker-compose                    -> (re)link it as the CLI plugin
+#   3. build compose v2 from the Go module proxy with `go install`  -> cache in <infra>/bin, link as plugin
+#      (if `go` is missing or too old, a Go toolchain is taken from the module proxy: golang.org/toolchain)
+#   4. last resort: Debian's `docker-compose` (v1) wrapped as a CLI plugin
+# The plugin goes to ${DOCKER_CONFIG:-~/.docker}/cli-plugins/docker-compose.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+INFRA="${PENSION_INFRA_DIR:-$REPO/.infra}"
+BIN="$INFRA/bin"
+COMPOSE_VERSION="${PENSION_COMPOSE_VERSION:-v2.29.7}"
+GO_TOOLCHAIN_VERSION="${PENSION_GO_TOOLCHAIN:-go1.23.4}"
+PLUGIN_DIR="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+GOPROXY_URL="${GOPROXY:-https://proxy.golang.org}"
+GOPROXY_URL="${GOPROXY_URL%%,*}"
+[[ "$GOPROXY_URL" == direct || "$GOPROXY_URL" == off ]] && GOPROXY_URL=https://proxy.golang.org
+
+log() { echo "ensure-tools: $*" >&2; }
+die() { echo "ensure-tools: ERROR: $*" >&2; exit 1; }
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+is_root() { [[ "$(id -u)" == 0 ]]; }
+
+APT_UPDATED=0
+apt_install() {
+  is_root || die "need root to apt-get install $*"
+  command -v apt-get >/dev/null 2>&1 || die "apt-get not available; install $* by hand"
+  if [[ $APT_UPDATED == 0 ]]; then
+    apt-get update -qq >&2 || die "apt-get update failed"
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+# ---------------------------------------------------------------- kcat
+ensure_kcat() {
+  if command -v kcat >/dev/null 2>&1; then
+    log "kcat: present ($(command -v kcat))"
+    return 0
+  fi
+  log "kcat: installing Debian package"
+  apt_install kcat || die "apt-get install kcat failed"
+  command -v kcat >/dev/null 2>&1 || die "kcat still not on PATH after apt-get install"
+  log "kcat: installed ($(command -v kcat))"
+}
+
+# ---------------------------------------------------------------- docker compose
+compose_works() { command -v docker >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; }
+
+link_plugin() {
+  mkdir -p "$PLUGIN_DIR"
+  ln -sfn "$1" "$PLUGIN_DIR/docker-compose"
+}
+
+go_usable() {
+  # compose v2.29 needs Go >= 1.21; since 1.21 `go` can also switch toolchains by itself.
+  local g="$1" v
+  [[ -x "$g" ]] || return 1
+  v="$("$g" env GOVERSION 2>/dev/null)" || return 1
+  v="${v#go}"
+  awk -v v="$v" 'BEGIN { split(v, a, "."); exit !((a[1] > 1) || (a[1] == 1 && a[2] >= 21)) }'
+}
+
+fetch_go_toolchain() {
+  # The Go module proxy serves complete Go toolchains as the module golang.org/toolchain.
+  local arch goroot zip mod
+  case "$(uname -m)" in
+    x86_64) arch=amd64 ;;
+    aarch64 | arm64) arch=arm64 ;;
+    *) return 1 ;;
+  esac
+  mod="v0.0.1-$GO_TOOLCHAIN_VERSION.linux-$arch"
+  goroot="$INFRA/go-toolchain/golang.org/toolchain@$mod"
+  if [[ ! -x "$goroot/bin/go" ]]; then
+    log "docker compose: fetching Go toolchain $GO_TOOLCHAIN_VERSION from the Go module proxy"
+    mkdir -p "$INFRA/go-toolchain"
+    zip="$INFRA/go-toolchain/$mod.zip"
+    curl -fsSL --retry 3 -o "$zip" "$GOPROXY_URL/golang.org/toolchain/@v/$mod.zip" || return 1
+    python3 - "$zip" "$INFRA/go-toolchain" <<'PY' || return 1
+import os, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for info in z.infolist():
+        path = z.extract(info, sys.argv[2])
+        mode = (info.external_attr >> 16) & 0o777
+        if mode:
+            os.chmod(path, mode)
+        elif "/bin/" in info.filename or "/pkg/tool/" in info.filename:
+            os.chmod(path, 0o755)
+PY
+    rm -f "$zip"
+  fi
+  [[ -x "$goroot/bin/go" ]] && echo "$goroot/bin/go"
+}
+
+build_compose_with_go() {
+  local go="" t0 gobin
+  if command -v go >/dev/null 2>&1 && go_usable "$(command -v go)"; then
+    go="$(command -v go)"
+  elif [[ -x /usr/local/go/bin/go ]] && go_usable /usr/local/go/bin/go; then
+    go=/usr/local/go/bin/go
+  else
+    go="$(fetch_go_toolchain)" || { log "docker compose: could not get a Go toolchain"; return 1; }
+  fi
+  log "docker compose: building github.com/docker/compose/v2 $COMPOSE_VERSION with $go ($("$go" env GOVERSION)); takes ~2-3 min the first time"
+  t0="$(now)"
+  gobin="$INFRA/gobin"
+  mkdir -p "$gobin" "$BIN"
+  if ! GOBIN="$gobin" GOFLAGS=-mod=mod GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" CGO_ENABLED=0 \
+    "$go" install -trimpath \
+    -ldflags "-s -w -X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION" \
+    "github.com/docker/compose/v2/cmd@$COMPOSE_VERSION" >&2; then
+    log "docker compose: go install failed"
+    return 1
+  fi
+  mv -f "$gobin/cmd" "$BIN/docker-compose"
+  log "docker compose: built $BIN/docker-compose in $(elapsed "$t0") s"
+}
+
+install_compose_v1_shim() {
+  log "docker compose: LAST RESORT - installing Debian docker-compose (v1) behind a CLI-plugin shim"
+  command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose || return 1
+  mkdir -p "$BIN"
+  cat >"$BIN/docker-compose-v1-plugin" <<'SH'
+#!/usr/bin/env bash
+# docker CLI plugin shim forwarding `docker compose ...` to Debian's docker-compose v1.
+if [[ "${1:-}" == docker-cli-plugin-metadata ]]; then
+  echo '{"SchemaVersion":"0.1.0","Vendor":"Debian docker-compose v1 shim","Version":"1","ShortDescription":"Docker Compose (v1)"}'
+  exit 0
+fi
+[[ "${1:-}" == compose ]] && shift
+exec docker-compose "$@"
+SH
+  chmod +x "$BIN/docker-compose-v1-plugin"
+  link_plugin "$BIN/docker-compose-v1-plugin"
+}
+
+ensure_compose() {
+  if compose_works; then
+    log "docker compose: present ($(docker compose version 2>/dev/null | head -n1))"
+    return 0
+  fi
+  command -v docker >/dev/null 2>&1 || log "docker compose: WARNING no docker CLI on PATH; the standalone binary will be at $BIN/docker-compose"
+  local t0
+  t0="$(now)"
+  if [[ -x "$BIN/docker-compose" ]] && "$BIN/docker-compose" version >/dev/null 2>&1; then
+    log "docker compose: using cached build $BIN/docker-compose"
+  else
+    build_compose_with_go || true
+  fi
+  if [[ -x "$BIN/docker-compose" ]] && "$BIN/docker-compose" version >/dev/null 2>&1; then
+    link_plugin "$BIN/docker-compose"
+  else
+    install_compose_v1_shim || die "could not provide docker compose (go build and Debian docker-compose both failed)"
+  fi
+  if command -v docker >/dev/null 2>&1; then
+    compose_works || die "docker compose still does not work (plugin at $PLUGIN_DIR/docker-compose)"
+    log "docker compose: ready in $(elapsed "$t0") s ($(docker compose version | head -n1))"
+  fi
+}
+
+ensure_kcat
+ensure_compose

@@ -1,0 +1,124 @@
+"""`pension run` as a newcomer runs it: one process, four services, the embedded log. It is
+killed with SIGKILL and restarted, and nothing it acknowledged is lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.requests import auth, eventually, registration
+
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RunningPlatform:
+    def __init__(self, var: Path) -> None:
+        self.var = var
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+        self.output = var / "pension-run.log"
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("PENSION_ENV", None)
+        with self.output.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "pension_cli.main", "run", "--port", str(self.port), "--var", str(self.var)],
+                stdout=out, stderr=subprocess.STDOUT, env=env,
+            )
+        eventually(self._ready, timeout_s=60, interval_s=0.2)
+
+    def _ready(self) -> bool:
+        assert self.process is not None and self.process.poll() is None, self.output.read_text()[-3000:]
+        try:
+            return httpx.get(f"{self.base}/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@pytest.fixture
+def running(tmp_path):
+    platform = RunningPlatform(tmp_path)
+    platform.start()
+    yield platform
+    platform.stop()
+
+
+def _view(base: str, service: str, participant_id: str) -> dict | None:
+    path = f"/v1/participants/{participant_id}" if service == "account" else f"/v1/ops/{service}/participants/{participant_id}"
+    response = httpx.get(base + path, headers=auth("dev-operator"), timeout=5)
+    return response.json() if response.status_code == 200 else None
+
+
+def test_pension_run_serves_every_service_and_prints_the_development_tokens(running):
+    banner = running.output.read_text()
+    for token in ("dev-operator", "dev-tax-bureau", "dev-bank-", "dev-agency-"):
+        assert token in banner
+    assert httpx.get(f"{running.base}/docs").status_code == 200
+    paths = httpx.get(f"{running.base}/openapi.json").json()["paths"]
+    assert "/v1/participants" in paths and "/v1/ops/clock" in paths
+
+
+def test_a_registration_is_visible_in_all_four_services(running):
+    created = httpx.post(f"{running.base}/v1/participants", json=registration(), headers=auth("dev-bank-ICBC"))
+    assert created.status_code == 201, created.text
+    participant_id = created.json()["participant_id"]
+
+    for service in ("account", "fund-account", "tax", "payout"):
+        assert eventually(lambda: _view(running.base, service, participant_id))["participant_id"] == participant_id
+
+
+def test_nothing_acknowledged_is_lost_when_the_process_is_killed(running):
+    acknowledged = []
+    for _ in range(20):
+        response = httpx.post(f"{running.base}/v1/participants", json=registration(), headers=auth("dev-bank-ICBC"))
+        assert response.status_code == 201
+        acknowledged.append(response.json()["participant_id"])
+
+    running.kill()
+    running.start()
+
+    for participant_id in acknowledged:
+        for service in ("account", "fund-account", "tax", "payout"):
+            assert eventually(lambda: _view(running.base, service, participant_id)), (service, participant_id)
+
+
+def test_the_business_clock_is_set_once_for_every_service(running):
+    moved = httpx.put(f"{running.base}/v1/ops/clock", json={"now": "2025-08-15T09:00:00+08:00"},
+                      headers=auth("dev-operator"))
+    assert moved.status_code == 200
+    assert moved.json()["now"].startswith("2025-08-15T09:00")
+    refused = httpx.put(f"{running.base}/v1/ops/clock", json={"now": "2025-08-15T09:00:00+08:00"},
+                        headers=auth("dev-bank-ICBC"))
+    assert refused.status_code == 403 and refused.json()["code"] == "FORBIDDEN"
+    created = httpx.post(f"{running.base}/v1/participants", json=registration(), headers=auth("dev-bank-ICBC"))
+    assert created.json()
+    participant = _view(running.base, "account", created.json()["participant_id"])
+    assert participant["registered_at"].startswith("2025-08-15T09:00")
