@@ -63,9 +63,9 @@ class RunningPlatform:
                 self.process.kill()
 
 
-@pytest.fixture
-def running(tmp_path):
-    platform = RunningPlatform(tmp_path)
+@pytest.fixture(scope="module")
+def running(tmp_path_factory):
+    platform = RunningPlatform(tmp_path_factory.mktemp("platform"))
     platform.start()
     yield platform
     platform.stop()
@@ -122,3 +122,67 @@ def test_the_business_clock_is_set_once_for_every_service(running):
     assert created.json()
     participant = _view(running.base, "account", created.json()["participant_id"])
     assert participant["registered_at"].startswith("2025-08-15T09:00")
+
+
+def _register(base: str, body: dict, **headers: str) -> httpx.Response:
+    return httpx.post(f"{base}/v1/participants", json=body, headers={**auth("dev-bank-ICBC"), **headers})
+
+
+@pytest.mark.parametrize("status", ["not_insured", "receiving_basic_pension"])
+def test_registration_is_refused_for_whom_the_registry_says_may_not_join(running, status):
+    body = registration()
+    loaded = httpx.put(f"{running.base}/v1/ops/insurance-registry/{body['id_number']}",
+                       json={"status": status, "insurance_type": "employee", "insured_region": "410100"},
+                       headers=auth("dev-operator"))
+    assert loaded.status_code == 200 and "*" in loaded.json()["id_number"]
+
+    refused = _register(running.base, body)
+
+    assert refused.status_code == 422
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert refused.json()["code"] == "NOT_INSURED"
+
+
+def test_the_registry_is_loaded_by_operators_only(running):
+    body = registration()
+    response = httpx.put(f"{running.base}/v1/ops/insurance-registry/{body['id_number']}",
+                         json={"status": "not_insured"}, headers=auth("dev-bank-ICBC"))
+    assert response.status_code == 403 and response.json()["code"] == "FORBIDDEN"
+
+
+def test_an_invalid_id_number_is_refused_and_never_echoed(running):
+    body = registration(id_number="110105194912310021")
+    refused = _register(running.base, body)
+    assert refused.status_code == 422 and refused.json()["code"] == "INVALID_ID_NUMBER"
+    assert "110105194912310021" not in refused.text
+
+
+def test_the_same_idempotency_key_returns_the_first_response_and_a_new_body_is_refused(running):
+    body = registration()
+    first = _register(running.base, body, **{"Idempotency-Key": "k-1"})
+    again = _register(running.base, body, **{"Idempotency-Key": "k-1"})
+    other = _register(running.base, registration(), **{"Idempotency-Key": "k-1"})
+
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    assert other.status_code == 422 and other.json()["code"] == "IDEMPOTENCY_KEY_REUSED"
+
+
+@pytest.mark.parametrize(
+    "content, content_type, status",
+    [
+        (b"{not json", "application/json", 400),
+        (b'{"id_number": 1}', "application/json", 422),
+        (b"id_number=1", "application/x-www-form-urlencoded", 422),
+    ],
+)
+def test_bad_input_gets_a_clear_4xx_problem(running, content, content_type, status):
+    response = httpx.post(f"{running.base}/v1/participants", content=content,
+                          headers={**auth("dev-bank-ICBC"), "Content-Type": content_type})
+    assert response.status_code == status
+    assert response.json()["code"] == "VALIDATION_FAILED"
+
+
+def test_unknown_fields_are_refused(running):
+    response = _register(running.base, {**registration(), "employer_share": "100.00"})
+    assert response.status_code == 422 and response.json()["code"] == "VALIDATION_FAILED"

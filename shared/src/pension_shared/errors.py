@@ -69,6 +69,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "CONFLICT": 409,
     "NOT_FOUND": 404,
     "CLOCK_NOT_SETTABLE": 403,
+    "REGISTRY_UNAVAILABLE": 503,
 }
 
 

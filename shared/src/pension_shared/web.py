@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pension_shared.auth import Principal, TokenRegistry, require_role
@@ -130,16 +131,15 @@ async def execute_command(runner: CommandRunner, request: Request, principal: Pr
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (1 <= len(key) <= 255):
         raise DomainError("Idempotency-Key must be 1 to 255 characters", code="VALIDATION_FAILED")
-    stored = await _in_thread(
+    stored = await run_in_thread(
         runner.run, work, institution=principal.institution, key=key,
         fingerprint=fingerprint(request.method, request.url.path, body),
     )
     return JSONResponse(stored.body, status_code=stored.status_code)
 
 
-async def _in_thread(fn: Callable, *args: Any, **kwargs: Any) -> Any:
-    from starlette.concurrency import run_in_threadpool
-
+async def run_in_thread(fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    """Blocking work (database, other systems) off the event loop."""
     return await run_in_threadpool(fn, *args, **kwargs)
 
 

@@ -3,12 +3,12 @@
 from pathlib import Path
 
 from pension_account.adapters.projection import ParticipantsProjection
-from pension_account.entrypoints.api import participants_router
+from pension_account.entrypoints.api import insurance_registry_router, participants_router
 from pension_shared.runtime import ServiceDefinition
 
 DEFINITION = ServiceDefinition(
     name="account",
     migrations=Path(__file__).resolve().parents[2] / "migrations",
     projections=lambda: [ParticipantsProjection()],
-    routers=lambda ctx: [participants_router(ctx)],
+    routers=lambda ctx: [participants_router(ctx), insurance_registry_router(ctx)],
 )

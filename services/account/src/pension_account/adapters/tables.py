@@ -19,3 +19,12 @@ participants = sa.Table(
     sa.Column("registered_at", sa.String(40), nullable=False),
     sa.Column("registered_by", sa.String(64)),
 )
+
+insurance_registry = sa.Table(
+    "insurance_registry",
+    metadata,
+    sa.Column("id_number_digest", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("insurance_type", sa.String(16)),
+    sa.Column("insured_region", sa.String(6)),
+)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
 
-from pension_account.domain.id_number import parse_id_number
+from pension_account.domain.id_number import IdNumber, parse_id_number
+from pension_account.domain.insurance import InsuranceRecord, NotInsured, require_insured
 from pension_account.domain.participant import (
     ID_NUMBER_CLAIMED, PARTICIPANT_REGISTERED, IdNumberClaim, Registration, id_number_stream,
     participant_stream, register,
@@ -29,11 +30,26 @@ class RegisterParticipant:
     registered_by: str
 
 
+def valid_id_number(raw: str, meta: Metadata) -> IdNumber:
+    """The ID number checked against the business date (a date of birth cannot be later)."""
+    return parse_id_number(raw, today=business_date(parse_rfc3339(meta.time)))
+
+
 def register_participant(
-    conn: Connection, store: EventStore, pii: PersonalDataKey, cmd: RegisterParticipant, meta: Metadata,
+    conn: Connection,
+    store: EventStore,
+    pii: PersonalDataKey,
+    cmd: RegisterParticipant,
+    insurance: InsuranceRecord | None,
+    meta: Metadata,
 ) -> str:
+    """Register the person whose basic pension insurance the registry answered ``insurance``
+    (looked up before the transaction: no I/O to another system while it is open)."""
     now = meta.time
-    id_number = parse_id_number(cmd.id_number, today=business_date(parse_rfc3339(now)))
+    id_number = valid_id_number(cmd.id_number, meta)
+    if insurance is None:
+        raise NotInsured("the social insurance registry has no basic pension insurance for this person")
+    insured = require_insured(insurance)
     digest = pii.digest(id_number.value)
     claim_stream = store.load(conn, id_number_stream(digest))
     claim = IdNumberClaim.from_events((e.event_type.name, e.data) for e in claim_stream.events)
@@ -45,8 +61,8 @@ def register_participant(
         id_number_masked=mask_id_number(id_number.value),
         identity_sealed=pii.seal({"id_number": id_number.value, "name": cmd.name}),
         payee_sealed=pii.seal({"bank_code": cmd.ss_card_bank_code, "account_number": cmd.ss_card_account_number}),
-        insurance_type=cmd.insurance_type,
-        insured_region=cmd.insured_region,
+        insurance_type=insured.insurance_type or cmd.insurance_type,
+        insured_region=insured.insured_region or cmd.insured_region,
         channel=cmd.channel,
         ss_card_bank_code=cmd.ss_card_bank_code,
         ss_card_account_masked=mask_account_number(cmd.ss_card_account_number),

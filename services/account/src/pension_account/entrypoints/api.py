@@ -10,14 +10,18 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from pension_account.adapters.tables import participants
-from pension_account.application.registration import RegisterParticipant, register_participant
+from pension_account.adapters.registry import HttpInsuranceRegistry, TableInsuranceRegistry
+from pension_account.application.registration import RegisterParticipant, register_participant, valid_id_number
+from pension_account.config import AccountSettings
+from pension_account.domain.insurance import InsuranceRecord, InsuranceRegistry
 from pension_account.domain.participant import ParticipantNotFound
 from pension_shared.auth import Principal
+from pension_shared.errors import DomainError, Forbidden
 from pension_shared.clock import rfc3339
 from pension_shared.ledger import Metadata
-from pension_shared.pii import PersonalDataKey
+from pension_shared.pii import PersonalDataKey, mask_id_number
 from pension_shared.runtime import ServiceContext
-from pension_shared.web import StrictModel, correlation_id, execute_command
+from pension_shared.web import StrictModel, correlation_id, execute_command, run_in_thread
 
 
 class SocialSecurityCardAccount(StrictModel):
@@ -34,10 +38,27 @@ class RegistrationRequest(StrictModel):
     channel: Literal["online", "bank", "agency"]
 
 
+class InsuranceRegistryEntry(StrictModel):
+    insurance_type: Literal["employee", "resident"] | None = None
+    insured_region: Annotated[str, Field(pattern=r"^[0-9]{6}$")] | None = None
+    status: Literal["insured", "not_insured", "receiving_basic_pension"]
+
+
+def registries(ctx: ServiceContext) -> tuple[InsuranceRegistry, TableInsuranceRegistry | None]:
+    """The registry registration consults, and the operator-loadable one outside production."""
+    settings = AccountSettings()
+    pii = PersonalDataKey(ctx.settings.pii_key)
+    if settings.insurance_registry_url:
+        return HttpInsuranceRegistry(settings.insurance_registry_url), None
+    table = TableInsuranceRegistry(ctx.engine, pii, unknown_is_insured=settings.registry_unknown_is_insured)
+    return table, (None if ctx.settings.production else table)
+
+
 def participants_router(ctx: ServiceContext) -> APIRouter:
     router = APIRouter(prefix="/v1/participants", tags=["participants"])
     edge, store, clock = ctx.edge, ctx.store, ctx.clock
     pii = PersonalDataKey(ctx.settings.pii_key)
+    registry = ctx.extras.setdefault("insurance_registry", registries(ctx)[0])
 
     @router.post("", status_code=201)
     async def register(
@@ -50,9 +71,11 @@ def participants_router(ctx: ServiceContext) -> APIRouter:
             registered_by=principal.institution,
         )
 
+        insurance = await _insurance_of(registry, command, clock)
+
         def work(conn: sa.Connection) -> tuple[int, dict]:
             meta = Metadata(time=rfc3339(clock.now()), correlation_id=correlation_id.get())
-            participant_id = register_participant(conn, store, pii, command, meta)
+            participant_id = register_participant(conn, store, pii, command, insurance, meta)
             return 201, {"participant_id": participant_id, "status": "active", "position": store.head_position(conn)}
 
         return await execute_command(ctx.runner, request, principal, work)
@@ -74,6 +97,33 @@ def participants_router(ctx: ServiceContext) -> APIRouter:
             "fund_account": None,
             "registered_at": row.registered_at,
         }
+
+    return router
+
+
+async def _insurance_of(registry: InsuranceRegistry, command: RegisterParticipant, clock) -> InsuranceRecord | None:  # noqa: ANN001
+    """Ask the registry first (outside the transaction); an invalid ID number is refused
+    inside the command, where the refusal is remembered under the Idempotency-Key."""
+    try:
+        id_number = valid_id_number(command.id_number, Metadata(time=rfc3339(clock.now())))
+    except DomainError:
+        return None
+    return await run_in_thread(registry.lookup, id_number.value)
+
+
+def insurance_registry_router(ctx: ServiceContext) -> APIRouter:
+    """``PUT /v1/ops/insurance-registry/{id_number}``: the embedded default's stand-in for the
+    social insurance registry, loaded by operators; absent in production."""
+    router = APIRouter(prefix="/v1/ops/insurance-registry", tags=["operations"])
+    loadable = registries(ctx)[1]
+
+    @router.put("/{id_number}")
+    def load(id_number: str, body: InsuranceRegistryEntry, _: Principal = ctx.edge.roles("operator")) -> dict:
+        if loadable is None:
+            raise Forbidden("the insurance registry is the real one here; it cannot be loaded through this API")
+        valid = valid_id_number(id_number, Metadata(time=rfc3339(ctx.clock.now())))
+        loadable.load(valid.value, InsuranceRecord(body.status, body.insurance_type, body.insured_region))
+        return {"id_number": mask_id_number(valid.value), **body.model_dump()}
 
     return router
 
