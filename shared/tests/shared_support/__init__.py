@@ -1,0 +1,1 @@
+"""Test support for pension_shared: a toy event-sourced "tally" service."""

@@ -1,0 +1,274 @@
+"""The inbox consumer on the embedded log, with its inbox on both database backends."""
+
+import threading
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
+
+from pension_shared.consumer import InboxConsumer, InfrastructureUnavailable
+from pension_shared.envelope import Envelope, Upcasters
+from pension_shared.errors import ConcurrencyConflict
+from pension_shared.messaging import OutgoingRecord, dlq_topic
+from pension_shared.messaging.embedded import EmbeddedLog
+from pension_shared.relay import OutboxRelay
+from pension_shared.schema import inbox
+from shared_support.tally import ADDED, TallyService, received, receive
+
+pytestmark = pytest.mark.postgres
+
+TOPIC = "pension.tally"
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> EmbeddedLog:
+    log = EmbeddedLog(tmp_path / "log.db", partitions=3)
+    log.migrate()
+    yield log
+    log.close()
+
+
+def consumer_for(log: EmbeddedLog, tally: TallyService, policies: dict | None = None, *, group: str = "tally-consumer",
+                 max_attempts: int = 3, upcasters: Upcasters | None = None) -> InboxConsumer:
+    return InboxConsumer(
+        name=group, engine=tally.engine, subscription=log.subscribe(group_id=group, topics=[TOPIC]),
+        policies=policies if policies is not None else {ADDED: receive}, dead_letters=log.publisher(),
+        max_attempts=max_attempts, upcasters=upcasters,
+    )
+
+
+def drain(consumer: InboxConsumer) -> dict[str, int]:
+    totals = {"processed": 0, "duplicates": 0, "ignored": 0, "dead_lettered": 0}
+    while True:
+        outcome = consumer.consume_once(timeout_s=0.05)
+        counts = outcome.__dict__
+        if not any(counts.values()):
+            return totals
+        for name, value in counts.items():
+            totals[name] += value
+
+
+def dead_letters(log: EmbeddedLog) -> list[dict]:
+    sub = log.subscribe(group_id="dlq-reader", topics=[dlq_topic(TOPIC)])
+    return [orjson.loads(r.value) for r in sorted(sub.poll(0.1, 1000), key=lambda r: (r.partition, r.offset))]
+
+
+def test_relay_then_consumer_applies_every_event_once(tally: TallyService, log: EmbeddedLog) -> None:
+    for n in range(12):
+        tally.add(f"P{n % 4}", n + 1)
+    assert OutboxRelay(tally.engine, log.publisher()).relay_once() == 12
+    consumer = consumer_for(log, tally)
+    assert drain(consumer)["processed"] == 12
+    expected = tally.totals()  # (not inside another connection: on SQLite each transaction holds the write lock)
+    with tally.engine.connect() as conn:
+        assert received(conn) == expected
+
+
+def test_a_duplicate_delivery_is_recognised_by_the_inbox_and_has_no_second_effect(tally: TallyService, log: EmbeddedLog) -> None:
+    [event] = tally.add("P1", 9)
+    for _ in range(3):
+        log.publisher().publish([OutgoingRecord(TOPIC, "P1", event.to_json())])
+    totals = drain(consumer_for(log, tally))
+    assert (totals["processed"], totals["duplicates"]) == (1, 2)
+    with tally.engine.connect() as conn:
+        assert received(conn) == {"P1": (9, 1)}
+        assert conn.execute(sa.select(sa.func.count()).select_from(inbox)).scalar_one() == 1
+
+
+def test_each_consumer_keeps_its_own_inbox(tally: TallyService, log: EmbeddedLog) -> None:
+    [event] = tally.add("P1", 9)
+    log.publisher().publish([OutgoingRecord(TOPIC, "P1", event.to_json())])
+    assert drain(consumer_for(log, tally, group="a"))["processed"] == 1
+    assert drain(consumer_for(log, tally, group="b"))["processed"] == 1
+    with tally.engine.connect() as conn:
+        assert received(conn) == {"P1": (18, 2)}
+
+
+def test_events_without_a_policy_are_recorded_and_ignored(tally: TallyService, log: EmbeddedLog) -> None:
+    [event] = tally.add("P1", 9)
+    log.publisher().publish([OutgoingRecord(TOPIC, "P1", event.to_json())] * 2)
+    totals = drain(consumer_for(log, tally, policies={}))
+    assert (totals["ignored"], totals["duplicates"]) == (1, 1)
+    with tally.engine.connect() as conn:
+        assert received(conn) == {}
+
+
+def _picky(conn: Connection, event: Envelope) -> None:
+    if event.subject == "POISON":
+        raise KeyError("no such product")
+    receive(conn, event)
+
+
+def test_poison_messages_go_to_the_dlq_with_their_error_and_do_not_block_others(tally: TallyService, tmp_path: Path) -> None:
+    log = EmbeddedLog(tmp_path / "one-partition.db", partitions=1)
+    log.migrate()
+    [good1] = tally.add("P1", 1)
+    [poison] = tally.add("POISON", 2)
+    [good2] = tally.add("P2", 3)
+    log.publisher().publish([
+        OutgoingRecord(TOPIC, "P1", good1.to_json()), OutgoingRecord(TOPIC, "X", b"\x00\x01 binary junk"),
+        OutgoingRecord(TOPIC, "X", b'{"specversion": "1.0"}'), OutgoingRecord(TOPIC, "POISON", poison.to_json()),
+        OutgoingRecord(TOPIC, "P2", good2.to_json()),
+    ])
+    consumer = consumer_for(log, tally, {ADDED: _picky}, max_attempts=3)
+    totals = drain(consumer)
+    assert (totals["processed"], totals["dead_lettered"]) == (2, 3)
+    with tally.engine.connect() as conn:
+        assert received(conn) == {"P1": (1, 1), "P2": (3, 1)}
+    junk, incomplete, parked = dead_letters(log)
+    assert junk["error"].startswith("malformed event: not JSON") and junk["offset"] == 1
+    assert incomplete["error"].startswith("malformed event: missing attributes: id, source")
+    assert incomplete["value"] == '{"specversion": "1.0"}'
+    assert parked["error"] == "KeyError: 'no such product'" and parked["attempts"] == 3
+    assert parked["event_id"] == poison.id and parked["value"].encode() == poison.to_json()
+    # all five were committed: a restarted consumer of the group starts after them
+    assert drain(consumer_for(log, tally, {ADDED: _picky})) == {"processed": 0, "duplicates": 0, "ignored": 0, "dead_lettered": 0}
+    log.close()
+
+
+def test_a_conflict_that_clears_on_retry_is_not_dead_lettered(tally: TallyService, log: EmbeddedLog) -> None:
+    [event] = tally.add("P1", 4)
+    log.publisher().publish([OutgoingRecord(TOPIC, "P1", event.to_json())])
+    calls = []
+
+    def contended(conn: Connection, e: Envelope) -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConcurrencyConflict("busy", stream_id="x")
+        receive(conn, e)
+
+    totals = drain(consumer_for(log, tally, {ADDED: contended}, max_attempts=3))
+    assert (totals["processed"], totals["dead_lettered"]) == (1, 0)
+    assert len(calls) == 3
+
+
+def test_a_database_outage_is_not_the_messages_fault_it_is_redelivered_not_dead_lettered(
+    tally: TallyService, log: EmbeddedLog,
+) -> None:
+    events = [tally.add("P1", n)[0] for n in (1, 2, 3)]
+    log.publisher().publish([OutgoingRecord(TOPIC, "P1", e.to_json()) for e in events])
+    outage = {"on": True}
+
+    def fragile(conn: Connection, e: Envelope) -> None:
+        if outage["on"] and e.data["amount"] == 2:
+            raise OperationalError("UPDATE tally_received", {}, Exception("server closed the connection"))
+        receive(conn, e)
+
+    consumer = consumer_for(log, tally, {ADDED: fragile})
+    with pytest.raises(InfrastructureUnavailable):
+        consumer.consume_once(timeout_s=0.1)
+    outage["on"] = False
+    totals = drain(consumer)
+    assert (totals["processed"], totals["dead_lettered"], totals["duplicates"]) == (2, 0, 0)
+    with tally.engine.connect() as conn:
+        assert received(conn) == {"P1": (6, 3)}
+    assert dead_letters(log) == []
+
+
+def test_the_consumer_reads_old_event_versions_through_upcasters(tally: TallyService, log: EmbeddedLog) -> None:
+    [event] = tally.add("P1", 5)
+    log.publisher().publish([OutgoingRecord(TOPIC, "P1", event.to_json())])
+    upcasters = Upcasters()
+    upcasters.register(ADDED, "cn.pension.tally.Added.v2", lambda d: {"amount": d["amount"] * 100, "unit": "fen"})
+    seen: list[Envelope] = []
+
+    def newest(conn: Connection, e: Envelope) -> None:
+        seen.append(e)
+        receive(conn, e)
+
+    totals = drain(consumer_for(log, tally, {"cn.pension.tally.Added.v2": newest}, upcasters=upcasters))
+    assert totals["processed"] == 1
+    assert seen[0].data == {"amount": 500, "unit": "fen"} and seen[0].id == event.id
+
+
+def test_the_consumer_loop_runs_until_stopped(tally: TallyService, log: EmbeddedLog) -> None:
+    consumer = consumer_for(log, tally)
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run, args=(stop,), kwargs={"error_backoff_s": 0.01})
+    thread.start()
+    try:
+        [event] = tally.add("P1", 5)
+        log.publisher().publish([OutgoingRecord(TOPIC, "P1", event.to_json())])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with tally.engine.connect() as conn:
+                if received(conn):
+                    break
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    with tally.engine.connect() as conn:
+        assert received(conn) == {"P1": (5, 1)}
+
+
+def test_an_event_that_its_upcaster_cannot_read_is_dead_lettered_not_blocking(tally: TallyService, tmp_path: Path) -> None:
+    log = EmbeddedLog(tmp_path / "one-partition.db", partitions=1)
+    log.migrate()
+    [odd] = tally.add("P1", 1)
+    [fine] = tally.add("P2", 2)
+    log.publisher().publish([OutgoingRecord(TOPIC, "P1", odd.to_json()), OutgoingRecord(TOPIC, "P2", fine.to_json())])
+    upcasters = Upcasters()
+
+    def to_v2(data: dict) -> dict:
+        if data["amount"] == 1:
+            raise ValueError("amount 1 has no v2 form")
+        return data
+
+    upcasters.register(ADDED, "cn.pension.tally.Added.v2", to_v2)
+    consumer = consumer_for(log, tally, {"cn.pension.tally.Added.v2": receive}, upcasters=upcasters)
+    totals = drain(consumer)
+    assert (totals["processed"], totals["dead_lettered"]) == (1, 1)
+    with tally.engine.connect() as conn:
+        assert received(conn) == {"P2": (2, 1)}
+    [letter] = dead_letters(log)
+    assert "amount 1 has no v2 form" in letter["error"] and letter["event_id"] == odd.id
+    log.close()
+
+
+def test_a_failure_to_dead_letter_loses_no_message(tally: TallyService, tmp_path: Path) -> None:
+    """If parking a message fails (the log is briefly unavailable), neither it nor the messages
+    after it in the batch may be skipped: they are handled on the next poll."""
+    from pension_shared.messaging import PublishFailed
+
+    log = EmbeddedLog(tmp_path / "one-partition.db", partitions=1)
+    log.migrate()
+    events = [tally.add(f"P{n}", n)[0] for n in (1, 2, 3)]
+    log.publisher().publish([
+        OutgoingRecord(TOPIC, "P1", events[0].to_json()), OutgoingRecord(TOPIC, "X", b"garbage"),
+        OutgoingRecord(TOPIC, "P2", events[1].to_json()),
+    ])
+
+    class FlakyDeadLetters:
+        def __init__(self) -> None:
+            self.failures = 1
+
+        def publish(self, records) -> None:  # noqa: ANN001
+            if self.failures:
+                self.failures -= 1
+                raise PublishFailed("log unavailable")
+            log.publisher().publish(records)
+
+        def close(self) -> None:
+            pass
+
+    consumer = InboxConsumer(
+        name="c", engine=tally.engine, subscription=log.subscribe(group_id="c", topics=[TOPIC]),
+        policies={ADDED: receive}, dead_letters=FlakyDeadLetters(),
+    )
+    with pytest.raises(PublishFailed):
+        consumer.consume_once(timeout_s=0.1)
+    log.publisher().publish([OutgoingRecord(TOPIC, "P3", events[2].to_json())])
+    totals = drain(consumer)
+    assert totals["dead_lettered"] == 1
+    with tally.engine.connect() as conn:
+        assert received(conn) == {"P1": (1, 1), "P2": (2, 1), "P3": (3, 1)}
+    assert [letter["value"] for letter in dead_letters(log)] == ["garbage"]
+    # and the group's committed offset is past everything
+    assert log.committed("c", TOPIC) == {0: 4}
+    log.close()
