@@ -71,7 +71,9 @@ class InboxConsumer:
             for record in records:
                 counts[self._handle(record)] += 1
                 done.append(record)
-        except InfrastructureUnavailable:
+        except Exception:
+            # Whatever stopped the batch (the database gone, the DLQ unpublishable), keep what
+            # was handled and make the rest come back: the log has already moved past them.
             self._subscription.commit(done)
             self._seek_back([r for r in records if r not in done])
             raise
@@ -85,9 +87,15 @@ class InboxConsumer:
 
     def _handle(self, record: IncomingRecord) -> str:
         try:
-            envelope = self._upcasters.upcast(parse_cloudevent(record.value))
+            envelope = parse_cloudevent(record.value)
         except MalformedEvent as exc:
             self._dead_letter(record, f"malformed event: {exc}", attempts=1)
+            return "dead_lettered"
+        try:
+            envelope = self._upcasters.upcast(envelope)
+        except Exception as exc:  # an upcaster that cannot read this event: it is poison too
+            error = "".join(traceback.format_exception_only(exc)).strip()
+            self._dead_letter(record, f"upcasting failed: {error}", attempts=1, envelope=envelope)
             return "dead_lettered"
         policy = self._policies.get(envelope.type)
         last_error = ""
