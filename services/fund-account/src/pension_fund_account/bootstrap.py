@@ -2,16 +2,16 @@
 
 from pathlib import Path
 
-from pension_fund_account.adapters.projection import ParticipantRecognisedProjection
+from pension_fund_account.adapters.projection import projections
 from pension_fund_account.application.policies import policies
-from pension_fund_account.entrypoints.api import ops_router
+from pension_fund_account.entrypoints.api import fund_accounts_router, ops_router, products_router
 from pension_shared.runtime import ServiceDefinition
 
 DEFINITION = ServiceDefinition(
     name="fund-account",
     migrations=Path(__file__).resolve().parents[2] / "migrations",
-    projections=lambda: [ParticipantRecognisedProjection()],
-    routers=lambda ctx: [ops_router(ctx)],
+    projections=projections,
+    routers=lambda ctx: [fund_accounts_router(ctx), products_router(ctx), ops_router(ctx)],
     policies=lambda ctx: policies(ctx.store),
     subscribes_to=("pension.account",),
 )

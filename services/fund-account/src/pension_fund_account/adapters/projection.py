@@ -1,11 +1,19 @@
-"""Projection of the fund-account service's own events into its read models."""
+"""Projections of the fund-account service's own events into its read models. Each is a pure
+function of the events in order, so dropping the tables and replaying gives the same rows."""
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from pension_fund_account.adapters.tables import known_participants
-from pension_fund_account.domain.participants import PARTICIPANT_RECOGNISED
+from pension_fund_account.adapters.tables import fund_accounts, holdings, known_participants, participant_quota, products
+from pension_fund_account.domain.events import (
+    CONTRIBUTION_QUOTA_REGISTERED, CONTRIBUTION_RECEIVED, FUND_ACCOUNT_OPENED, INCOME_CREDITED, PARTICIPANT_RECOGNISED,
+    PRODUCT_LISTED, PRODUCT_PURCHASED, PRODUCT_REDEEMED,
+)
+from pension_fund_account.domain.fund_account import ACTIVE
 from pension_shared.envelope import Envelope
 
 
@@ -16,3 +24,76 @@ class ParticipantRecognisedProjection:
     def apply(self, conn: Connection, event: Envelope) -> None:
         if event.event_type.name == PARTICIPANT_RECOGNISED:
             conn.execute(known_participants.insert().values(**{c.name: event.data[c.name] for c in known_participants.columns}))
+
+
+class FundAccountsProjection:
+    name = "fund_accounts"
+    tables = (fund_accounts, holdings)
+
+    def apply(self, conn: Connection, event: Envelope) -> None:
+        name, data = event.event_type.name, event.data
+        if name == FUND_ACCOUNT_OPENED:
+            conn.execute(fund_accounts.insert().values(
+                fund_account_id=data["fund_account_id"], participant_id=data["participant_id"],
+                bank_code=data["bank_code"], branch_city=data["branch_city"], status=ACTIVE, cash=0,
+                opened_at=data["opened_at"], version=event.sequence,
+            ))
+            return
+        if name not in (CONTRIBUTION_RECEIVED, PRODUCT_PURCHASED, PRODUCT_REDEEMED, INCOME_CREDITED):
+            return
+        conn.execute(
+            fund_accounts.update().where(fund_accounts.c.fund_account_id == data["fund_account_id"])
+            .values(cash=data["cash_after"], version=event.sequence)
+        )
+        if name == PRODUCT_PURCHASED:
+            _move_holding(conn, data, units=data["units"], cost=data["amount"])
+        elif name == PRODUCT_REDEEMED:
+            _move_holding(conn, data, units=-data["units"], cost=-data["cost_released"])
+
+
+def _move_holding(conn: Connection, data: Mapping[str, Any], *, units: int, cost: int) -> None:
+    key = (holdings.c.fund_account_id == data["fund_account_id"]) & (holdings.c.product_code == data["product_code"])
+    row = conn.execute(sa.select(holdings.c.units, holdings.c.cost).where(key)).one_or_none()
+    if row is None:
+        conn.execute(holdings.insert().values(
+            fund_account_id=data["fund_account_id"], product_code=data["product_code"], units=units, cost=cost,
+        ))
+    elif row.units + units == 0:
+        conn.execute(holdings.delete().where(key))
+    else:
+        conn.execute(holdings.update().where(key).values(units=row.units + units, cost=row.cost + cost))
+
+
+class ProductsProjection:
+    name = "products"
+    tables = (products,)
+
+    def apply(self, conn: Connection, event: Envelope) -> None:
+        if event.event_type.name == PRODUCT_LISTED:
+            data = event.data
+            conn.execute(products.insert().values(
+                product_code=data["product_code"], name=data["name"], product_type=data["product_type"],
+                eligible_from=data["eligible_from"], listed_at=data["listed_at"],
+            ))
+
+
+class ContributionQuotaProjection:
+    """The yearly quota registry per participant, across every bank."""
+
+    name = "participant_quota"
+    tables = (participant_quota,)
+
+    def apply(self, conn: Connection, event: Envelope) -> None:
+        if event.event_type.name != CONTRIBUTION_QUOTA_REGISTERED:
+            return
+        data = event.data
+        key = (participant_quota.c.participant_id == data["participant_id"]) & (participant_quota.c.year == data["year"])
+        updated = conn.execute(participant_quota.update().where(key).values(contributed=data["contributed_this_year"]))
+        if updated.rowcount == 0:
+            conn.execute(participant_quota.insert().values(
+                participant_id=data["participant_id"], year=data["year"], contributed=data["contributed_this_year"],
+            ))
+
+
+def projections() -> list:
+    return [ParticipantRecognisedProjection(), FundAccountsProjection(), ProductsProjection(), ContributionQuotaProjection()]

@@ -1,4 +1,7 @@
-"""The fund-account service's read models (created by migrations/versions/0001)."""
+"""The fund-account service's read models (created by migrations/versions/0001 and 0002).
+
+All of them are projections of the service's own events, dropped and rebuilt from zero by
+``EventStore.rebuild_projections``."""
 
 import sqlalchemy as sa
 
@@ -11,4 +14,44 @@ known_participants = sa.Table(
     sa.Column("insurance_type", sa.String(16), nullable=False),
     sa.Column("insured_region", sa.String(6), nullable=False),
     sa.Column("registered_at", sa.String(40), nullable=False),
+)
+
+fund_accounts = sa.Table(
+    "fund_accounts",
+    metadata,
+    sa.Column("fund_account_id", sa.String(40), primary_key=True),
+    sa.Column("participant_id", sa.String(40), nullable=False, index=True),
+    sa.Column("bank_code", sa.String(16), nullable=False),
+    sa.Column("branch_city", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("cash", sa.BigInteger, nullable=False),
+    sa.Column("opened_at", sa.String(40), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+holdings = sa.Table(
+    "holdings",
+    metadata,
+    sa.Column("fund_account_id", sa.String(40), primary_key=True),
+    sa.Column("product_code", sa.String(32), primary_key=True),
+    sa.Column("units", sa.BigInteger, nullable=False),
+    sa.Column("cost", sa.BigInteger, nullable=False),
+)
+
+products = sa.Table(
+    "products",
+    metadata,
+    sa.Column("product_code", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("product_type", sa.String(32), nullable=False),
+    sa.Column("eligible_from", sa.String(10), nullable=False),
+    sa.Column("listed_at", sa.String(40), nullable=False),
+)
+
+participant_quota = sa.Table(
+    "participant_quota",
+    metadata,
+    sa.Column("participant_id", sa.String(40), primary_key=True),
+    sa.Column("year", sa.Integer, primary_key=True),
+    sa.Column("contributed", sa.BigInteger, nullable=False),
 )

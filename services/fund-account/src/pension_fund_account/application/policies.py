@@ -6,7 +6,7 @@ from typing import Callable
 
 from sqlalchemy.engine import Connection
 
-from pension_fund_account.domain.participants import PARTICIPANT_RECOGNISED, participant_stream
+from pension_fund_account.domain.events import PARTICIPANT_RECOGNISED, participant_stream
 from pension_shared.envelope import Envelope
 from pension_shared.ledger import EventStore, Metadata, NewEvent
 

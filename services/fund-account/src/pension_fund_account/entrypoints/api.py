@@ -1,14 +1,264 @@
-"""HTTP API of the fund-account service."""
+"""HTTP API of the fund-account service: the closed loop (INTERFACES.md §3)."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-from fastapi import APIRouter
+from datetime import date
+from typing import Annotated, Any, Callable, Literal, Mapping
 
-from pension_fund_account.adapters.tables import known_participants
+import sqlalchemy as sa
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from pension_fund_account.adapters.tables import fund_accounts, holdings, known_participants, participant_quota, products
+from pension_fund_account.application.commands import (
+    Contribute, CreditIncome, ListProduct, OpenFundAccount, PurchaseProduct, RedeemProduct,
+)
+from pension_fund_account.application.handlers import (
+    contribute, credit_income, list_product, open_fund_account, purchase_product, redeem_product,
+)
+from pension_fund_account.domain.errors import FundAccountNotFound, InvalidRequest
+from pension_fund_account.domain.events import MONEY_MOVED, fund_account_stream
+from pension_shared.policy import PRODUCT_TYPES, policy_on
+from pension_fund_account.domain.units import InvalidUnits, format_units, parse_units
 from pension_shared.auth import Principal
+from pension_shared.clock import business_date, rfc3339
 from pension_shared.errors import NotFound
+from pension_shared.idempotency import CommandRunner
+from pension_shared.ledger import EventStore, Metadata
+from pension_shared.money import InvalidAmount, format_fen, parse_yuan
 from pension_shared.runtime import ServiceContext
+from pension_shared.web import StrictModel, correlation_id, execute_command, render_domain_error
+
+ProductType = Literal[PRODUCT_TYPES]  # type: ignore[valid-type]
+ProductCode = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$")]
+Yuan = Annotated[str, Field(description='yuan with two decimals, e.g. "1200.00"')]
+Units = Annotated[str, Field(description='units with up to six decimals, e.g. "1000.50"')]
+
+CONTRIBUTION_ATTEMPTS = 30
+"""Contributions to one person queue on a row lock; the retries only cover the rare conflict
+with a purchase or income on the same account."""
+
+
+class OpenFundAccountRequest(StrictModel):
+    participant_id: Annotated[str, Field(min_length=1, max_length=40)]
+    branch_city: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class ContributionRequest(StrictModel):
+    amount: Yuan
+    channel: Literal["bank_transfer", "payment_institution", "cash"]
+    reference: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class PurchaseRequest(StrictModel):
+    product_code: ProductCode
+    amount: Yuan
+    units: Units | None = None
+
+
+class RedemptionRequest(StrictModel):
+    product_code: ProductCode
+    units: Units
+    proceeds: Yuan
+
+
+class IncomeRequest(StrictModel):
+    amount: Yuan
+    kind: Literal["interest", "dividend", "maturity_gain"]
+    product_code: ProductCode | None = None
+
+
+class ProductRequest(StrictModel):
+    product_code: ProductCode
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    product_type: ProductType
+    eligible_from: date
+
+
+def fund_accounts_router(ctx: ServiceContext) -> APIRouter:
+    router = APIRouter(prefix="/v1/fund-accounts", tags=["fund accounts"])
+    edge, store, clock = ctx.edge, ctx.store, ctx.clock
+    contribution_runner = CommandRunner(ctx.engine, render_domain_error, attempts=CONTRIBUTION_ATTEMPTS)
+
+    def meta() -> Metadata:
+        return Metadata(time=rfc3339(clock.now()), correlation_id=correlation_id.get())
+
+    async def run(
+        request: Request, principal: Principal, decide: Callable[[sa.Connection, Metadata], Mapping[str, Any]],
+        *, runner: CommandRunner | None = None, status: int = 200,
+    ) -> JSONResponse:
+        def work(conn: sa.Connection) -> tuple[int, dict]:
+            body = dict(decide(conn, meta()))
+            return status, {**body, "position": store.head_position(conn)}
+
+        return await execute_command(runner or ctx.runner, request, principal, work)
+
+    @router.post("", status_code=201)
+    async def open_account(
+        body: OpenFundAccountRequest, request: Request, principal: Principal = edge.roles("bank"),
+    ) -> JSONResponse:
+        command = OpenFundAccount(body.participant_id, bank_code=principal.code or "", branch_city=body.branch_city)
+
+        def decide(conn: sa.Connection, m: Metadata) -> Mapping[str, Any]:
+            fund_account_id = open_fund_account(conn, store, command, m)
+            return {"fund_account_id": fund_account_id, "participant_id": command.participant_id,
+                    "bank_code": command.bank_code, "status": "active"}
+
+        return await run(request, principal, decide, status=201)
+
+    @router.get("/{fund_account_id}")
+    def read(
+        fund_account_id: str, principal: Principal = edge.roles("bank", "operator"),
+        min_position: Annotated[int | None, Query(ge=0)] = None,
+    ) -> dict:
+        # Projections are written in the command's transaction: a read after a write always sees it.
+        del min_position
+        today = business_date(clock.now())
+        with ctx.engine.connect() as conn:
+            account = _visible_account(conn, fund_account_id, principal)
+            held = conn.execute(
+                sa.select(holdings, products.c.name, products.c.product_type)
+                .join(products, products.c.product_code == holdings.c.product_code, isouter=True)
+                .where(holdings.c.fund_account_id == fund_account_id).order_by(holdings.c.product_code)
+            ).all()
+            contributed = _contributed(conn, account.participant_id, today.year)
+        cap = policy_on(today).annual_contribution_cap
+        return {
+            "fund_account_id": account.fund_account_id,
+            "participant_id": account.participant_id,
+            "bank_code": account.bank_code,
+            "branch_city": account.branch_city,
+            "status": account.status,
+            "opened_at": account.opened_at,
+            "cash_balance": format_fen(account.cash),
+            "holdings": [
+                {"product_code": h.product_code, "product_name": h.name, "product_type": h.product_type,
+                 "units": format_units(h.units), "cost": format_fen(h.cost)}
+                for h in held
+            ],
+            "year": today.year,
+            "contributed_this_year": format_fen(contributed),
+            "remaining_quota": format_fen(max(cap - contributed, 0)),
+            "annual_cap": format_fen(cap),
+        }
+
+    @router.post("/{fund_account_id}/contributions", status_code=201)
+    async def contribution(
+        fund_account_id: str, body: ContributionRequest, request: Request, principal: Principal = edge.roles("bank"),
+    ) -> JSONResponse:
+        command = Contribute(fund_account_id, principal.code or "", _fen(body.amount, "amount"), body.channel, body.reference)
+
+        def decide(conn: sa.Connection, m: Metadata) -> Mapping[str, Any]:
+            received = contribute(conn, store, command, m)
+            return {
+                "contribution_id": received["contribution_id"], "fund_account_id": fund_account_id,
+                "amount": format_fen(received["amount"]), "channel": received["channel"], "year": received["year"],
+                "contributed_this_year": format_fen(received["contributed_this_year"]),
+                "remaining_quota": format_fen(received["remaining_quota"]),
+                "cash_balance": format_fen(received["cash_after"]),
+            }
+
+        return await run(request, principal, decide, runner=contribution_runner, status=201)
+
+    @router.post("/{fund_account_id}/purchases", status_code=201)
+    async def purchase(
+        fund_account_id: str, body: PurchaseRequest, request: Request, principal: Principal = edge.roles("bank"),
+    ) -> JSONResponse:
+        units = _units(body.units) if body.units is not None else None
+        command = PurchaseProduct(fund_account_id, principal.code or "", body.product_code, _fen(body.amount, "amount"), units)
+
+        def decide(conn: sa.Connection, m: Metadata) -> Mapping[str, Any]:
+            purchased = purchase_product(conn, store, command, m)
+            return {"fund_account_id": fund_account_id, "product_code": purchased["product_code"],
+                    "amount": format_fen(purchased["amount"]), "units": format_units(purchased["units"]),
+                    "cash_balance": format_fen(purchased["cash_after"])}
+
+        return await run(request, principal, decide, status=201)
+
+    @router.post("/{fund_account_id}/redemptions", status_code=201)
+    async def redemption(
+        fund_account_id: str, body: RedemptionRequest, request: Request, principal: Principal = edge.roles("bank"),
+    ) -> JSONResponse:
+        command = RedeemProduct(
+            fund_account_id, principal.code or "", body.product_code, _units(body.units),
+            _fen(body.proceeds, "proceeds", allow_zero=True),
+        )
+
+        def decide(conn: sa.Connection, m: Metadata) -> Mapping[str, Any]:
+            redeemed = redeem_product(conn, store, command, m)
+            return {"fund_account_id": fund_account_id, "product_code": redeemed["product_code"],
+                    "units": format_units(redeemed["units"]), "proceeds": format_fen(redeemed["proceeds"]),
+                    "cost_released": format_fen(redeemed["cost_released"]),
+                    "realised_gain": format_fen(redeemed["realised_gain"]),
+                    "cash_balance": format_fen(redeemed["cash_after"])}
+
+        return await run(request, principal, decide, status=201)
+
+    @router.post("/{fund_account_id}/income", status_code=201)
+    async def income(
+        fund_account_id: str, body: IncomeRequest, request: Request, principal: Principal = edge.roles("bank"),
+    ) -> JSONResponse:
+        command = CreditIncome(fund_account_id, principal.code or "", _fen(body.amount, "amount"), body.kind, body.product_code)
+
+        def decide(conn: sa.Connection, m: Metadata) -> Mapping[str, Any]:
+            credited = credit_income(conn, store, command, m)
+            return {"fund_account_id": fund_account_id, "amount": format_fen(credited["amount"]),
+                    "kind": credited["kind"], "product_code": credited["product_code"], "taxed": False,
+                    "cash_balance": format_fen(credited["cash_after"])}
+
+        return await run(request, principal, decide, status=201)
+
+    @router.get("/{fund_account_id}/ledger")
+    def ledger(
+        fund_account_id: str, principal: Principal = edge.roles("bank", "operator"),
+        after: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> dict:
+        with ctx.engine.connect() as conn:
+            _visible_account(conn, fund_account_id, principal)
+            entries = store.read_stream(conn, fund_account_stream(fund_account_id), after=after, limit=limit)
+        items = [_ledger_entry(store, e) for e in entries]
+        return {"items": items, "next": str(entries[-1].sequence) if len(entries) == limit else None}
+
+    return router
+
+
+def products_router(ctx: ServiceContext) -> APIRouter:
+    router = APIRouter(prefix="/v1/products", tags=["products"])
+    edge, store, clock = ctx.edge, ctx.store, ctx.clock
+
+    @router.get("")
+    def list_products(
+        _: Principal = edge.roles("bank", "agency", "tax-bureau", "operator"),
+        after: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> dict:
+        today = business_date(clock.now())
+        policy = policy_on(today)
+        query = sa.select(products).order_by(products.c.product_code).limit(limit)
+        if after:
+            query = query.where(products.c.product_code > after)
+        with ctx.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        items = [
+            {"product_code": r.product_code, "name": r.name, "product_type": r.product_type,
+             "eligible_from": r.eligible_from,
+             "eligible_now": date.fromisoformat(r.eligible_from) <= today and policy.product_type_eligible(r.product_type)}
+            for r in rows
+        ]
+        return {"items": items, "next": rows[-1].product_code if len(rows) == limit else None}
+
+    @router.post("", status_code=201)
+    async def add_product(body: ProductRequest, request: Request, principal: Principal = edge.roles("operator")) -> JSONResponse:
+        command = ListProduct(body.product_code, body.name, body.product_type, body.eligible_from)
+
+        def work(conn: sa.Connection) -> tuple[int, dict]:
+            listed = list_product(conn, store, command, Metadata(time=rfc3339(clock.now()), correlation_id=correlation_id.get()))
+            return 201, {**{k: listed[k] for k in ("product_code", "name", "product_type", "eligible_from")},
+                         "position": store.head_position(conn)}
+
+        return await execute_command(ctx.runner, request, principal, work)
+
+    return router
 
 
 def ops_router(ctx: ServiceContext) -> APIRouter:
@@ -25,3 +275,50 @@ def ops_router(ctx: ServiceContext) -> APIRouter:
                 "insured_region": row.insured_region, "registered_at": row.registered_at}
 
     return router
+
+
+def _visible_account(conn: sa.Connection, fund_account_id: str, principal: Principal) -> sa.Row:
+    """The holding bank and operators see the account; anyone else gets the same 404 as for no account."""
+    row = conn.execute(sa.select(fund_accounts).where(fund_accounts.c.fund_account_id == fund_account_id)).one_or_none()
+    if row is None or not (principal.role == "operator" or principal.is_bank(row.bank_code)):
+        raise FundAccountNotFound(f"no fund account {fund_account_id}")
+    return row
+
+
+def _contributed(conn: sa.Connection, participant_id: str, year: int) -> int:
+    return conn.execute(
+        sa.select(participant_quota.c.contributed)
+        .where(participant_quota.c.participant_id == participant_id, participant_quota.c.year == year)
+    ).scalar_one_or_none() or 0
+
+
+def _ledger_entry(store: EventStore, envelope: Any) -> dict:
+    seen = store.upcasters.upcast(envelope)
+    name, data = seen.event_type.name, seen.data
+    entry: dict[str, Any] = {
+        "sequence": envelope.sequence, "type": name, "time": envelope.time,
+        "amounts": {field: format_fen(data[field]) for field in MONEY_MOVED.get(name, ())},
+    }
+    if "cash_after" in data:
+        entry["cash_balance"] = format_fen(data["cash_after"])
+    for field in ("contribution_id", "channel", "product_code", "kind", "year"):
+        if data.get(field) is not None:
+            entry[field] = data[field]
+    if "units" in data:
+        entry["units"] = format_units(data["units"])
+    entry.update({"event_id": envelope.id, "hash": envelope.hash, "prevhash": envelope.prevhash})
+    return entry
+
+
+def _fen(text: str, field: str, *, allow_zero: bool = False) -> int:
+    try:
+        return parse_yuan(text, allow_zero=allow_zero)
+    except InvalidAmount as exc:
+        raise InvalidRequest(f"{field}: {exc}", errors=[{"location": ["body", field], "message": str(exc)}]) from exc
+
+
+def _units(text: str) -> int:
+    try:
+        return parse_units(text)
+    except InvalidUnits as exc:
+        raise InvalidRequest(f"units: {exc}", errors=[{"location": ["body", "units"], "message": str(exc)}]) from exc

@@ -1,0 +1,23 @@
+"""Loading aggregates from the event store, and the per-participant write lock."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from pension_shared.ledger import Stream
+from pension_shared.schema import stream_heads
+
+
+def named_events(stream: Stream) -> list[tuple[str, Mapping[str, Any]]]:
+    return [(e.event_type.name, e.data) for e in stream.events]
+
+
+def lock_stream(conn: Connection, stream_id: str) -> None:
+    """Serialise writers of one stream for the rest of the transaction (PostgreSQL row lock;
+    SQLite already serialises writers with BEGIN IMMEDIATE). Contributions to one person then
+    queue instead of racing, so 50 at once do not exhaust the optimistic retries; the expected
+    version check at append stays the guarantee."""
+    conn.execute(sa.select(stream_heads.c.version).where(stream_heads.c.stream_id == stream_id).with_for_update())

@@ -1,0 +1,45 @@
+"""Refusals of the closed loop, each with its promised code (INTERFACES.md §1)."""
+
+from __future__ import annotations
+
+from pension_shared.errors import DomainError
+
+
+class ParticipantNotFound(DomainError):
+    code = "PARTICIPANT_NOT_FOUND"
+
+
+class FundAccountExists(DomainError):
+    code = "FUND_ACCOUNT_EXISTS"
+
+
+class FundAccountNotFound(DomainError):
+    code = "FUND_ACCOUNT_NOT_FOUND"
+
+
+class AccountFrozen(DomainError):
+    code = "ACCOUNT_FROZEN"
+
+
+class AccountClosed(DomainError):
+    code = "CONFLICT"
+
+
+class ContributionCapExceeded(DomainError):
+    code = "CONTRIBUTION_CAP_EXCEEDED"
+
+
+class InsufficientFunds(DomainError):
+    code = "INSUFFICIENT_FUNDS"
+
+
+class ProductNotEligible(DomainError):
+    code = "PRODUCT_NOT_ELIGIBLE"
+
+
+class ProductExists(DomainError):
+    code = "CONFLICT"
+
+
+class InvalidRequest(DomainError):
+    code = "VALIDATION_FAILED"

@@ -1,0 +1,49 @@
+"""The fund-account service's events (past tense; money in integer fen, units in micro-units)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+# On the fund account's stream `fund-account-{fund_account_id}`.
+FUND_ACCOUNT_OPENED = "FundAccountOpened"
+CONTRIBUTION_RECEIVED = "ContributionReceived"
+PRODUCT_PURCHASED = "ProductPurchased"
+PRODUCT_REDEEMED = "ProductRedeemed"
+INCOME_CREDITED = "IncomeCredited"
+
+# On the participant's stream `participant-{participant_id}`.
+PARTICIPANT_RECOGNISED = "ParticipantRecognised"
+FUND_ACCOUNT_ASSIGNED = "FundAccountAssigned"
+CONTRIBUTION_QUOTA_REGISTERED = "ContributionQuotaRegistered"
+
+# On a product's stream `product-{product_code}`.
+PRODUCT_LISTED = "ProductListed"
+
+MONEY_MOVED: Mapping[str, tuple[str, ...]] = {
+    CONTRIBUTION_RECEIVED: ("amount",),
+    PRODUCT_PURCHASED: ("amount",),
+    PRODUCT_REDEEMED: ("proceeds", "cost_released", "realised_gain"),
+    INCOME_CREDITED: ("amount",),
+}
+"""The amounts (fen) each ledger entry moved; every one of them also carries ``cash_after``."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """A decision of an aggregate, before it is recorded."""
+
+    name: str
+    data: Mapping[str, Any]
+
+
+def fund_account_stream(fund_account_id: str) -> str:
+    return f"fund-account-{fund_account_id}"
+
+
+def participant_stream(participant_id: str) -> str:
+    return f"participant-{participant_id}"
+
+
+def product_stream(product_code: str) -> str:
+    return f"product-{product_code}"

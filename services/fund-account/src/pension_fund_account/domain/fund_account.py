@@ -1,0 +1,166 @@
+"""The fund account at a bank: the closed loop (A-FACC-1..5, A-CONT-4/5, A-INV-1..5, A-CHG-6).
+
+A double-entry ledger: every money-moving event carries the amounts it moved and the cash after
+it, so that at every point
+
+    cash + cost of holdings == contributions + income + realised gains of redemptions
+
+Money in integer fen, units in integer micro-units. Pure domain: no I/O, no clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Iterable, Mapping
+
+from pension_fund_account.domain.errors import (
+    AccountClosed, AccountFrozen, FundAccountNotFound, InsufficientFunds,
+)
+from pension_fund_account.domain.events import (
+    CONTRIBUTION_RECEIVED, FUND_ACCOUNT_OPENED, INCOME_CREDITED, PRODUCT_PURCHASED, PRODUCT_REDEEMED, Event,
+)
+from pension_fund_account.domain.participant_funds import ParticipantFunds
+from pension_shared.policy import policy_on
+from pension_fund_account.domain.products import Product
+from pension_fund_account.domain.units import format_units
+from pension_shared.money import format_fen
+
+ACTIVE, FROZEN, RECEIVING, CLOSED = "active", "frozen", "receiving", "closed"
+CHANNELS = ("bank_transfer", "payment_institution", "cash")
+INCOME_KINDS = ("interest", "dividend", "maturity_gain")
+
+
+@dataclass
+class Holding:
+    units: int
+    """Micro-units."""
+    cost: int
+    """Fen paid for the units still held."""
+
+
+@dataclass
+class FundAccount:
+    fund_account_id: str
+    participant_id: str | None = None
+    bank_code: str | None = None
+    branch_city: str | None = None
+    status: str | None = None
+    cash: int = 0
+    holdings: dict[str, Holding] = field(default_factory=dict)
+
+    @classmethod
+    def from_events(cls, fund_account_id: str, events: Iterable[tuple[str, Mapping[str, Any]]]) -> "FundAccount":
+        account = cls(fund_account_id)
+        for name, data in events:
+            account.apply(name, data)
+        return account
+
+    @property
+    def opened(self) -> bool:
+        return self.status is not None
+
+    def apply(self, name: str, data: Mapping[str, Any]) -> None:
+        if name == FUND_ACCOUNT_OPENED:
+            self.participant_id = data["participant_id"]
+            self.bank_code = data["bank_code"]
+            self.branch_city = data["branch_city"]
+            self.status = ACTIVE
+        elif name == CONTRIBUTION_RECEIVED or name == INCOME_CREDITED:
+            self.cash += data["amount"]
+        elif name == PRODUCT_PURCHASED:
+            self.cash -= data["amount"]
+            held = self.holdings.setdefault(data["product_code"], Holding(0, 0))
+            held.units += data["units"]
+            held.cost += data["amount"]
+        elif name == PRODUCT_REDEEMED:
+            self.cash += data["proceeds"]
+            held = self.holdings[data["product_code"]]
+            held.units -= data["units"]
+            held.cost -= data["cost_released"]
+            if held.units == 0:
+                del self.holdings[data["product_code"]]
+
+    # -- commands -----------------------------------------------------------------------
+
+    def held_by(self, bank_code: str | None) -> "FundAccount":
+        """The account as the bank asking for it sees it: another bank learns nothing."""
+        if not self.opened or bank_code != self.bank_code:
+            raise FundAccountNotFound(f"no fund account {self.fund_account_id} at this bank")
+        return self
+
+    def open(self, *, participant_id: str, bank_code: str, branch_city: str, opened_at: str) -> Event:
+        return Event(FUND_ACCOUNT_OPENED, {
+            "fund_account_id": self.fund_account_id, "participant_id": participant_id,
+            "bank_code": bank_code, "branch_city": branch_city, "opened_at": opened_at,
+        })
+
+    def receive_contribution(
+        self, funds: ParticipantFunds, *, contribution_id: str, amount: int, channel: str, reference: str,
+        on: date,
+    ) -> tuple[Event, Event]:
+        """The contribution on this account and its registration in the participant's quota for the
+        calendar year of ``on`` (the Asia/Shanghai business date), decided together: both or neither."""
+        self._ensure_open_for("contributions")
+        year, policy = on.year, policy_on(on)
+        if channel not in CHANNELS:
+            raise ValueError(f"unknown contribution channel {channel!r}")
+        registered = funds.register_contribution(
+            fund_account_id=self.fund_account_id, contribution_id=contribution_id, amount=amount,
+            year=year, cap=policy.annual_contribution_cap,
+        )
+        received = Event(CONTRIBUTION_RECEIVED, {
+            "fund_account_id": self.fund_account_id, "participant_id": self.participant_id,
+            "contribution_id": contribution_id, "amount": amount, "channel": channel, "reference": reference,
+            "year": year, "contributed_this_year": registered.data["contributed_this_year"],
+            "remaining_quota": registered.data["remaining_quota"], "cash_after": self.cash + amount,
+        })
+        return received, registered
+
+    def purchase(self, product: Product, *, amount: int, units: int) -> Event:
+        """A-INV-1, A-INV-5: eligible products only (the caller checks the list), never above cash."""
+        self._ensure_open_for("investments")
+        if amount > self.cash:
+            raise InsufficientFunds(
+                f"the purchase of {format_fen(amount)} yuan exceeds the cash balance of {format_fen(self.cash)} yuan",
+                cash_balance=format_fen(self.cash),
+            )
+        return Event(PRODUCT_PURCHASED, {
+            "fund_account_id": self.fund_account_id, "participant_id": self.participant_id,
+            "product_code": product.product_code, "product_type": product.product_type,
+            "amount": amount, "units": units, "cash_after": self.cash - amount,
+        })
+
+    def redeem(self, product_code: str, *, units: int, proceeds: int) -> Event:
+        """A-FACC-5: the proceeds come back into this account only. The cost of the units sold
+        leaves the holding pro rata (rounded down; all of it when the holding is emptied)."""
+        self._ensure_open_for("investments")
+        held = self.holdings.get(product_code)
+        if held is None or units > held.units:
+            have = format_units(held.units) if held else format_units(0)
+            raise InsufficientFunds(
+                f"cannot redeem {format_units(units)} units of {product_code}: {have} held", units_held=have,
+            )
+        cost_released = held.cost * units // held.units
+        return Event(PRODUCT_REDEEMED, {
+            "fund_account_id": self.fund_account_id, "participant_id": self.participant_id,
+            "product_code": product_code, "units": units, "proceeds": proceeds, "cost_released": cost_released,
+            "realised_gain": proceeds - cost_released, "cash_after": self.cash + proceeds,
+        })
+
+    def credit_income(self, *, amount: int, kind: str, product_code: str | None) -> Event:
+        """A-FACC-4: returns are collected into the fund account; not taxed (A-TAX-7)."""
+        if self.status == CLOSED:
+            raise AccountClosed(f"fund account {self.fund_account_id} is closed")
+        if kind not in INCOME_KINDS:
+            raise ValueError(f"unknown income kind {kind!r}")
+        return Event(INCOME_CREDITED, {
+            "fund_account_id": self.fund_account_id, "participant_id": self.participant_id,
+            "amount": amount, "kind": kind, "product_code": product_code, "taxed": False,
+            "cash_after": self.cash + amount,
+        })
+
+    def _ensure_open_for(self, what: str) -> None:
+        if self.status == FROZEN:
+            raise AccountFrozen(f"fund account {self.fund_account_id} is frozen: it accepts no {what} (A-CHG-6)")
+        if self.status == CLOSED:
+            raise AccountClosed(f"fund account {self.fund_account_id} is closed")

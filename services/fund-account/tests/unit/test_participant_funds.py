@@ -1,0 +1,64 @@
+import pytest
+
+from fund_account_support.builders import NOW, opened_account, random_id, recognised
+from pension_fund_account.domain.errors import ContributionCapExceeded, FundAccountExists, ParticipantNotFound
+from pension_fund_account.domain.events import CONTRIBUTION_QUOTA_REGISTERED, FUND_ACCOUNT_ASSIGNED, Event
+from pension_fund_account.domain.participant_funds import ParticipantFunds
+
+CAP = 1_200_000
+
+
+def test_a_recognised_participant_is_assigned_their_first_fund_account():
+    funds = recognised()
+
+    assigned = funds.assign_fund_account("FA1", "ICBC", assigned_at=NOW)
+
+    assert assigned == Event(FUND_ACCOUNT_ASSIGNED, {
+        "participant_id": funds.participant_id, "fund_account_id": "FA1", "bank_code": "ICBC", "assigned_at": NOW,
+    })
+
+
+def test_a_second_active_fund_account_is_refused_whichever_bank_asks():
+    funds = recognised()
+    first = opened_account(funds, bank_code="ICBC")
+
+    with pytest.raises(FundAccountExists) as refused:
+        funds.assign_fund_account("FA2", "CCB", assigned_at=NOW)
+    assert refused.value.code == "FUND_ACCOUNT_EXISTS"
+    assert refused.value.extra["fund_account_id"] == first.fund_account_id
+
+
+def test_a_participant_the_platform_has_not_registered_gets_no_fund_account():
+    funds = ParticipantFunds.from_events(random_id("P"), [])
+
+    with pytest.raises(ParticipantNotFound):
+        funds.assign_fund_account("FA1", "ICBC", assigned_at=NOW)
+
+
+def test_a_contribution_that_exactly_reaches_the_cap_is_registered():
+    funds = recognised(contributed={2025: 700_000})
+
+    registered = funds.register_contribution(fund_account_id="FA1", contribution_id="C1", amount=500_000, year=2025, cap=CAP)
+
+    assert registered == Event(CONTRIBUTION_QUOTA_REGISTERED, {
+        "participant_id": funds.participant_id, "fund_account_id": "FA1", "contribution_id": "C1",
+        "year": 2025, "amount": 500_000, "contributed_this_year": CAP, "remaining_quota": 0,
+    })
+
+
+def test_one_fen_over_the_cap_is_refused_with_the_remaining_quota():
+    funds = recognised(contributed={2025: 700_000})
+
+    with pytest.raises(ContributionCapExceeded) as refused:
+        funds.register_contribution(fund_account_id="FA1", contribution_id="C1", amount=500_001, year=2025, cap=CAP)
+    assert refused.value.code == "CONTRIBUTION_CAP_EXCEEDED"
+    assert refused.value.extra["remaining_quota"] == "5000.00"
+
+
+def test_the_quota_of_another_year_does_not_count():
+    funds = recognised(contributed={2025: CAP})
+
+    registered = funds.register_contribution(fund_account_id="FA1", contribution_id="C1", amount=CAP, year=2026, cap=CAP)
+
+    assert registered.data["contributed_this_year"] == CAP
+    assert funds.remaining_quota(2025, CAP) == 0
