@@ -36,6 +36,7 @@ def _run(host: str, port: int, var: Path) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     platform = embedded_platform(var)
     platform.migrate()
+    platform.seed()
     platform.start_workers()
     base = f"http://{host}:{port}"
     print(

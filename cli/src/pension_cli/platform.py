@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 from fastapi import FastAPI
 
 from pension_account.bootstrap import DEFINITION as ACCOUNT
+from pension_fund_account.application.seeding import seed_default_products
 from pension_fund_account.bootstrap import DEFINITION as FUND_ACCOUNT
 from pension_payout.bootstrap import DEFINITION as PAYOUT
 from pension_shared.auth import TokenRegistry
@@ -42,6 +43,10 @@ class Platform:
         self.transport.prepare(all_topics_with_dlq())
         for ctx in self.contexts:
             ctx.migrate()
+
+    def seed(self) -> None:
+        """The embedded default starts with a few eligible products of each type."""
+        seed_default_products(self.context("fund-account"))
 
     def app(self) -> FastAPI:
         return build_app(self.contexts, title="Personal pension platform")

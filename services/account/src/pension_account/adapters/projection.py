@@ -4,17 +4,27 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
-from pension_account.adapters.tables import participants
+from pension_account.adapters.tables import contribution_years, participant_records, participants
 from pension_account.domain.participant import PARTICIPANT_REGISTERED
+from pension_account.domain.records import CONTRIBUTION_RECORDED, FUND_ACCOUNT_BOUND, INVESTMENT_RECORDED
 from pension_shared.envelope import Envelope
 
 
 class ParticipantsProjection:
     name = "participants"
-    tables = (participants,)
+    tables = (participants, contribution_years, participant_records)
 
     def apply(self, conn: Connection, event: Envelope) -> None:
-        if event.event_type.name == PARTICIPANT_REGISTERED:
+        name = event.event_type.name
+        if name == FUND_ACCOUNT_BOUND:
+            conn.execute(participants.update().where(participants.c.participant_id == event.subject).values(
+                fund_account_id=event.data["fund_account_id"], fund_account_bank_code=event.data["bank_code"],
+            ))
+        elif name == CONTRIBUTION_RECORDED:
+            self._contribution(conn, event)
+        elif name == INVESTMENT_RECORDED:
+            self._record(conn, event, kind=event.data["kind"], year=event.data["year"])
+        elif name == PARTICIPANT_REGISTERED:
             data = event.data
             conn.execute(participants.insert().values(
                 participant_id=data["participant_id"],
@@ -29,3 +39,24 @@ class ParticipantsProjection:
                 registered_at=data["registered_at"],
                 registered_by=data["registered_by"],
             ))
+
+    def _contribution(self, conn: Connection, event: Envelope) -> None:
+        data = event.data
+        values = {"contributed": data["contributed_this_year"], "remaining_quota": data["remaining_quota"]}
+        updated = conn.execute(
+            contribution_years.update()
+            .where(contribution_years.c.participant_id == event.subject, contribution_years.c.year == data["year"])
+            .values(**values)
+        )
+        if updated.rowcount == 0:
+            conn.execute(contribution_years.insert().values(participant_id=event.subject, year=data["year"], **values))
+        self._record(conn, event, kind="contribution", year=data["year"])
+
+    def _record(self, conn: Connection, event: Envelope, *, kind: str, year: int) -> None:
+        data = event.data
+        conn.execute(participant_records.insert().values(
+            position=event.position, participant_id=event.subject, year=year, kind=kind, time=event.time,
+            amount=data.get("amount"), fund_account_id=data.get("fund_account_id"),
+            product_code=data.get("product_code"), source_event_id=data["source_event"]["id"],
+            source_event_type=data["source_event"]["type"],
+        ))

@@ -18,6 +18,8 @@ participants = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("registered_at", sa.String(40), nullable=False),
     sa.Column("registered_by", sa.String(64)),
+    sa.Column("fund_account_id", sa.String(40)),
+    sa.Column("fund_account_bank_code", sa.String(16)),
 )
 
 insurance_registry = sa.Table(
@@ -27,4 +29,29 @@ insurance_registry = sa.Table(
     sa.Column("status", sa.String(32), nullable=False),
     sa.Column("insurance_type", sa.String(16)),
     sa.Column("insured_region", sa.String(6)),
+)
+
+contribution_years = sa.Table(
+    "contribution_years",
+    metadata,
+    sa.Column("participant_id", sa.String(40), primary_key=True),
+    sa.Column("year", sa.Integer, primary_key=True),
+    sa.Column("contributed", sa.BigInteger, nullable=False),
+    sa.Column("remaining_quota", sa.BigInteger, nullable=False),
+)
+
+participant_records = sa.Table(
+    "participant_records",
+    metadata,
+    sa.Column("position", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("participant_id", sa.String(40), nullable=False),
+    sa.Column("year", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(24), nullable=False),
+    sa.Column("time", sa.String(40), nullable=False),
+    sa.Column("amount", sa.BigInteger),
+    sa.Column("fund_account_id", sa.String(40)),
+    sa.Column("product_code", sa.String(40)),
+    sa.Column("source_event_id", sa.String(64), nullable=False),
+    sa.Column("source_event_type", sa.String(160), nullable=False),
+    sa.Index("ix_participant_records_year", "participant_id", "year"),
 )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from pension_account.adapters.tables import participants
+from pension_account.adapters.tables import contribution_years, participant_records, participants
 from pension_account.adapters.registry import HttpInsuranceRegistry, TableInsuranceRegistry
 from pension_account.application.registration import RegisterParticipant, register_participant, valid_id_number
 from pension_account.config import AccountSettings
@@ -17,7 +17,9 @@ from pension_account.domain.insurance import InsuranceRecord, InsuranceRegistry
 from pension_account.domain.participant import ParticipantNotFound
 from pension_shared.auth import Principal
 from pension_shared.errors import DomainError, Forbidden
-from pension_shared.clock import rfc3339
+from pension_shared.clock import business_date, rfc3339
+from pension_shared.money import format_fen
+from pension_shared.policy import policy_on
 from pension_shared.ledger import Metadata
 from pension_shared.pii import PersonalDataKey, mask_id_number
 from pension_shared.runtime import ServiceContext
@@ -80,12 +82,22 @@ def participants_router(ctx: ServiceContext) -> APIRouter:
 
         return await execute_command(ctx.runner, request, principal, work)
 
-    @router.get("/{participant_id}")
-    def read(participant_id: str, principal: Principal = edge.roles("bank", "operator")) -> dict:
-        with ctx.engine.connect() as conn:
-            row = conn.execute(sa.select(participants).where(participants.c.participant_id == participant_id)).one_or_none()
+    def _participant(conn: sa.Connection, participant_id: str, principal: Principal) -> sa.Row:
+        row = conn.execute(sa.select(participants).where(participants.c.participant_id == participant_id)).one_or_none()
         if row is None or not _may_read(principal, row):
             raise ParticipantNotFound(f"no participant {participant_id}")
+        return row
+
+    @router.get("/{participant_id}")
+    def read(participant_id: str, principal: Principal = edge.roles("bank", "operator")) -> dict:
+        today = business_date(clock.now())
+        with ctx.engine.connect() as conn:
+            row = _participant(conn, participant_id, principal)
+            year = conn.execute(sa.select(contribution_years).where(
+                contribution_years.c.participant_id == participant_id, contribution_years.c.year == today.year,
+            )).one_or_none()
+        contributed = year.contributed if year else 0
+        remaining = year.remaining_quota if year else policy_on(today).annual_contribution_cap
         return {
             "participant_id": row.participant_id,
             "id_number": row.id_number_masked,
@@ -94,8 +106,45 @@ def participants_router(ctx: ServiceContext) -> APIRouter:
             "insured_region": row.insured_region,
             "channel": row.channel,
             "ss_card_account": {"bank_code": row.ss_card_bank_code, "account_number": row.ss_card_account_masked},
-            "fund_account": None,
+            "fund_account": (
+                {"bank_code": row.fund_account_bank_code, "fund_account_id": row.fund_account_id}
+                if row.fund_account_id else None
+            ),
+            "year": today.year,
+            "contributed_this_year": format_fen(contributed),
+            "remaining_quota": format_fen(remaining),
             "registered_at": row.registered_at,
+        }
+
+    @router.get("/{participant_id}/records")
+    def records(
+        participant_id: str, year: int | None = None, principal: Principal = edge.roles("bank", "operator"),
+    ) -> dict:
+        """The information query service (A-PACC-2): what the platform recorded of the year,
+        each entry citing the event it came from."""
+        year = year or business_date(clock.now()).year
+        with ctx.engine.connect() as conn:
+            _participant(conn, participant_id, principal)
+            rows = conn.execute(
+                sa.select(participant_records)
+                .where(participant_records.c.participant_id == participant_id, participant_records.c.year == year)
+                .order_by(participant_records.c.position)
+            ).all()
+        return {
+            "participant_id": participant_id,
+            "year": year,
+            "items": [
+                {
+                    "kind": r.kind,
+                    "time": r.time,
+                    "amount": format_fen(r.amount) if r.amount is not None else None,
+                    "fund_account_id": r.fund_account_id,
+                    "product_code": r.product_code,
+                    "source_event": {"id": r.source_event_id, "type": r.source_event_type},
+                }
+                for r in rows
+            ],
+            "next": None,
         }
 
     return router
@@ -129,5 +178,10 @@ def insurance_registry_router(ctx: ServiceContext) -> APIRouter:
 
 
 def _may_read(principal: Principal, row: sa.Row) -> bool:
-    """Operators see everyone; a bank sees the participants it registered or holds."""
-    return principal.role == "operator" or principal.institution == row.registered_by
+    """Operators see everyone; a bank sees the participant whose fund account it holds, or,
+    before any fund account, the participant it registered."""
+    if principal.role == "operator":
+        return True
+    if row.fund_account_bank_code is not None:
+        return principal.is_bank(row.fund_account_bank_code)
+    return principal.institution == row.registered_by
