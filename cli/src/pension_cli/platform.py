@@ -19,7 +19,7 @@ from pension_payout.bootstrap import DEFINITION as PAYOUT
 from pension_shared.auth import TokenRegistry
 from pension_shared.clock import BusinessClock, SettableClock
 from pension_shared.runtime import (
-    EmbeddedTransport, KafkaTransport, ServiceContext, ServiceDefinition, Transport, all_topics_with_dlq, build_app, build_context,
+    EmbeddedTransport, KafkaTransport, ServiceContext, run_job, ServiceDefinition, Transport, all_topics_with_dlq, build_app, build_context,
 )
 from pension_shared.settings import ServiceSettings
 from pension_tax.bootstrap import DEFINITION as TAX
@@ -59,6 +59,8 @@ class Platform:
             if ctx.definition.subscribes_to:
                 consumer = ctx.consumer()
                 self._spawn(f"{ctx.definition.name}-consumer", lambda c=consumer: c.run(self._stop))
+            for job in ctx.definition.jobs(ctx):
+                self._spawn(f"{ctx.definition.name}-{job.name}", lambda j=job: run_job(j, self._stop))
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)

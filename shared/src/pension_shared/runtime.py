@@ -12,7 +12,7 @@ import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI
@@ -45,10 +45,32 @@ class ServiceDefinition:
     policies: Callable[["ServiceContext"], Mapping[str, Policy]] = lambda _ctx: {}
     subscribes_to: Sequence[str] = ()
     upcasters: Callable[[], Upcasters] = Upcasters
+    jobs: Callable[["ServiceContext"], Sequence["Job"]] = lambda _ctx: ()
+    """Work the service does on the business clock (due payouts, closing the tax year): each job
+    runs ``run_once`` repeatedly; it must be idempotent and catch up after downtime."""
 
     @property
     def topic(self) -> str:
         return f"pension.{self.name}"
+
+
+class Job(Protocol):
+    name: str
+
+    def run_once(self) -> int:
+        """Do what is due now; return how much was done (0 when nothing was due)."""
+
+
+def run_job(job: Job, stop: threading.Event, *, idle_s: float = 1.0, error_backoff_s: float = 2.0) -> None:
+    while not stop.is_set():
+        try:
+            done = job.run_once()
+        except Exception:  # a job must outlive a database or broker outage
+            log.exception("job %s failed; retrying", job.name)
+            stop.wait(error_backoff_s)
+            continue
+        if not done:
+            stop.wait(idle_s)
 
 
 class Transport:
@@ -228,6 +250,7 @@ def run_service_cli(definition: ServiceDefinition, argv: Sequence[str] | None = 
     sub.add_parser("relay", help="publish the outbox to the service's topic")
     sub.add_parser("consumer", help="consume other services' events into this service")
     sub.add_parser("migrate", help="apply the database migrations")
+    sub.add_parser("jobs", help="run the service's jobs on the business clock (due payouts, year closing)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     ctx = build_context(definition, ServiceSettings())  # type: ignore[call-arg]
@@ -240,6 +263,12 @@ def run_service_cli(definition: ServiceDefinition, argv: Sequence[str] | None = 
         signal.signal(sig, lambda *_: stop.set())
     if args.role == "relay":
         ctx.relay().run(stop)
+    elif args.role == "jobs":
+        threads = [threading.Thread(target=run_job, args=(job, stop), name=job.name) for job in definition.jobs(ctx)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     elif args.role == "consumer":
         consumer = ctx.consumer()
         try:
