@@ -3,15 +3,17 @@
 from pathlib import Path
 
 from pension_account.adapters.projection import ParticipantsProjection
+from pension_account.adapters.withdrawal_projection import WithdrawalsProjection
 from pension_account.application.policies import policies
 from pension_account.entrypoints.api import insurance_registry_router, participants_router
+from pension_account.entrypoints.withdrawals_api import withdrawals_router
 from pension_shared.runtime import ServiceDefinition
 
 DEFINITION = ServiceDefinition(
     name="account",
     migrations=Path(__file__).resolve().parents[2] / "migrations",
-    projections=lambda: [ParticipantsProjection()],
-    routers=lambda ctx: [participants_router(ctx), insurance_registry_router(ctx)],
+    projections=lambda: [ParticipantsProjection(), WithdrawalsProjection()],
+    routers=lambda ctx: [participants_router(ctx), insurance_registry_router(ctx), withdrawals_router(ctx)],
     policies=lambda ctx: policies(ctx.store),
     subscribes_to=("pension.fund-account",),
 )

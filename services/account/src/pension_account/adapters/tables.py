@@ -55,3 +55,18 @@ participant_records = sa.Table(
     sa.Column("source_event_type", sa.String(160), nullable=False),
     sa.Index("ix_participant_records_year", "participant_id", "year"),
 )
+
+withdrawal_applications = sa.Table(
+    "withdrawal_applications",
+    metadata,
+    sa.Column("application_id", sa.String(40), primary_key=True),
+    sa.Column("participant_id", sa.String(40), nullable=False, index=True),
+    sa.Column("condition", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("evidence", sa.Text, nullable=False),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("applied_at", sa.String(40), nullable=False),
+    sa.Column("decided_at", sa.String(40)),
+    sa.Column("decided_by", sa.String(64)),
+)
