@@ -2,16 +2,34 @@
 
 from pathlib import Path
 
-from pension_payout.adapters.projection import PayeeRegisteredProjection
+from pension_payout.adapters.payments import HttpPaymentAdapter, PaymentAdapter, RecordingPaymentAdapter
+from pension_payout.adapters.projection import PayeeRegisteredProjection, WithdrawalsProjection
+from pension_payout.application.jobs import DuePayouts, Payments
 from pension_payout.application.policies import policies
-from pension_payout.entrypoints.api import ops_router
-from pension_shared.runtime import ServiceDefinition
+from pension_payout.config import PayoutSettings
+from pension_payout.entrypoints.api import ops_router, withdrawals_router
+from pension_shared.runtime import ServiceContext, ServiceDefinition
+
+
+def payment_adapter(ctx: ServiceContext) -> PaymentAdapter:
+    """One adapter per service context, shared by the jobs and the operator views."""
+    if "payments" not in ctx.extras:
+        url = PayoutSettings().payment_endpoint_url
+        ctx.extras["payments"] = HttpPaymentAdapter(url) if url else RecordingPaymentAdapter(ctx.engine)
+    return ctx.extras["payments"]  # type: ignore[return-value]
+
+
+def _recording(ctx: ServiceContext) -> RecordingPaymentAdapter | None:
+    adapter = payment_adapter(ctx)
+    return adapter if isinstance(adapter, RecordingPaymentAdapter) else None
+
 
 DEFINITION = ServiceDefinition(
     name="payout",
     migrations=Path(__file__).resolve().parents[2] / "migrations",
-    projections=lambda: [PayeeRegisteredProjection()],
-    routers=lambda ctx: [ops_router(ctx)],
+    projections=lambda: [PayeeRegisteredProjection(), WithdrawalsProjection()],
+    routers=lambda ctx: [withdrawals_router(ctx), ops_router(ctx, _recording(ctx))],
     policies=lambda ctx: policies(ctx.store),
-    subscribes_to=("pension.account",),
+    subscribes_to=("pension.account", "pension.fund-account"),
+    jobs=lambda ctx: [DuePayouts(ctx), Payments(ctx, payment_adapter(ctx))],
 )

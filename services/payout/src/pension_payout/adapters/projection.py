@@ -1,12 +1,17 @@
-"""Projection of the payout service's own events into its read models."""
+"""Projections of the payout service's own events."""
 
 from __future__ import annotations
 
+import orjson
 from sqlalchemy.engine import Connection
 
-from pension_payout.adapters.tables import payees
+from pension_payout.adapters.tables import payees, withdrawals
 from pension_payout.domain.participants import PAYEE_REGISTERED
+from pension_payout.domain.schedule import due_date
+from pension_payout.domain.withdrawal import Withdrawal, withdrawal_stream
 from pension_shared.envelope import Envelope
+from pension_shared.ledger import EventStore
+from pension_shared.money import format_fen
 
 
 class PayeeRegisteredProjection:
@@ -16,3 +21,74 @@ class PayeeRegisteredProjection:
     def apply(self, conn: Connection, event: Envelope) -> None:
         if event.event_type.name == PAYEE_REGISTERED:
             conn.execute(payees.insert().values(**{c.name: event.data[c.name] for c in payees.columns}))
+
+
+class WithdrawalsProjection:
+    """One row per withdrawal with what the jobs need (is an instalment due, is a payment
+    waiting) and the document GET /v1/withdrawals/{id} returns."""
+
+    name = "withdrawals"
+    tables = (withdrawals,)
+
+    def __init__(self) -> None:
+        self._reader = EventStore(service="payout", topic="pension.payout")
+
+    def apply(self, conn: Connection, event: Envelope) -> None:
+        if not event.streamid.startswith("withdrawal-"):
+            return
+        withdrawal_id = event.streamid[len("withdrawal-"):]
+        stream = [e for e in self._reader.read_stream(conn, withdrawal_stream(withdrawal_id), limit=100_000)
+                  if e.sequence <= event.sequence]
+        withdrawal = Withdrawal.from_events(withdrawal_id, ((e.event_type.name, e.data) for e in stream))
+        row = {
+            "participant_id": withdrawal.participant_id, "bank_code": withdrawal.bank_code,
+            "status": withdrawal.status, "next_due": _next_due(withdrawal),
+            "awaiting_payment": bool(withdrawal.payments_due()), "view": orjson.dumps(render(withdrawal)).decode(),
+        }
+        updated = conn.execute(withdrawals.update().where(withdrawals.c.withdrawal_id == withdrawal_id).values(**row))
+        if updated.rowcount == 0:
+            conn.execute(withdrawals.insert().values(withdrawal_id=withdrawal_id, **row))
+
+
+def _next_due(withdrawal: Withdrawal):  # noqa: ANN202
+    if withdrawal.status != "active" or withdrawal.in_flight() is not None or withdrawal.first_due is None:
+        return None
+    if withdrawal.kind == "inheritance":
+        return withdrawal.first_due
+    return due_date(withdrawal.first_due, withdrawal.next_instalment_no)
+
+
+def render(withdrawal: Withdrawal) -> dict:
+    plan = withdrawal.plan
+    return {
+        "withdrawal_id": withdrawal.withdrawal_id,
+        "participant_id": withdrawal.participant_id,
+        "kind": withdrawal.kind,
+        "method": plan.method,
+        "months": plan.months,
+        "monthly_amount": format_fen(plan.monthly_amount) if plan.monthly_amount is not None else None,
+        "installments": plan.installments,
+        "status": withdrawal.status,
+        "schedule": {
+            "first_due": withdrawal.first_due.isoformat() if withdrawal.first_due else None,
+            "next_due": (d.isoformat() if (d := _next_due(withdrawal)) else None),
+            "instalments_instructed": len(withdrawal.instalments),
+        },
+        "payouts": [
+            {
+                "payout_id": p.payment.payment_id, "instalment_no": i.instalment_no, "heir_no": p.payment.heir_no,
+                "gross": format_fen(p.payment.gross), "tax": format_fen(p.payment.tax), "net": format_fen(p.payment.net),
+                "payee_account": {"bank_code": p.payee_bank_code, "account_number": p.payee_account_masked},
+                "status": _payment_status(i.status, p.status), "attempts": p.attempts,
+                "paid_at": p.paid_at,
+            }
+            for i in sorted(withdrawal.instalments.values(), key=lambda i: i.instalment_no)
+            for p in i.payments.values()
+        ],
+    }
+
+
+def _payment_status(instalment_status: str, payment_status: str) -> str:
+    if payment_status == "failed":
+        return "compensated" if instalment_status == "compensated" else "failed"
+    return {"withheld": "pending"}.get(payment_status, payment_status)
