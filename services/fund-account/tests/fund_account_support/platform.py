@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -9,6 +10,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from pension_account.bootstrap import DEFINITION as ACCOUNT
+from pension_account.domain.id_number import check_character
 from pension_fund_account.application.seeding import seed_default_products
 from pension_fund_account.bootstrap import DEFINITION
 from pension_fund_account.domain.events import (
@@ -16,7 +19,7 @@ from pension_fund_account.domain.events import (
 )
 from pension_shared.clock import FixedClock, rfc3339
 from pension_shared.ledger import Metadata, NewEvent
-from pension_shared.runtime import ServiceContext, build_app, build_context
+from pension_shared.runtime import EmbeddedTransport, ServiceContext, build_app, build_context
 from pension_shared.settings import ServiceSettings
 
 
@@ -78,13 +81,71 @@ class FundAccountService:
 
 def start_service(database_url: str, tmp_path: Path, now: datetime, *, seed: bool = True) -> FundAccountService:
     clock = FixedClock(now)
-    settings = ServiceSettings(env="test", database_url=database_url, transport="embedded",
-                               embedded_log_path=tmp_path / "log.db")
-    ctx = build_context(DEFINITION, settings, clock=clock)
+    ctx = build_context(DEFINITION, _settings(database_url, tmp_path), clock=clock)
     ctx.migrate()
     if seed:
         seed_default_products(ctx)
     return FundAccountService(ctx, clock, TestClient(build_app([ctx], title="t")))
 
 
-__all__ = ["OPERATOR", "FundAccountService", "bank", "start_service"]
+@dataclass
+class WithPlatform(FundAccountService):
+    """The fund-account service and the information platform (the account service), each on its
+    own database, their relays and consumers driven by hand over one embedded log; ``client``
+    serves both services' APIs."""
+
+    platform: ServiceContext | None = None
+
+    def settle(self, *, rounds: int = 50) -> None:
+        """Relay and consume until nothing moves any more: every saga step has happened."""
+        contexts = (self.ctx, self.platform)
+        relays = [ctx.relay() for ctx in contexts]
+        consumers = [ctx.consumer() for ctx in contexts]
+        try:
+            quiet = 0
+            for _ in range(rounds):
+                moved = sum(r.relay_once() for r in relays)
+                for consumer in consumers:
+                    outcome = consumer.consume_once(timeout_s=0.05)
+                    assert outcome.dead_lettered == 0, "a message was dead-lettered"
+                    moved += outcome.processed + outcome.duplicates + outcome.ignored
+                quiet = quiet + 1 if moved == 0 else 0
+                if quiet == 2:
+                    return
+            raise AssertionError("the services did not settle")
+        finally:
+            for consumer in consumers:
+                consumer.close()
+
+    def register(self, bank_code: str = "ICBC") -> str:
+        """Registration on the platform, which the closed loop learns of through the log."""
+        first17 = f"{random.randint(110000, 659999)}19800101{random.randint(0, 999):03d}"
+        response = self.client.post("/v1/participants", headers=bank(bank_code), json={
+            "id_number": first17 + check_character(first17), "name": "张三", "insurance_type": "employee",
+            "insured_region": "410100", "channel": "bank",
+            "ss_card_account": {"bank_code": bank_code, "account_number": f"6222{random.randint(10**11, 10**12 - 1)}"},
+        })
+        assert response.status_code == 201, response.text
+        self.settle()
+        return response.json()["participant_id"]
+
+
+def start_with_platform(fund_account_url: str, account_url: str, tmp_path: Path, now: datetime) -> WithPlatform:
+    clock = FixedClock(now)
+    transport = EmbeddedTransport(tmp_path / "log.db")
+    transport.prepare([])
+    fund = build_context(DEFINITION, _settings(fund_account_url, tmp_path), clock=clock, transport=transport)
+    platform = build_context(ACCOUNT, _settings(account_url, tmp_path), clock=clock, transport=transport)
+    for ctx in (fund, platform):
+        ctx.migrate()
+    seed_default_products(fund)
+    client = TestClient(build_app([fund, platform], title="t"))
+    return WithPlatform(fund, clock, client, platform=platform)
+
+
+def _settings(database_url: str, tmp_path: Path) -> ServiceSettings:
+    return ServiceSettings(env="test", database_url=database_url, transport="embedded",
+                           embedded_log_path=tmp_path / "log.db", consumer_group_prefix=f"g{uuid.uuid4().hex[:8]}")
+
+
+__all__ = ["OPERATOR", "FundAccountService", "WithPlatform", "bank", "start_service", "start_with_platform"]

@@ -44,7 +44,7 @@ def test_a_contribution_is_received_and_registered_in_the_participants_quota():
     assert received == Event(CONTRIBUTION_RECEIVED, {
         "fund_account_id": account.fund_account_id, "participant_id": funds.participant_id, "contribution_id": "C1",
         "amount": 50_000, "channel": "cash", "reference": "counter 7", "year": 2025,
-        "contributed_this_year": 150_000, "remaining_quota": 1_050_000, "cash_after": 50_000,
+        "contributed_this_year": 150_000, "remaining_quota": 1_050_000, "cash_after": 50_000, "booked_on": "2025-08-15",
     })
     assert registered.name == CONTRIBUTION_QUOTA_REGISTERED
     assert registered.data["contributed_this_year"] == 150_000

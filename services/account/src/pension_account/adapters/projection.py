@@ -5,8 +5,10 @@ from __future__ import annotations
 from sqlalchemy.engine import Connection
 
 from pension_account.adapters.tables import contribution_years, participant_records, participants
+from pension_account.domain.bank_change import BANK_CHANGE_COMPLETED
 from pension_account.domain.participant import PARTICIPANT_REGISTERED
 from pension_account.domain.records import CONTRIBUTION_RECORDED, FUND_ACCOUNT_BOUND, INVESTMENT_RECORDED
+from pension_shared.clock import business_year, parse_rfc3339
 from pension_shared.envelope import Envelope
 
 
@@ -24,6 +26,8 @@ class ParticipantsProjection:
             self._contribution(conn, event)
         elif name == INVESTMENT_RECORDED:
             self._record(conn, event, kind=event.data["kind"], year=event.data["year"])
+        elif name == BANK_CHANGE_COMPLETED:
+            self._bank_change(conn, event)
         elif name == PARTICIPANT_REGISTERED:
             data = event.data
             conn.execute(participants.insert().values(
@@ -52,11 +56,22 @@ class ParticipantsProjection:
             conn.execute(contribution_years.insert().values(participant_id=event.subject, year=data["year"], **values))
         self._record(conn, event, kind="contribution", year=data["year"])
 
-    def _record(self, conn: Connection, event: Envelope, *, kind: str, year: int) -> None:
+    def _bank_change(self, conn: Connection, event: Envelope) -> None:
+        """The rebinding (A-CHG-4), and a record of the assets moved (at book value) to the new account."""
+        data = event.data
+        conn.execute(participants.update().where(participants.c.participant_id == event.subject).values(
+            fund_account_id=data["new_fund_account_id"], fund_account_bank_code=data["new_bank_code"],
+        ))
+        year = business_year(parse_rfc3339(data["completed_at"]))
+        self._record(conn, event, kind="bank_change", year=year, fund_account_id=data["new_fund_account_id"])
+
+    def _record(
+        self, conn: Connection, event: Envelope, *, kind: str, year: int, fund_account_id: str | None = None,
+    ) -> None:
         data = event.data
         conn.execute(participant_records.insert().values(
             position=event.position, participant_id=event.subject, year=year, kind=kind, time=event.time,
-            amount=data.get("amount"), fund_account_id=data.get("fund_account_id"),
+            amount=data.get("amount"), fund_account_id=fund_account_id or data.get("fund_account_id"),
             product_code=data.get("product_code"), source_event_id=data["source_event"]["id"],
             source_event_type=data["source_event"]["type"],
         ))

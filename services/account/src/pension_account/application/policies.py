@@ -6,23 +6,34 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from pension_account.adapters.tables import contribution_years, participants
+from pension_account.domain.bank_change import BankChangeAnswers
 from pension_account.domain.participant import participant_stream
 from pension_account.domain.records import CONTRIBUTION_RECORDED, FUND_ACCOUNT_BOUND, INVESTMENT_KINDS, INVESTMENT_RECORDED
-from pension_shared.clock import business_year, parse_rfc3339
+from pension_shared.clock import business_date, business_year, parse_rfc3339
 from pension_shared.envelope import Envelope
-from pension_shared.ledger import EventStore, Metadata, NewEvent
+from pension_shared.ledger import EventStore, Metadata, NewEvent, Stream
+from pension_shared.policy import policy_on
 
 Policy = Callable[[Connection, Envelope], None]
 
 FUND_ACCOUNT = "cn.pension.fund-account"
 
 
-def _record(store: EventStore, conn: Connection, source: Envelope, name: str, data: dict[str, Any]) -> None:
+def _participant(store: EventStore, conn: Connection, source: Envelope) -> Stream:
     stream = store.load(conn, participant_stream(source.subject))
     if not stream.version:
         raise LookupError(f"participant {source.subject} is not registered on the platform")
+    return stream
+
+
+def _record(
+    store: EventStore, conn: Connection, source: Envelope, name: str, data: dict[str, Any], stream: Stream | None = None,
+) -> None:
+    stream = stream or _participant(store, conn, source)
     meta = Metadata(time=source.time, correlation_id=source.correlationid, causation_id=source.id)
     cited = {**data, "source_event": {"id": source.id, "type": source.type, "source": source.source}}
     store.append(conn, stream.stream_id, stream.version, [NewEvent(name, cited, subject=source.subject)], meta)
@@ -55,10 +66,43 @@ def policies(store: EventStore) -> dict[str, Policy]:
             "year": business_year(parse_rfc3339(source.time)),
         })
 
+    def bank_change_requested(conn: Connection, source: Envelope) -> None:
+        """A-CHG-1/2: the platform confirms the change with the year's remaining quota, which the
+        new bank receives, or refuses it (the person has died, the account is closed)."""
+        stream = _participant(store, conn, source)
+        answers = BankChangeAnswers.from_events((e.event_type.name, e.data) for e in stream.events)
+        on = business_date(parse_rfc3339(source.data["requested_at"]))
+        status, remaining = _status_and_remaining_quota(conn, source.subject, on.year, policy_on(on).annual_contribution_cap)
+        answer = answers.answer(source.data, status=status, year=on.year, remaining_quota=remaining)
+        if answer is not None:
+            _record(store, conn, source, *answer, stream=stream)
+
+    def bank_change_completed(conn: Connection, source: Envelope) -> None:
+        stream = _participant(store, conn, source)
+        answers = BankChangeAnswers.from_events((e.event_type.name, e.data) for e in stream.events)
+        recorded = answers.record_completion(source.data)
+        if recorded is not None:
+            _record(store, conn, source, *recorded, stream=stream)
+
     handlers: dict[str, Policy] = {
         f"{FUND_ACCOUNT}.FundAccountOpened.v1": fund_account_opened,
         f"{FUND_ACCOUNT}.ContributionReceived.v1": contribution_received,
+        f"{FUND_ACCOUNT}.BankChangeRequested.v1": bank_change_requested,
+        f"{FUND_ACCOUNT}.BankChangeCompleted.v1": bank_change_completed,
     }
     for name in INVESTMENT_KINDS:
         handlers[f"{FUND_ACCOUNT}.{name}.v1"] = investment
     return handlers
+
+
+def _status_and_remaining_quota(conn: Connection, participant_id: str, year: int, cap: int) -> tuple[str, int]:
+    """From the platform's read models, written in the same transactions as its events: the
+    account's status and what is left of the year's quota after the contributions recorded."""
+    status = conn.execute(
+        sa.select(participants.c.status).where(participants.c.participant_id == participant_id)
+    ).scalar_one()
+    remaining = conn.execute(
+        sa.select(contribution_years.c.remaining_quota)
+        .where(contribution_years.c.participant_id == participant_id, contribution_years.c.year == year)
+    ).scalar_one_or_none()
+    return status, cap if remaining is None else remaining

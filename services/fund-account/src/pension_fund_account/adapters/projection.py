@@ -8,12 +8,17 @@ from typing import Any, Mapping
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from pension_fund_account.adapters.tables import fund_accounts, holdings, known_participants, participant_quota, products
-from pension_fund_account.domain.events import (
-    CONTRIBUTION_QUOTA_REGISTERED, CONTRIBUTION_RECEIVED, FUND_ACCOUNT_OPENED, INCOME_CREDITED, PARTICIPANT_RECOGNISED,
-    PRODUCT_LISTED, PRODUCT_PURCHASED, PRODUCT_REDEEMED,
+from pension_fund_account.adapters.tables import (
+    bank_changes, fund_accounts, holdings, known_participants, participant_quota, products,
 )
-from pension_fund_account.domain.fund_account import ACTIVE
+from pension_fund_account.domain.events import (
+    BANK_CHANGE_ABORTED, BANK_CHANGE_COMPLETED, BANK_CHANGE_REQUESTED, CASH_TRANSFERRED_OUT,
+    CONTRIBUTION_QUOTA_REGISTERED, CONTRIBUTION_RECEIVED, FUND_ACCOUNT_CLOSED, FUND_ACCOUNT_FROZEN, FUND_ACCOUNT_OPENED,
+    FUND_ACCOUNT_UNFROZEN, HOLDING_TRANSFERRED_IN, HOLDING_TRANSFERRED_OUT, INCOME_CREDITED, PARTICIPANT_RECOGNISED,
+    PRODUCT_LISTED, PRODUCT_PURCHASED, PRODUCT_REDEEMED, TRANSFER_IN_RECEIVED,
+)
+from pension_fund_account.domain.fund_account import ACTIVE, CLOSED, FROZEN
+from pension_fund_account.domain.participant_funds import ABORTED, COMPLETED, REQUESTED
 from pension_shared.envelope import Envelope
 
 
@@ -39,16 +44,28 @@ class FundAccountsProjection:
                 opened_at=data["opened_at"], version=event.sequence,
             ))
             return
-        if name not in (CONTRIBUTION_RECEIVED, PRODUCT_PURCHASED, PRODUCT_REDEEMED, INCOME_CREDITED):
+        if name not in STATUS_AFTER and name not in MOVES_MONEY:
             return
-        conn.execute(
-            fund_accounts.update().where(fund_accounts.c.fund_account_id == data["fund_account_id"])
-            .values(cash=data["cash_after"], version=event.sequence)
-        )
+        account = fund_accounts.c.fund_account_id == data["fund_account_id"]
+        if name in STATUS_AFTER:
+            conn.execute(fund_accounts.update().where(account).values(status=STATUS_AFTER[name], version=event.sequence))
+            return
+        conn.execute(fund_accounts.update().where(account).values(cash=data["cash_after"], version=event.sequence))
         if name == PRODUCT_PURCHASED:
             _move_holding(conn, data, units=data["units"], cost=data["amount"])
         elif name == PRODUCT_REDEEMED:
             _move_holding(conn, data, units=-data["units"], cost=-data["cost_released"])
+        elif name == HOLDING_TRANSFERRED_IN:
+            _move_holding(conn, data, units=data["units"], cost=data["cost"])
+        elif name == HOLDING_TRANSFERRED_OUT:
+            _move_holding(conn, data, units=-data["units"], cost=-data["cost"])
+
+
+STATUS_AFTER = {FUND_ACCOUNT_FROZEN: FROZEN, FUND_ACCOUNT_UNFROZEN: ACTIVE, FUND_ACCOUNT_CLOSED: CLOSED}
+MOVES_MONEY = (
+    CONTRIBUTION_RECEIVED, PRODUCT_PURCHASED, PRODUCT_REDEEMED, INCOME_CREDITED, CASH_TRANSFERRED_OUT,
+    TRANSFER_IN_RECEIVED, HOLDING_TRANSFERRED_OUT, HOLDING_TRANSFERRED_IN,
+)
 
 
 def _move_holding(conn: Connection, data: Mapping[str, Any], *, units: int, cost: int) -> None:
@@ -95,5 +112,34 @@ class ContributionQuotaProjection:
             ))
 
 
+class BankChangesProjection:
+    """Each bank change's progress, for the banks involved and operators."""
+
+    name = "bank_changes"
+    tables = (bank_changes,)
+
+    def apply(self, conn: Connection, event: Envelope) -> None:
+        name, data = event.event_type.name, event.data
+        if name == BANK_CHANGE_REQUESTED:
+            conn.execute(bank_changes.insert().values(
+                **{k: data[k] for k in ("bank_change_id", "participant_id", "old_fund_account_id", "old_bank_code",
+                                        "new_bank_code", "new_branch_city", "requested_at")},
+                status=REQUESTED, updated_at=event.time,
+            ))
+            return
+        change = bank_changes.c.bank_change_id == data.get("bank_change_id")
+        if name == BANK_CHANGE_COMPLETED:
+            conn.execute(bank_changes.update().where(change).values(
+                status=COMPLETED, new_fund_account_id=data["new_fund_account_id"], updated_at=event.time,
+            ))
+        elif name == BANK_CHANGE_ABORTED:
+            conn.execute(bank_changes.update().where(change).values(
+                status=ABORTED, reason=data["reason"][:256], updated_at=event.time,
+            ))
+
+
 def projections() -> list:
-    return [ParticipantRecognisedProjection(), FundAccountsProjection(), ProductsProjection(), ContributionQuotaProjection()]
+    return [
+        ParticipantRecognisedProjection(), FundAccountsProjection(), ProductsProjection(), ContributionQuotaProjection(),
+        BankChangesProjection(),
+    ]

@@ -1,4 +1,4 @@
-"""The fund-account service's read models (created by migrations/versions/0001 and 0002).
+"""The fund-account service's read models (created by migrations/versions/0001 to 0003).
 
 All of them are projections of the service's own events, dropped and rebuilt from zero by
 ``EventStore.rebuild_projections``."""
@@ -54,4 +54,20 @@ participant_quota = sa.Table(
     sa.Column("participant_id", sa.String(40), primary_key=True),
     sa.Column("year", sa.Integer, primary_key=True),
     sa.Column("contributed", sa.BigInteger, nullable=False),
+)
+
+bank_changes = sa.Table(
+    "bank_changes",
+    metadata,
+    sa.Column("bank_change_id", sa.String(40), primary_key=True),
+    sa.Column("participant_id", sa.String(40), nullable=False, index=True),
+    sa.Column("old_fund_account_id", sa.String(40), nullable=False),
+    sa.Column("old_bank_code", sa.String(16), nullable=False),
+    sa.Column("new_bank_code", sa.String(16), nullable=False),
+    sa.Column("new_branch_city", sa.String(64), nullable=False),
+    sa.Column("new_fund_account_id", sa.String(40)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(256)),
+    sa.Column("requested_at", sa.String(40), nullable=False),
+    sa.Column("updated_at", sa.String(40), nullable=False),
 )

@@ -56,3 +56,12 @@ class ListProduct:
     name: str
     product_type: str
     eligible_from: date
+
+
+@dataclass(frozen=True)
+class RequestBankChange:
+    fund_account_id: str
+    bank_code: str
+    """The bank holding the account, which the participant asks (A-CHG-1)."""
+    new_bank_code: str
+    new_branch_city: str

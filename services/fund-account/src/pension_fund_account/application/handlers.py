@@ -10,8 +10,10 @@ from sqlalchemy.engine import Connection
 
 from pension_fund_account.adapters.streams import lock_stream, named_events
 from pension_fund_account.application.commands import (
-    Contribute, CreditIncome, ListProduct, OpenFundAccount, PurchaseProduct, RedeemProduct,
+    Contribute, CreditIncome, ListProduct, OpenFundAccount, PurchaseProduct, RedeemProduct, RequestBankChange,
 )
+from pension_fund_account.domain import bank_change
+from pension_fund_account.domain.bank_change import BankChangeDecision
 from pension_fund_account.domain.errors import InvalidRequest
 from pension_fund_account.domain.events import Event, fund_account_stream, participant_stream, product_stream
 from pension_fund_account.domain.fund_account import FundAccount
@@ -90,9 +92,82 @@ def list_product(conn: Connection, store: EventStore, cmd: ListProduct, meta: Me
     return listed.data
 
 
-def _held_account(conn: Connection, store: EventStore, fund_account_id: str, bank_code: str) -> tuple[Stream, FundAccount]:
+def request_bank_change(conn: Connection, store: EventStore, cmd: RequestBankChange, meta: Metadata) -> str:
+    """A-CHG-1/6: the request and the freeze of the old account, in one transaction."""
+    stream, account = _held_account(conn, store, cmd.fund_account_id, cmd.bank_code)
+    participant_id = account.participant_id
+    assert participant_id is not None
+    lock_stream(conn, participant_stream(participant_id))
+    participant = store.load(conn, participant_stream(participant_id))
+    stream, account = _held_account(conn, store, cmd.fund_account_id, cmd.bank_code)
+    funds = ParticipantFunds.from_events(participant_id, named_events(participant))
+    bank_change_id = f"BC{uuid.uuid4().hex[:20].upper()}"
+    decision = bank_change.request_bank_change(
+        funds, account, bank_change_id=bank_change_id, new_bank_code=cmd.new_bank_code,
+        new_branch_city=cmd.new_branch_city, on=_today(meta), requested_at=meta.time,
+    )
+    _record_decision(conn, store, participant, stream, None, decision, participant_id, meta)
+    return bank_change_id
+
+
+def complete_bank_change(
+    conn: Connection, store: EventStore, participant_id: str, bank_change_id: str, confirmed_remaining_quota: int,
+    meta: Metadata,
+) -> BankChangeDecision:
+    """The platform confirmed: open, move, close and rebind in one transaction, so no step can be
+    lost or done twice. Nothing happens if the change is no longer in progress."""
+    lock_stream(conn, participant_stream(participant_id))
+    participant = store.load(conn, participant_stream(participant_id))
+    funds = ParticipantFunds.from_events(participant_id, named_events(participant))
+    change = funds.bank_change_in_progress(bank_change_id)
+    if change is None:
+        return BankChangeDecision()
+    old_stream, old = _account(conn, store, change.old_fund_account_id)
+    new_fund_account_id = f"FA{uuid.uuid4().hex[:20].upper()}"
+    decision = bank_change.complete_bank_change(
+        funds, old, bank_change_id=bank_change_id, new_fund_account_id=new_fund_account_id,
+        confirmed_remaining_quota=confirmed_remaining_quota, completed_at=meta.time,
+    )
+    new_stream = Stream(fund_account_stream(new_fund_account_id), 0)
+    _record_decision(conn, store, participant, old_stream, new_stream, decision, participant_id, meta)
+    return decision
+
+
+def abort_bank_change(
+    conn: Connection, store: EventStore, participant_id: str, bank_change_id: str, reason: str, meta: Metadata,
+) -> BankChangeDecision:
+    """The platform refused: the compensation unfreezes the old account."""
+    lock_stream(conn, participant_stream(participant_id))
+    participant = store.load(conn, participant_stream(participant_id))
+    funds = ParticipantFunds.from_events(participant_id, named_events(participant))
+    change = funds.bank_change_in_progress(bank_change_id)
+    if change is None:
+        return BankChangeDecision()
+    old_stream, old = _account(conn, store, change.old_fund_account_id)
+    decision = bank_change.abort_bank_change(funds, old, bank_change_id=bank_change_id, reason=reason, aborted_at=meta.time)
+    _record_decision(conn, store, participant, old_stream, None, decision, participant_id, meta)
+    return decision
+
+
+def _record_decision(
+    conn: Connection, store: EventStore, participant: Stream, old: Stream, new: Stream | None,
+    decision: BankChangeDecision, participant_id: str, meta: Metadata,
+) -> None:
+    # The new account first: the platform then learns of it (and rebinds) before the completion.
+    if new is not None:
+        _append(conn, store, new, decision.new_account, participant_id, meta)
+    _append(conn, store, old, decision.old_account, participant_id, meta)
+    _append(conn, store, participant, decision.participant, participant_id, meta)
+
+
+def _account(conn: Connection, store: EventStore, fund_account_id: str) -> tuple[Stream, FundAccount]:
     stream = store.load(conn, fund_account_stream(fund_account_id))
-    return stream, FundAccount.from_events(fund_account_id, named_events(stream)).held_by(bank_code)
+    return stream, FundAccount.from_events(fund_account_id, named_events(stream))
+
+
+def _held_account(conn: Connection, store: EventStore, fund_account_id: str, bank_code: str) -> tuple[Stream, FundAccount]:
+    stream, account = _account(conn, store, fund_account_id)
+    return stream, account.held_by(bank_code)
 
 
 def _listing(conn: Connection, store: EventStore, product_code: str) -> ProductListing:

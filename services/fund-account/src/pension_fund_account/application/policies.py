@@ -6,11 +6,14 @@ from typing import Callable
 
 from sqlalchemy.engine import Connection
 
+from pension_fund_account.application.handlers import abort_bank_change, complete_bank_change
 from pension_fund_account.domain.events import PARTICIPANT_RECOGNISED, participant_stream
 from pension_shared.envelope import Envelope
 from pension_shared.ledger import EventStore, Metadata, NewEvent
 
 PARTICIPANT_REGISTERED = "cn.pension.account.ParticipantRegistered.v1"
+BANK_CHANGE_CONFIRMED = "cn.pension.account.BankChangeConfirmed.v1"
+BANK_CHANGE_REJECTED = "cn.pension.account.BankChangeRejected.v1"
 
 Policy = Callable[[Connection, Envelope], None]
 
@@ -33,5 +36,33 @@ def on_participant_registered(store: EventStore) -> Policy:
     return policy
 
 
+def _caused_by(source: Envelope) -> Metadata:
+    return Metadata(time=source.time, correlation_id=source.correlationid, causation_id=source.id)
+
+
+def on_bank_change_confirmed(store: EventStore) -> Policy:
+    """A-CHG-2: the platform confirmed; the new bank receives the account and the year's quota."""
+
+    def policy(conn: Connection, source: Envelope) -> None:
+        data = source.data
+        complete_bank_change(
+            conn, store, data["participant_id"], data["bank_change_id"], data["remaining_quota"], _caused_by(source),
+        )
+
+    return policy
+
+
+def on_bank_change_rejected(store: EventStore) -> Policy:
+    def policy(conn: Connection, source: Envelope) -> None:
+        data = source.data
+        abort_bank_change(conn, store, data["participant_id"], data["bank_change_id"], data["reason"], _caused_by(source))
+
+    return policy
+
+
 def policies(store: EventStore) -> dict[str, Policy]:
-    return {PARTICIPANT_REGISTERED: on_participant_registered(store)}
+    return {
+        PARTICIPANT_REGISTERED: on_participant_registered(store),
+        BANK_CHANGE_CONFIRMED: on_bank_change_confirmed(store),
+        BANK_CHANGE_REJECTED: on_bank_change_rejected(store),
+    }

@@ -43,3 +43,7 @@ class ProductExists(DomainError):
 
 class InvalidRequest(DomainError):
     code = "VALIDATION_FAILED"
+
+
+class BankChangeNotAllowed(DomainError):
+    code = "BANK_CHANGE_NOT_ALLOWED"

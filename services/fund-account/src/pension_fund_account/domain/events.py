@@ -11,11 +11,21 @@ CONTRIBUTION_RECEIVED = "ContributionReceived"
 PRODUCT_PURCHASED = "ProductPurchased"
 PRODUCT_REDEEMED = "ProductRedeemed"
 INCOME_CREDITED = "IncomeCredited"
+FUND_ACCOUNT_FROZEN = "FundAccountFrozen"
+FUND_ACCOUNT_UNFROZEN = "FundAccountUnfrozen"
+CASH_TRANSFERRED_OUT = "CashTransferredOut"
+HOLDING_TRANSFERRED_OUT = "HoldingTransferredOut"
+TRANSFER_IN_RECEIVED = "TransferInReceived"
+HOLDING_TRANSFERRED_IN = "HoldingTransferredIn"
+FUND_ACCOUNT_CLOSED = "FundAccountClosed"
 
 # On the participant's stream `participant-{participant_id}`.
 PARTICIPANT_RECOGNISED = "ParticipantRecognised"
 FUND_ACCOUNT_ASSIGNED = "FundAccountAssigned"
 CONTRIBUTION_QUOTA_REGISTERED = "ContributionQuotaRegistered"
+BANK_CHANGE_REQUESTED = "BankChangeRequested"
+BANK_CHANGE_COMPLETED = "BankChangeCompleted"
+BANK_CHANGE_ABORTED = "BankChangeAborted"
 
 # On a product's stream `product-{product_code}`.
 PRODUCT_LISTED = "ProductListed"
@@ -25,8 +35,13 @@ MONEY_MOVED: Mapping[str, tuple[str, ...]] = {
     PRODUCT_PURCHASED: ("amount",),
     PRODUCT_REDEEMED: ("proceeds", "cost_released", "realised_gain"),
     INCOME_CREDITED: ("amount",),
+    CASH_TRANSFERRED_OUT: ("amount",),
+    TRANSFER_IN_RECEIVED: ("amount",),
+    HOLDING_TRANSFERRED_OUT: ("cost",),
+    HOLDING_TRANSFERRED_IN: ("cost",),
 }
-"""The amounts (fen) each ledger entry moved; every one of them also carries ``cash_after``."""
+"""The amounts (fen) each ledger entry moved; every one of them also carries ``cash_after``.
+A holding moved in kind between banks moves its cost, not cash (A-CHG-3)."""
 
 
 @dataclass(frozen=True)

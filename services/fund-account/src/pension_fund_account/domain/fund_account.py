@@ -1,9 +1,10 @@
-"""The fund account at a bank: the closed loop (A-FACC-1..5, A-CONT-4/5, A-INV-1..5, A-CHG-6).
+"""The fund account at a bank: the closed loop (A-FACC-1..5, A-CONT-4/5, A-INV-1..5, A-CHG-1..7).
 
 A double-entry ledger: every money-moving event carries the amounts it moved and the cash after
 it, so that at every point
 
     cash + cost of holdings == contributions + income + realised gains of redemptions
+                               + transferred in - transferred out   (cash and holdings at cost)
 
 Money in integer fen, units in integer micro-units. Pure domain: no I/O, no clock."""
 
@@ -14,10 +15,12 @@ from datetime import date
 from typing import Any, Iterable, Mapping
 
 from pension_fund_account.domain.errors import (
-    AccountClosed, AccountFrozen, FundAccountNotFound, InsufficientFunds,
+    AccountClosed, AccountFrozen, BankChangeNotAllowed, FundAccountNotFound, InsufficientFunds,
 )
 from pension_fund_account.domain.events import (
-    CONTRIBUTION_RECEIVED, FUND_ACCOUNT_OPENED, INCOME_CREDITED, PRODUCT_PURCHASED, PRODUCT_REDEEMED, Event,
+    CASH_TRANSFERRED_OUT, CONTRIBUTION_RECEIVED, FUND_ACCOUNT_CLOSED, FUND_ACCOUNT_FROZEN, FUND_ACCOUNT_OPENED,
+    FUND_ACCOUNT_UNFROZEN, HOLDING_TRANSFERRED_IN, HOLDING_TRANSFERRED_OUT, INCOME_CREDITED, PRODUCT_PURCHASED,
+    PRODUCT_REDEEMED, TRANSFER_IN_RECEIVED, Event,
 )
 from pension_fund_account.domain.participant_funds import ParticipantFunds
 from pension_shared.policy import policy_on
@@ -47,6 +50,10 @@ class FundAccount:
     status: str | None = None
     cash: int = 0
     holdings: dict[str, Holding] = field(default_factory=dict)
+    contribution_days: set[str] = field(default_factory=set)
+    """Business dates (ISO) with a contribution: no bank change on those days (A-CHG-6)."""
+    frozen_for: str | None = None
+    """The bank change this account is frozen for."""
 
     @classmethod
     def from_events(cls, fund_account_id: str, events: Iterable[tuple[str, Mapping[str, Any]]]) -> "FundAccount":
@@ -65,8 +72,26 @@ class FundAccount:
             self.bank_code = data["bank_code"]
             self.branch_city = data["branch_city"]
             self.status = ACTIVE
-        elif name == CONTRIBUTION_RECEIVED or name == INCOME_CREDITED:
+        elif name == CONTRIBUTION_RECEIVED:
             self.cash += data["amount"]
+            if data.get("booked_on"):
+                self.contribution_days.add(data["booked_on"])
+        elif name == INCOME_CREDITED or name == TRANSFER_IN_RECEIVED:
+            self.cash += data["amount"]
+        elif name == CASH_TRANSFERRED_OUT:
+            self.cash -= data["amount"]
+        elif name == HOLDING_TRANSFERRED_IN:
+            held = self.holdings.setdefault(data["product_code"], Holding(0, 0))
+            held.units += data["units"]
+            held.cost += data["cost"]
+        elif name == HOLDING_TRANSFERRED_OUT:
+            del self.holdings[data["product_code"]]
+        elif name == FUND_ACCOUNT_FROZEN:
+            self.status, self.frozen_for = FROZEN, data["bank_change_id"]
+        elif name == FUND_ACCOUNT_UNFROZEN:
+            self.status, self.frozen_for = ACTIVE, None
+        elif name == FUND_ACCOUNT_CLOSED:
+            self.status, self.frozen_for = CLOSED, None
         elif name == PRODUCT_PURCHASED:
             self.cash -= data["amount"]
             held = self.holdings.setdefault(data["product_code"], Holding(0, 0))
@@ -88,11 +113,18 @@ class FundAccount:
             raise FundAccountNotFound(f"no fund account {self.fund_account_id} at this bank")
         return self
 
-    def open(self, *, participant_id: str, bank_code: str, branch_city: str, opened_at: str) -> Event:
-        return Event(FUND_ACCOUNT_OPENED, {
+    def open(
+        self, *, participant_id: str, bank_code: str, branch_city: str, opened_at: str,
+        transferred_from: str | None = None, bank_change_id: str | None = None,
+    ) -> Event:
+        """A new fund account; ``transferred_from`` names the old account of a bank change (A-CHG-1)."""
+        data = {
             "fund_account_id": self.fund_account_id, "participant_id": participant_id,
             "bank_code": bank_code, "branch_city": branch_city, "opened_at": opened_at,
-        })
+        }
+        if transferred_from is not None:
+            data.update(transferred_from=transferred_from, bank_change_id=bank_change_id)
+        return Event(FUND_ACCOUNT_OPENED, data)
 
     def receive_contribution(
         self, funds: ParticipantFunds, *, contribution_id: str, amount: int, channel: str, reference: str,
@@ -113,6 +145,7 @@ class FundAccount:
             "contribution_id": contribution_id, "amount": amount, "channel": channel, "reference": reference,
             "year": year, "contributed_this_year": registered.data["contributed_this_year"],
             "remaining_quota": registered.data["remaining_quota"], "cash_after": self.cash + amount,
+            "booked_on": on.isoformat(),
         })
         return received, registered
 
@@ -158,6 +191,79 @@ class FundAccount:
             "amount": amount, "kind": kind, "product_code": product_code, "taxed": False,
             "cash_after": self.cash + amount,
         })
+
+    # -- bank change (A-CHG-1..7) -------------------------------------------------------
+
+    def freeze_for_bank_change(self, *, bank_change_id: str, new_bank_code: str, on: date) -> Event:
+        """The request to the holding bank freezes the account until the change completes or is
+        abandoned; never on a day the account received a contribution (A-CHG-6)."""
+        if self.status != ACTIVE:
+            raise BankChangeNotAllowed(
+                f"fund account {self.fund_account_id} is {self.status}: only an active account can change bank",
+                account_status=self.status,
+            )
+        if new_bank_code == self.bank_code:
+            raise BankChangeNotAllowed(f"the fund account is already held by {new_bank_code}")
+        if on.isoformat() in self.contribution_days:
+            raise BankChangeNotAllowed(
+                f"fund account {self.fund_account_id} received a contribution on {on.isoformat()}: "
+                "a bank change cannot be processed on that day (A-CHG-6)",
+            )
+        return Event(FUND_ACCOUNT_FROZEN, {
+            "fund_account_id": self.fund_account_id, "participant_id": self.participant_id,
+            "reason": "bank_change", "bank_change_id": bank_change_id,
+        })
+
+    def unfreeze(self, *, bank_change_id: str, reason: str) -> list[Event]:
+        """The compensation of a bank change the platform did not confirm; nothing if already done."""
+        if self.status != FROZEN or self.frozen_for != bank_change_id:
+            return []
+        return [Event(FUND_ACCOUNT_UNFROZEN, {
+            "fund_account_id": self.fund_account_id, "participant_id": self.participant_id,
+            "bank_change_id": bank_change_id, "reason": reason,
+        })]
+
+    def transfer_out(self, *, bank_change_id: str, to_fund_account_id: str, closed_at: str) -> list[Event]:
+        """Everything leaves for the new account, in kind (A-CHG-3, B-4: cash first, then each
+        holding with its units and cost), and the account is closed (A-CHG-7)."""
+        if self.status != FROZEN or self.frozen_for != bank_change_id:
+            raise BankChangeNotAllowed(f"fund account {self.fund_account_id} is not frozen for bank change {bank_change_id}")
+        moved = {"fund_account_id": self.fund_account_id, "participant_id": self.participant_id,
+                 "bank_change_id": bank_change_id, "to_fund_account_id": to_fund_account_id}
+        events = []
+        if self.cash:
+            events.append(Event(CASH_TRANSFERRED_OUT, {**moved, "amount": self.cash, "cash_after": 0}))
+        for product_code, held in sorted(self.holdings.items()):
+            events.append(Event(HOLDING_TRANSFERRED_OUT, {
+                **moved, "product_code": product_code, "units": held.units, "cost": held.cost, "cash_after": 0,
+            }))
+        events.append(Event(FUND_ACCOUNT_CLOSED, {
+            "fund_account_id": self.fund_account_id, "participant_id": self.participant_id,
+            "reason": "bank_change", "bank_change_id": bank_change_id, "transferred_to": to_fund_account_id,
+            "closed_at": closed_at,
+        }))
+        return events
+
+    def transfer_in(self, transferred_out: list[Event]) -> list[Event]:
+        """The other side of ``transfer_out`` on the new account: not contributions, so nothing is
+        registered against the year's quota (A-CHG-5, A-CONT-7)."""
+        cash = self.cash
+        events = []
+        for out in transferred_out:
+            received = {"fund_account_id": self.fund_account_id, "participant_id": self.participant_id,
+                        "bank_change_id": out.data["bank_change_id"],
+                        "from_fund_account_id": out.data["fund_account_id"]}
+            if out.name == CASH_TRANSFERRED_OUT:
+                cash += out.data["amount"]
+                events.append(Event(TRANSFER_IN_RECEIVED, {
+                    **received, "amount": out.data["amount"], "contribution": False, "cash_after": cash,
+                }))
+            elif out.name == HOLDING_TRANSFERRED_OUT:
+                events.append(Event(HOLDING_TRANSFERRED_IN, {
+                    **received, "product_code": out.data["product_code"], "units": out.data["units"],
+                    "cost": out.data["cost"], "cash_after": cash,
+                }))
+        return events
 
     def _ensure_open_for(self, what: str) -> None:
         if self.status == FROZEN:

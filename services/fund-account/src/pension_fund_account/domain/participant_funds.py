@@ -1,6 +1,8 @@
 """What the closed loop knows of one participant, on the stream ``participant-{id}``: whether the
-platform has recognised them, their one active fund account (A-FACC-1) and the real-time
-contribution-quota registry per calendar year, enforced across every bank (A-CONT-5, A-CONT-7).
+platform has recognised them, their one active fund account (A-FACC-1), their bank changes
+(A-CHG-1..7) and the real-time contribution-quota registry per calendar year, enforced across
+every bank (A-CONT-5, A-CONT-7): it stays here when the person changes bank, so the new bank sees
+exactly the year's remaining quota.
 
 Pure domain: state is rebuilt from events; commands check invariants and return events."""
 
@@ -9,11 +11,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from pension_fund_account.domain.errors import ContributionCapExceeded, FundAccountExists, ParticipantNotFound
+from pension_fund_account.domain.errors import (
+    BankChangeNotAllowed, ContributionCapExceeded, FundAccountExists, ParticipantNotFound,
+)
 from pension_fund_account.domain.events import (
-    CONTRIBUTION_QUOTA_REGISTERED, FUND_ACCOUNT_ASSIGNED, PARTICIPANT_RECOGNISED, Event,
+    BANK_CHANGE_ABORTED, BANK_CHANGE_COMPLETED, BANK_CHANGE_REQUESTED, CONTRIBUTION_QUOTA_REGISTERED,
+    FUND_ACCOUNT_ASSIGNED, PARTICIPANT_RECOGNISED, Event,
 )
 from pension_shared.money import format_fen
+
+REQUESTED, COMPLETED, ABORTED = "requested", "completed", "aborted"
+
+
+@dataclass
+class BankChange:
+    bank_change_id: str
+    old_fund_account_id: str
+    old_bank_code: str
+    new_bank_code: str
+    new_branch_city: str
+    status: str = REQUESTED
+    new_fund_account_id: str | None = None
 
 
 @dataclass
@@ -23,6 +41,7 @@ class ParticipantFunds:
     active_fund_account_id: str | None = None
     active_bank_code: str | None = None
     contributed_by_year: dict[int, int] = field(default_factory=dict)
+    bank_changes: dict[str, BankChange] = field(default_factory=dict)
 
     @classmethod
     def from_events(cls, participant_id: str, events: Iterable[tuple[str, Mapping[str, Any]]]) -> "ParticipantFunds":
@@ -39,6 +58,27 @@ class ParticipantFunds:
             self.active_bank_code = data["bank_code"]
         elif name == CONTRIBUTION_QUOTA_REGISTERED:
             self.contributed_by_year[data["year"]] = data["contributed_this_year"]
+        elif name == BANK_CHANGE_REQUESTED:
+            self.bank_changes[data["bank_change_id"]] = BankChange(
+                data["bank_change_id"], data["old_fund_account_id"], data["old_bank_code"],
+                data["new_bank_code"], data["new_branch_city"],
+            )
+        elif name == BANK_CHANGE_COMPLETED:
+            change = self.bank_changes[data["bank_change_id"]]
+            change.status, change.new_fund_account_id = COMPLETED, data["new_fund_account_id"]
+            self.active_fund_account_id, self.active_bank_code = data["new_fund_account_id"], data["new_bank_code"]
+        elif name == BANK_CHANGE_ABORTED:
+            self.bank_changes[data["bank_change_id"]].status = ABORTED
+
+    @property
+    def pending_bank_change(self) -> BankChange | None:
+        return next((c for c in self.bank_changes.values() if c.status == REQUESTED), None)
+
+    def bank_change_in_progress(self, bank_change_id: str) -> BankChange | None:
+        """The change, if it is still waiting for the platform; None once completed or aborted
+        (a redelivered answer of the platform then does nothing)."""
+        change = self.bank_changes.get(bank_change_id)
+        return change if change is not None and change.status == REQUESTED else None
 
     def contributed_in(self, year: int) -> int:
         return self.contributed_by_year.get(year, 0)
@@ -78,4 +118,41 @@ class ParticipantFunds:
             "participant_id": self.participant_id, "fund_account_id": fund_account_id,
             "contribution_id": contribution_id, "year": year, "amount": amount,
             "contributed_this_year": contributed + amount, "remaining_quota": remaining - amount,
+        })
+
+    def request_bank_change(
+        self, *, bank_change_id: str, fund_account_id: str, new_bank_code: str, new_branch_city: str,
+        requested_at: str,
+    ) -> Event:
+        """A-CHG-1: asked of the bank holding the person's active fund account, one change at a time."""
+        if fund_account_id != self.active_fund_account_id or self.active_bank_code is None:
+            raise BankChangeNotAllowed(f"fund account {fund_account_id} is not the person's active fund account")
+        pending = self.pending_bank_change
+        if pending is not None:
+            raise BankChangeNotAllowed(
+                f"bank change {pending.bank_change_id} is already in progress", bank_change_id=pending.bank_change_id,
+            )
+        return Event(BANK_CHANGE_REQUESTED, {
+            "bank_change_id": bank_change_id, "participant_id": self.participant_id,
+            "old_fund_account_id": fund_account_id, "old_bank_code": self.active_bank_code,
+            "new_bank_code": new_bank_code, "new_branch_city": new_branch_city, "requested_at": requested_at,
+        })
+
+    def complete_bank_change(
+        self, change: BankChange, *, new_fund_account_id: str, transferred: Mapping[str, Any],
+        confirmed_remaining_quota: int, completed_at: str,
+    ) -> Event:
+        """A-CHG-4/7: the new account is the person's one active fund account from now on."""
+        return Event(BANK_CHANGE_COMPLETED, {
+            "bank_change_id": change.bank_change_id, "participant_id": self.participant_id,
+            "old_fund_account_id": change.old_fund_account_id, "old_bank_code": change.old_bank_code,
+            "new_fund_account_id": new_fund_account_id, "new_bank_code": change.new_bank_code,
+            "new_branch_city": change.new_branch_city, **transferred,
+            "confirmed_remaining_quota": confirmed_remaining_quota, "completed_at": completed_at,
+        })
+
+    def abort_bank_change(self, change: BankChange, *, reason: str, aborted_at: str) -> Event:
+        return Event(BANK_CHANGE_ABORTED, {
+            "bank_change_id": change.bank_change_id, "participant_id": self.participant_id,
+            "old_fund_account_id": change.old_fund_account_id, "reason": reason, "aborted_at": aborted_at,
         })

@@ -10,12 +10,14 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from pension_fund_account.adapters.tables import fund_accounts, holdings, known_participants, participant_quota, products
+from pension_fund_account.adapters.tables import (
+    bank_changes, fund_accounts, holdings, known_participants, participant_quota, products,
+)
 from pension_fund_account.application.commands import (
-    Contribute, CreditIncome, ListProduct, OpenFundAccount, PurchaseProduct, RedeemProduct,
+    Contribute, CreditIncome, ListProduct, OpenFundAccount, PurchaseProduct, RedeemProduct, RequestBankChange,
 )
 from pension_fund_account.application.handlers import (
-    contribute, credit_income, list_product, open_fund_account, purchase_product, redeem_product,
+    contribute, credit_income, list_product, open_fund_account, purchase_product, redeem_product, request_bank_change,
 )
 from pension_fund_account.domain.errors import FundAccountNotFound, InvalidRequest
 from pension_fund_account.domain.events import MONEY_MOVED, fund_account_stream
@@ -32,6 +34,7 @@ from pension_shared.web import StrictModel, correlation_id, execute_command, ren
 
 ProductType = Literal[PRODUCT_TYPES]  # type: ignore[valid-type]
 ProductCode = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$")]
+BankCode = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,16}$")]
 Yuan = Annotated[str, Field(description='yuan with two decimals, e.g. "1200.00"')]
 Units = Annotated[str, Field(description='units with up to six decimals, e.g. "1000.50"')]
 
@@ -67,6 +70,11 @@ class IncomeRequest(StrictModel):
     amount: Yuan
     kind: Literal["interest", "dividend", "maturity_gain"]
     product_code: ProductCode | None = None
+
+
+class BankChangeRequest(StrictModel):
+    new_bank_code: BankCode
+    new_branch_city: Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class ProductRequest(StrictModel):
@@ -106,6 +114,20 @@ def fund_accounts_router(ctx: ServiceContext) -> APIRouter:
                     "bank_code": command.bank_code, "status": "active"}
 
         return await run(request, principal, decide, status=201)
+
+    @router.get("/bank-changes/{bank_change_id}")
+    def read_bank_change(bank_change_id: str, principal: Principal = edge.roles("bank", "operator")) -> dict:
+        """A bank change as the old bank, the new bank and operators follow it."""
+        with ctx.engine.connect() as conn:
+            row = conn.execute(sa.select(bank_changes).where(bank_changes.c.bank_change_id == bank_change_id)).one_or_none()
+        if row is None or not (
+            principal.role == "operator" or principal.is_bank(row.old_bank_code) or principal.is_bank(row.new_bank_code)
+        ):
+            raise NotFound(f"no bank change {bank_change_id}")
+        return {c: getattr(row, c) for c in (
+            "bank_change_id", "participant_id", "status", "old_fund_account_id", "old_bank_code", "new_bank_code",
+            "new_branch_city", "new_fund_account_id", "reason", "requested_at", "updated_at",
+        )}
 
     @router.get("/{fund_account_id}")
     def read(
@@ -209,6 +231,21 @@ def fund_accounts_router(ctx: ServiceContext) -> APIRouter:
 
         return await run(request, principal, decide, status=201)
 
+    @router.post("/{fund_account_id}/bank-change", status_code=202)
+    async def change_bank(
+        fund_account_id: str, body: BankChangeRequest, request: Request, principal: Principal = edge.roles("bank"),
+    ) -> JSONResponse:
+        """A-CHG-1/6: asked of the holding bank; the account is frozen until the platform has
+        confirmed and everything has moved to the new bank (or the platform refused)."""
+        command = RequestBankChange(fund_account_id, principal.code or "", body.new_bank_code, body.new_branch_city)
+
+        def decide(conn: sa.Connection, m: Metadata) -> Mapping[str, Any]:
+            bank_change_id = request_bank_change(conn, store, command, m)
+            return {"bank_change_id": bank_change_id, "status": "requested", "fund_account_id": fund_account_id,
+                    "new_bank_code": command.new_bank_code}
+
+        return await run(request, principal, decide, status=202)
+
     @router.get("/{fund_account_id}/ledger")
     def ledger(
         fund_account_id: str, principal: Principal = edge.roles("bank", "operator"),
@@ -301,7 +338,8 @@ def _ledger_entry(store: EventStore, envelope: Any) -> dict:
     }
     if "cash_after" in data:
         entry["cash_balance"] = format_fen(data["cash_after"])
-    for field in ("contribution_id", "channel", "product_code", "kind", "year"):
+    for field in ("contribution_id", "channel", "product_code", "kind", "year", "bank_change_id",
+                  "from_fund_account_id", "to_fund_account_id"):
         if data.get(field) is not None:
             entry[field] = data[field]
     if "units" in data:
