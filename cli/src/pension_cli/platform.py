@@ -67,10 +67,15 @@ class Platform:
         thread.start()
         self._threads.append(thread)
 
-    def stop(self) -> None:
+    def stop_workers(self) -> None:
+        """Stop relays, consumers and jobs; the APIs and databases stay usable."""
         self._stop.set()
         for thread in self._threads:
-            thread.join(timeout=5)
+            thread.join(timeout=10)
+        self._threads.clear()
+
+    def stop(self) -> None:
+        self.stop_workers()
         for ctx in self.contexts:
             ctx.engine.dispose()
 

@@ -13,5 +13,5 @@ DEFINITION = ServiceDefinition(
     projections=projections,
     routers=lambda ctx: [fund_accounts_router(ctx), products_router(ctx), ops_router(ctx)],
     policies=lambda ctx: policies(ctx.store),
-    subscribes_to=("pension.account",),
+    subscribes_to=("pension.account", "pension.payout"),
 )

@@ -30,6 +30,11 @@ BANK_CHANGE_ABORTED = "BankChangeAborted"
 # On a product's stream `product-{product_code}`.
 PRODUCT_LISTED = "ProductListed"
 
+# Payouts (see domain/payouts.py), on the fund account's stream.
+PAYOUT_DEBITED = "PayoutDebited"
+PAYOUT_DEBIT_REFUSED = "PayoutDebitRefused"
+PAYOUT_REFUNDED = "PayoutRefunded"
+
 MONEY_MOVED: Mapping[str, tuple[str, ...]] = {
     CONTRIBUTION_RECEIVED: ("amount",),
     PRODUCT_PURCHASED: ("amount",),
@@ -39,6 +44,8 @@ MONEY_MOVED: Mapping[str, tuple[str, ...]] = {
     TRANSFER_IN_RECEIVED: ("amount",),
     HOLDING_TRANSFERRED_OUT: ("cost",),
     HOLDING_TRANSFERRED_IN: ("cost",),
+    PAYOUT_DEBITED: ("gross",),
+    PAYOUT_REFUNDED: ("amount",),
 }
 """The amounts (fen) each ledger entry moved; every one of them also carries ``cash_after``.
 A holding moved in kind between banks moves its cost, not cash (A-CHG-3)."""

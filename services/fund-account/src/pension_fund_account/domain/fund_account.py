@@ -20,7 +20,7 @@ from pension_fund_account.domain.errors import (
 from pension_fund_account.domain.events import (
     CASH_TRANSFERRED_OUT, CONTRIBUTION_RECEIVED, FUND_ACCOUNT_CLOSED, FUND_ACCOUNT_FROZEN, FUND_ACCOUNT_OPENED,
     FUND_ACCOUNT_UNFROZEN, HOLDING_TRANSFERRED_IN, HOLDING_TRANSFERRED_OUT, INCOME_CREDITED, PRODUCT_PURCHASED,
-    PRODUCT_REDEEMED, TRANSFER_IN_RECEIVED, Event,
+    PAYOUT_DEBITED, PAYOUT_REFUNDED, PRODUCT_REDEEMED, TRANSFER_IN_RECEIVED, Event,
 )
 from pension_fund_account.domain.participant_funds import ParticipantFunds
 from pension_shared.policy import policy_on
@@ -80,6 +80,10 @@ class FundAccount:
             self.cash += data["amount"]
         elif name == CASH_TRANSFERRED_OUT:
             self.cash -= data["amount"]
+        elif name == PAYOUT_DEBITED:
+            self.cash -= data["gross"]
+        elif name == PAYOUT_REFUNDED:
+            self.cash += data["amount"]
         elif name == HOLDING_TRANSFERRED_IN:
             held = self.holdings.setdefault(data["product_code"], Holding(0, 0))
             held.units += data["units"]

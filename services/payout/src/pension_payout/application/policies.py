@@ -15,7 +15,7 @@ from pension_payout.domain.participants import (
     DEATH_NOTED, FUND_ACCOUNT_NOTED, PAYEE_REGISTERED, RECEIVING_NOTED, WITHDRAWAL_ASSIGNED, Payee, payee_stream,
 )
 from pension_payout.domain.withdrawal import (
-    PAYMENTS_WITHHELD, PAYOUT_COMPENSATED, PAYOUT_DEBIT_RECORDED, WITHDRAWAL_COMPLETED, WITHDRAWAL_STARTED,
+    PAYMENTS_WITHHELD, PAYOUT_COMPENSATED, PAYOUT_DEBIT_RECORDED, PAYOUT_NOT_DEBITED, WITHDRAWAL_COMPLETED, WITHDRAWAL_STARTED,
     Withdrawal, withdrawal_stream,
 )
 from pension_shared.clock import business_date, parse_rfc3339
@@ -111,6 +111,18 @@ def policies(store: EventStore) -> dict[str, Policy]:
                                    subject=withdrawal.participant_id))
         store.append(conn, stream.stream_id, stream.version, events, _meta(source))
 
+    def payout_debit_refused(conn: Connection, source: Envelope) -> None:
+        """The fund account could not be debited (frozen for a bank change, or closed): the
+        instalment settles without money; the schedule goes on and later ones take more."""
+        data = source.data
+        stream, withdrawal = load_withdrawal(store, conn, data["withdrawal_id"])
+        instalment = next((i for i in withdrawal.instalments.values() if i.payout_id == data["payout_id"]), None)
+        if instalment is None or instalment.status != "instructed":
+            return
+        store.append(conn, stream.stream_id, stream.version, [NewEvent(PAYOUT_NOT_DEBITED, {
+            "withdrawal_id": withdrawal.withdrawal_id, "payout_id": data["payout_id"], "reason": data["reason"],
+        }, subject=withdrawal.participant_id)], _meta(source))
+
     def payout_refunded(conn: Connection, source: Envelope) -> None:
         data = source.data
         stream, withdrawal = load_withdrawal(store, conn, data["withdrawal_id"])
@@ -128,6 +140,7 @@ def policies(store: EventStore) -> dict[str, Policy]:
         f"{FUND_ACCOUNT}.FundAccountOpened.v1": fund_account_opened,
         f"{FUND_ACCOUNT}.PayoutDebited.v1": payout_debited,
         f"{FUND_ACCOUNT}.PayoutRefunded.v1": payout_refunded,
+        f"{FUND_ACCOUNT}.PayoutDebitRefused.v1": payout_debit_refused,
     }
 
 

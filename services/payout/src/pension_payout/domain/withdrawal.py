@@ -21,6 +21,7 @@ WITHDRAWAL_STARTED = "WithdrawalStarted"
 WITHDRAWAL_METHOD_CHANGED = "WithdrawalMethodChanged"
 PAYOUT_INSTRUCTED = "PayoutInstructed"
 PAYOUT_DEBIT_RECORDED = "PayoutDebitRecorded"
+PAYOUT_NOT_DEBITED = "PayoutNotDebited"
 PAYMENTS_WITHHELD = "PaymentsWithheld"
 PAYOUT_MADE = "PayoutMade"
 PAYMENT_ATTEMPT_FAILED = "PaymentAttemptFailed"
@@ -107,6 +108,8 @@ class Withdrawal:
             instalment = self._instalment(data["payout_id"])
             instalment.gross, instalment.balance_after, instalment.status = data["gross"], data["balance_after"], "debited"
             self.bank_code, self.withholding_city = data["bank_code"], data["withholding_city"]
+        elif name == PAYOUT_NOT_DEBITED:
+            self._instalment(data["payout_id"]).status = "refused"
         elif name == PAYMENTS_WITHHELD:
             instalment = self._instalment(data["payout_id"])
             instalment.status = "paying"
@@ -142,8 +145,8 @@ class Withdrawal:
         return len(self.instalments) + 1
 
     def in_flight(self) -> Instalment | None:
-        return next((i for i in self.instalments.values() if i.status not in ("settled", "compensated")
-                     and not self._settled(i)), None)
+        return next((i for i in self.instalments.values()
+                     if i.status not in ("refused", "compensated") and not self._settled(i)), None)
 
     @staticmethod
     def _settled(instalment: Instalment) -> bool:

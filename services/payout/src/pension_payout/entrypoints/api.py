@@ -70,6 +70,15 @@ def withdrawals_router(ctx: ServiceContext) -> APIRouter:
 
         return await execute_command(ctx.runner, request, principal, work)
 
+    @router.get("")
+    def list_for_participant(participant_id: str, principal: Principal = edge.roles("bank", "operator")) -> dict:
+        """The participant's withdrawals (their own, and the inheritance after their death)."""
+        with ctx.engine.connect() as conn:
+            rows = conn.execute(sa.select(withdrawals).where(withdrawals.c.participant_id == participant_id)
+                                .order_by(withdrawals.c.withdrawal_id)).all()
+        visible = [orjson.loads(r.view) for r in rows if principal.role == "operator" or principal.is_bank(r.bank_code)]
+        return {"items": visible, "next": None}
+
     @router.get("/{withdrawal_id}")
     def read(withdrawal_id: str, principal: Principal = edge.roles("bank", "operator")) -> dict:
         with ctx.engine.connect() as conn:

@@ -1,0 +1,41 @@
+"""The fund account's side of payouts: debit an instalment, refund a payment that finally
+failed, close the account when the withdrawal is complete and nothing is left."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from sqlalchemy.engine import Connection
+
+from pension_fund_account.adapters.streams import named_events
+from pension_fund_account.application.handlers import _account, _append
+from pension_fund_account.domain.events import participant_stream
+from pension_fund_account.domain.participant_funds import ParticipantFunds
+from pension_fund_account.domain.payouts import close_when_empty, debit_for_payout, refund_payout
+from pension_shared.ledger import EventStore, Metadata
+
+
+def _active_account_id(conn: Connection, store: EventStore, participant_id: str) -> str | None:
+    stream = store.load(conn, participant_stream(participant_id))
+    return ParticipantFunds.from_events(participant_id, named_events(stream)).active_fund_account_id
+
+
+def debit_instalment(conn: Connection, store: EventStore, instruction: Mapping[str, Any], meta: Metadata) -> None:
+    """The participant's current fund account pays: after a bank change, the new one."""
+    account_id = _active_account_id(conn, store, instruction["participant_id"]) or instruction["fund_account_id"]
+    stream, account = _account(conn, store, account_id)
+    _append(conn, store, stream, debit_for_payout(account, instruction), account.participant_id, meta)
+
+
+def refund_instalment(conn: Connection, store: EventStore, request: Mapping[str, Any], meta: Metadata) -> None:
+    account_id = _active_account_id(conn, store, request["participant_id"]) or request["fund_account_id"]
+    stream, account = _account(conn, store, account_id)
+    _append(conn, store, stream, [refund_payout(account, request)], account.participant_id, meta)
+
+
+def close_after_withdrawal(conn: Connection, store: EventStore, completed: Mapping[str, Any], meta: Metadata) -> None:
+    account_id = completed.get("fund_account_id")
+    if not account_id:
+        return
+    stream, account = _account(conn, store, account_id)
+    _append(conn, store, stream, close_when_empty(account, reason="benefits fully paid"), account.participant_id, meta)

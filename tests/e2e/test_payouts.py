@@ -1,0 +1,168 @@
+"""Withdrawals end to end through the HTTP API of `pension run` (issue 5): eligibility, payouts
+with the tax withheld, method changes, compensation, inheritance, and money conserved."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from tests.e2e.test_embedded_platform import RunningPlatform
+from tests.support.bank import OPERATOR, Bank, set_clock, yuan
+from tests.support.requests import auth, eventually, random_id_number
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory):
+    platform = RunningPlatform(tmp_path_factory.mktemp("payouts"))
+    platform.start()
+    yield platform
+    platform.stop()
+
+
+def _settled(bank: Bank, withdrawal_id: str, count: int, status: str = "paid") -> dict:
+    def probe() -> dict | None:
+        view = bank.get(f"/v1/withdrawals/{withdrawal_id}")
+        done = [p for p in view["payouts"] if p["status"] == status]
+        return view if len(done) >= count else None
+    return eventually(probe, timeout_s=60)
+
+
+def _assert_money_conserved(bank: Bank, fund_account_id: str, contributed: str, income: str, withdrawals: list[str]) -> None:
+    """contributions + income = payouts (gross) + balance."""
+    account = bank.get(f"/v1/fund-accounts/{fund_account_id}")
+    balance = yuan(account["cash_balance"]) + sum((yuan(h["cost"]) for h in account["holdings"]), Decimal(0))
+    paid = sum((yuan(p["gross"]) for w in withdrawals for p in bank.get(f"/v1/withdrawals/{w}")["payouts"]
+                if p["status"] == "paid"), Decimal(0))
+    assert yuan(contributed) + yuan(income) == paid + balance
+
+
+def test_a_lump_sum_of_12345_67_withholds_370_37_and_pays_11975_30(running):
+    set_clock(running.base, "2025-10-01T10:00:00+08:00")
+    bank = Bank(running.base)
+    participant_id, fund_account_id = bank.register_and_open()
+    bank.contribute(fund_account_id, "12000.00")
+    bank.post(f"/v1/fund-accounts/{fund_account_id}/income", {"amount": "345.67", "kind": "interest"}, expect=201)
+    bank.receiving(participant_id)
+
+    withdrawal = bank.withdraw(participant_id, method="lump_sum")
+    view = _settled(bank, withdrawal["withdrawal_id"], 1)
+
+    payout = view["payouts"][0]
+    assert (payout["gross"], payout["tax"], payout["net"]) == ("12345.67", "370.37", "11975.30")
+    assert payout["paid_at"] and payout["payee_account"]["bank_code"] == "ICBC"
+    assert eventually(lambda: bank.get(f"/v1/fund-accounts/{fund_account_id}")["status"] == "closed")
+    assert eventually(lambda: bank.get(f"/v1/withdrawals/{withdrawal['withdrawal_id']}")["status"] == "completed")
+    _assert_money_conserved(bank, fund_account_id, "12000.00", "345.67", [withdrawal["withdrawal_id"]])
+
+
+def test_only_a_participant_in_receiving_status_may_withdraw(running):
+    set_clock(running.base, "2025-10-01T10:00:00+08:00")
+    bank = Bank(running.base)
+    participant_id, fund_account_id = bank.register_and_open()
+    bank.contribute(fund_account_id, "100.00")
+    refused = bank.post("/v1/withdrawals", {"participant_id": participant_id, "method": "lump_sum"})
+    assert refused.status_code == 409 and refused.json()["code"] == "NOT_ELIGIBLE_FOR_WITHDRAWAL"
+
+
+def test_ten_monthly_payouts_with_a_method_change_refused_in_august_and_accepted_in_october(running):
+    set_clock(running.base, "2025-08-15T10:00:00+08:00")
+    bank = Bank(running.base)
+    participant_id, fund_account_id = bank.register_and_open()
+    bank.contribute(fund_account_id, "12000.00")
+    bank.receiving(participant_id)
+    withdrawal_id = bank.withdraw(participant_id, method="monthly", months=10)["withdrawal_id"]
+    _settled(bank, withdrawal_id, 1)
+
+    locked = httpx.put(f"{running.base}/v1/withdrawals/{withdrawal_id}/method", headers=bank.headers,
+                       json={"method": "lump_sum"})
+    assert locked.status_code == 409 and locked.json()["code"] == "WITHDRAWAL_METHOD_LOCKED"
+
+    for month, paid in (("09", 2), ("10", 3)):
+        set_clock(running.base, f"2025-{month}-15T10:00:00+08:00")
+        _settled(bank, withdrawal_id, paid)
+    changed = httpx.put(f"{running.base}/v1/withdrawals/{withdrawal_id}/method", headers=bank.headers,
+                        json={"method": "installments", "installments": 7})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["applies_from_instalment"] == 4 and changed.json()["method"] == "installments"
+
+    for paid, date in enumerate(["2025-11-15", "2025-12-15", "2026-01-15", "2026-02-15", "2026-03-15",
+                                 "2026-04-15", "2026-05-15"], start=4):
+        set_clock(running.base, f"{date}T10:00:00+08:00")
+        view = _settled(bank, withdrawal_id, paid)
+
+    assert [(p["gross"], p["tax"], p["net"]) for p in view["payouts"]] == [("1200.00", "36.00", "1164.00")] * 10
+    assert eventually(lambda: bank.get(f"/v1/fund-accounts/{fund_account_id}")["status"] == "closed")
+    _assert_money_conserved(bank, fund_account_id, "12000.00", "0.00", [withdrawal_id])
+
+
+def test_a_payout_redeems_holdings_when_cash_is_short(running):
+    set_clock(running.base, "2025-10-01T10:00:00+08:00")
+    bank = Bank(running.base)
+    participant_id, fund_account_id = bank.register_and_open()
+    bank.contribute(fund_account_id, "10000.00")
+    product = next(p for p in bank.get("/v1/products")["items"] if p["product_type"] == "public_fund")
+    bank.post(f"/v1/fund-accounts/{fund_account_id}/purchases",
+              {"product_code": product["product_code"], "amount": "9000.00"}, expect=201)
+    bank.receiving(participant_id, "incapacity")
+
+    withdrawal_id = bank.withdraw(participant_id, method="installments", installments=2)["withdrawal_id"]
+    view = _settled(bank, withdrawal_id, 1)
+
+    assert view["payouts"][0]["gross"] == "5000.00"
+    account = bank.get(f"/v1/fund-accounts/{fund_account_id}")
+    assert account["holdings"] == [] and account["cash_balance"] == "5000.00"
+    ledger = bank.get(f"/v1/fund-accounts/{fund_account_id}/ledger")["items"]
+    assert any(e["type"] == "ProductRedeemed" for e in ledger)
+    assert any(e["type"] == "PayoutDebited" and e["amounts"] == {"gross": "5000.00"} for e in ledger)
+    _assert_money_conserved(bank, fund_account_id, "10000.00", "0.00", [withdrawal_id])
+
+
+def test_a_payment_that_keeps_failing_is_compensated(running):
+    set_clock(running.base, "2025-10-01T10:00:00+08:00")
+    bank = Bank(running.base, "CCB")
+    participant_id, fund_account_id = bank.register_and_open()
+    bank.contribute(fund_account_id, "3000.00")
+    bank.receiving(participant_id)
+    failing = httpx.put(f"{running.base}/v1/ops/payout/failing-banks/CCB", json={"failing": True}, headers=OPERATOR)
+    assert failing.status_code == 200
+
+    withdrawal_id = bank.withdraw(participant_id, method="lump_sum")["withdrawal_id"]
+    view = _settled(bank, withdrawal_id, 1, status="compensated")
+
+    assert view["payouts"][0]["attempts"] == 3
+    assert eventually(lambda: bank.get(f"/v1/fund-accounts/{fund_account_id}")["cash_balance"] == "3000.00")
+    httpx.put(f"{running.base}/v1/ops/payout/failing-banks/CCB", json={"failing": False}, headers=OPERATOR)
+    _assert_money_conserved(bank, fund_account_id, "3000.00", "0.00", [withdrawal_id])
+
+
+def test_an_inheritance_split_three_ways_leaves_no_fen_behind(running):
+    set_clock(running.base, "2025-10-01T10:00:00+08:00")
+    bank = Bank(running.base)
+    participant_id, fund_account_id = bank.register_and_open()
+    bank.contribute(fund_account_id, "10000.01")
+    eventually(lambda: bank.get(f"/v1/participants/{participant_id}").get("fund_account"))
+    heirs = [{"name": f"继承人{n}", "id_number": random_id_number("19900101"), "share": share,
+              "payee_account": {"bank_code": "BOC", "account_number": f"62170000000{n}"}}
+             for n, share in ((1, "0.333333"), (2, "0.333333"), (3, "0.333334"))]
+    died = httpx.post(f"{running.base}/v1/participants/{participant_id}/death",
+                      json={"date_of_death": "2025-09-28", "heirs": heirs}, headers=auth("dev-agency-410100"))
+    assert died.status_code == 201, died.text
+
+    account = eventually(lambda: (a := bank.get(f"/v1/fund-accounts/{fund_account_id}"))["status"] == "closed" and a)
+    assert account["cash_balance"] == "0.00"
+    inheritance = bank.get(f"/v1/withdrawals?participant_id={participant_id}")["items"][0]
+    assert inheritance["kind"] == "inheritance" and inheritance["status"] == "completed"
+    parts = [(p["heir_no"], p["gross"], p["tax"], p["net"], p["status"]) for p in inheritance["payouts"]]
+    assert parts == [
+        (1, "3333.34", "100.00", "3233.34", "paid"),
+        (2, "3333.33", "100.00", "3233.33", "paid"),
+        (3, "3333.34", "100.00", "3233.34", "paid"),
+    ]
+    payments = httpx.get(f"{running.base}/v1/ops/payout/payments", headers=OPERATOR).json()["items"]
+    paid_to_heirs = {p["payment_id"]: p for p in payments if p["payment_id"].startswith(inheritance["withdrawal_id"])}
+    assert sorted(p["amount"] for p in paid_to_heirs.values()) == ["3233.33", "3233.34", "3233.34"]
+    _assert_money_conserved(bank, fund_account_id, "10000.01", "0.00", [inheritance["withdrawal_id"]])
