@@ -2,6 +2,8 @@
 # Install the non-Python tools the test suite needs, idempotently:
 #   * kcat                     (Debian package)
 #   * a `docker compose` CLI    (only used for `docker compose config`; no Docker engine needed)
+#   * the official AsyncAPI parser (npm @asyncapi/parser, run by node) in <infra>/asyncapi, which the
+#     contract tests use to validate shared/src/pension_shared/contracts/asyncapi.yaml
 #
 # docker compose, in order of preference:
 #   1. `docker compose version` already works                      -> nothing to do
@@ -16,6 +18,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 INFRA="${PENSION_INFRA_DIR:-$REPO/.infra}"
 BIN="$INFRA/bin"
 COMPOSE_VERSION="${PENSION_COMPOSE_VERSION:-v2.29.7}"
+ASYNCAPI_PARSER_VERSION="${PENSION_ASYNCAPI_PARSER_VERSION:-3.6.3}"
 GO_TOOLCHAIN_VERSION="${PENSION_GO_TOOLCHAIN:-go1.23.4}"
 PLUGIN_DIR="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
 GOPROXY_URL="${GOPROXY:-https://proxy.golang.org}"
@@ -165,5 +168,28 @@ ensure_compose() {
   fi
 }
 
+# ---------------------------------------------------------------- AsyncAPI parser
+ensure_asyncapi_parser() {
+  local dir="$INFRA/asyncapi" installed=""
+  if [[ -f "$dir/node_modules/@asyncapi/parser/package.json" ]]; then
+    installed="$(node -p "require('$dir/node_modules/@asyncapi/parser/package.json').version" 2>/dev/null || true)"
+  fi
+  if [[ "$installed" == "$ASYNCAPI_PARSER_VERSION" ]]; then
+    log "asyncapi parser: present (@asyncapi/parser $installed in $dir)"
+    return 0
+  fi
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    log "asyncapi parser: installing Debian packages nodejs and npm"
+    apt_install nodejs npm || die "apt-get install nodejs npm failed"
+  fi
+  log "asyncapi parser: npm install @asyncapi/parser@$ASYNCAPI_PARSER_VERSION into $dir"
+  mkdir -p "$dir"
+  [[ -f "$dir/package.json" ]] || echo '{"name": "pension-asyncapi-tools", "private": true}' >"$dir/package.json"
+  npm install --prefix "$dir" --no-audit --no-fund --loglevel=error \
+    "@asyncapi/parser@$ASYNCAPI_PARSER_VERSION" >&2 || die "npm install @asyncapi/parser failed"
+  log "asyncapi parser: installed (@asyncapi/parser $ASYNCAPI_PARSER_VERSION)"
+}
+
 ensure_kcat
 ensure_compose
+ensure_asyncapi_parser

@@ -2,17 +2,26 @@
 
 from pathlib import Path
 
-from pension_tax.adapters.projection import TaxpayerRegisteredProjection
-from pension_tax.application.policies import policies
-from pension_tax.entrypoints.api import ops_router
 from pension_shared.pii import PersonalDataKey
-from pension_shared.runtime import ServiceDefinition
+from pension_shared.runtime import ServiceContext, ServiceDefinition
+from pension_tax.adapters.projection import projections
+from pension_tax.application.policies import SUBSCRIBES_TO, policies
+from pension_tax.application.statements import TaxYearClosing
+from pension_tax.domain.taxpayer import TaxRules
+from pension_tax.domain.vouchers import VoucherSigner
+from pension_tax.entrypoints.api import ops_router, tax_router
+
+
+def tax_rules(ctx: ServiceContext) -> TaxRules:
+    return TaxRules(VoucherSigner.from_secret(ctx.settings.pii_key))
+
 
 DEFINITION = ServiceDefinition(
     name="tax",
     migrations=Path(__file__).resolve().parents[2] / "migrations",
-    projections=lambda: [TaxpayerRegisteredProjection()],
-    routers=lambda ctx: [ops_router(ctx)],
-    policies=lambda ctx: policies(ctx.store, PersonalDataKey(ctx.settings.pii_key)),
-    subscribes_to=("pension.account",),
+    projections=projections,
+    routers=lambda ctx: [tax_router(ctx), ops_router(ctx)],
+    policies=lambda ctx: policies(ctx.store, PersonalDataKey(ctx.settings.pii_key), tax_rules(ctx)),
+    subscribes_to=SUBSCRIBES_TO,
+    jobs=lambda ctx: [TaxYearClosing(ctx.engine, ctx.store, ctx.clock, tax_rules(ctx))],
 )

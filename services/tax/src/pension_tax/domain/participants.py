@@ -3,8 +3,6 @@ returns carry. pension.tax is the one topic that carries it in clear, for the ta
 
 from __future__ import annotations
 
-TAXPAYER_REGISTERED = "TaxpayerRegistered"
+from pension_tax.domain.events import TAXPAYER_REGISTERED, taxpayer_stream
 
-
-def taxpayer_stream(participant_id: str) -> str:
-    return f"taxpayer-{participant_id}"
+__all__ = ["TAXPAYER_REGISTERED", "taxpayer_stream"]
