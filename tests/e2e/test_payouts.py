@@ -58,6 +58,24 @@ def test_a_lump_sum_of_12345_67_withholds_370_37_and_pays_11975_30(running):
     assert eventually(lambda: bank.get(f"/v1/withdrawals/{withdrawal['withdrawal_id']}")["status"] == "completed")
     _assert_money_conserved(bank, fund_account_id, "12000.00", "345.67", [withdrawal["withdrawal_id"]])
 
+    def withholding() -> dict | None:
+        items = bank.get("/v1/tax/withholdings?bank_code=ICBC&month=2025-10")["items"]
+        return next((i for i in items if i["withdrawal_id"] == withdrawal["withdrawal_id"]), None)
+
+    item = eventually(withholding)
+    assert (item["gross"], item["tax"], item["net"], item["withholding_city"]) == ("12345.67", "370.37", "11975.30", "410100")
+    assert "*" not in item["id_number"], "the withholding return names the taxpayer for the tax bureau"
+
+    def records() -> list | None:
+        items = bank.get(f"/v1/participants/{participant_id}/records?year=2025")["items"]
+        kinds = sorted((i["kind"], i["amount"]) for i in items)
+        return kinds if ("tax", "370.37") in kinds and ("withdrawal", "12345.67") in kinds else None
+
+    assert eventually(records) == [
+        ("contribution", "12000.00"), ("deduction", "12000.00"), ("income", "345.67"), ("tax", "370.37"),
+        ("withdrawal", "12345.67"),
+    ]
+
 
 def test_only_a_participant_in_receiving_status_may_withdraw(running):
     set_clock(running.base, "2025-10-01T10:00:00+08:00")

@@ -15,5 +15,5 @@ DEFINITION = ServiceDefinition(
     projections=lambda: [ParticipantsProjection(), WithdrawalsProjection()],
     routers=lambda ctx: [participants_router(ctx), insurance_registry_router(ctx), withdrawals_router(ctx)],
     policies=lambda ctx: policies(ctx.store),
-    subscribes_to=("pension.fund-account",),
+    subscribes_to=("pension.fund-account", "pension.payout", "pension.tax"),
 )

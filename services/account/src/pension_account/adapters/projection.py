@@ -7,9 +7,14 @@ from sqlalchemy.engine import Connection
 from pension_account.adapters.tables import contribution_years, participant_records, participants
 from pension_account.domain.bank_change import BANK_CHANGE_COMPLETED
 from pension_account.domain.participant import PARTICIPANT_REGISTERED
-from pension_account.domain.records import CONTRIBUTION_RECORDED, FUND_ACCOUNT_BOUND, INVESTMENT_RECORDED
+from pension_account.domain.records import (
+    CONTRIBUTION_RECORDED, DEDUCTION_RECORDED, FUND_ACCOUNT_BOUND, INVESTMENT_RECORDED, TAX_RECORDED, WITHDRAWAL_RECORDED,
+)
 from pension_shared.clock import business_year, parse_rfc3339
 from pension_shared.envelope import Envelope
+
+
+RECORD_KINDS = {WITHDRAWAL_RECORDED: "withdrawal", DEDUCTION_RECORDED: "deduction", TAX_RECORDED: "tax"}
 
 
 class ParticipantsProjection:
@@ -26,6 +31,8 @@ class ParticipantsProjection:
             self._contribution(conn, event)
         elif name == INVESTMENT_RECORDED:
             self._record(conn, event, kind=event.data["kind"], year=event.data["year"])
+        elif name in RECORD_KINDS:
+            self._record(conn, event, kind=RECORD_KINDS[name], year=event.data["year"])
         elif name == BANK_CHANGE_COMPLETED:
             self._bank_change(conn, event)
         elif name == PARTICIPANT_REGISTERED:

@@ -1,6 +1,7 @@
-"""How the information platform reacts to the fund-account service's reports: each becomes a
-fact in the platform's own ledger (so the platform replays from zero on its own), citing the
-event it came from."""
+"""How the information platform reacts to the other services' reports (fund accounts, payouts,
+deductions and tax): each becomes a fact in the platform's own ledger (so the platform replays
+from zero on its own), citing the event it came from. Only amounts are recorded from the tax
+feed: the identity it carries is the platform's own already."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from sqlalchemy.engine import Connection
 from pension_account.adapters.tables import contribution_years, participants
 from pension_account.domain.bank_change import BankChangeAnswers
 from pension_account.domain.participant import participant_stream
-from pension_account.domain.records import CONTRIBUTION_RECORDED, FUND_ACCOUNT_BOUND, INVESTMENT_KINDS, INVESTMENT_RECORDED
+from pension_account.domain.records import (
+    CONTRIBUTION_RECORDED, DEDUCTION_RECORDED, FUND_ACCOUNT_BOUND, INVESTMENT_KINDS, INVESTMENT_RECORDED, TAX_RECORDED,
+    WITHDRAWAL_RECORDED,
+)
 from pension_shared.clock import business_date, business_year, parse_rfc3339
 from pension_shared.envelope import Envelope
 from pension_shared.ledger import EventStore, Metadata, NewEvent, Stream
@@ -21,6 +25,8 @@ from pension_shared.policy import policy_on
 Policy = Callable[[Connection, Envelope], None]
 
 FUND_ACCOUNT = "cn.pension.fund-account"
+PAYOUT = "cn.pension.payout"
+TAX = "cn.pension.tax"
 
 
 def _participant(store: EventStore, conn: Connection, source: Envelope) -> Stream:
@@ -84,7 +90,39 @@ def policies(store: EventStore) -> dict[str, Policy]:
         if recorded is not None:
             _record(store, conn, source, *recorded, stream=stream)
 
+    def payout_made(conn: Connection, source: Envelope) -> None:
+        data = source.data
+        _record(store, conn, source, WITHDRAWAL_RECORDED, {
+            "participant_id": data["participant_id"], "withdrawal_id": data["withdrawal_id"],
+            "payout_id": data["payout_id"], "fund_account_id": data["fund_account_id"], "kind": data["kind"],
+            "amount": data["gross"], "tax": data["tax"], "net": data["net"],
+            "year": business_year(parse_rfc3339(data["paid_at"])),
+        })
+
+    def deduction(sign: int) -> Policy:
+        def policy(conn: Connection, source: Envelope) -> None:
+            data = source.data
+            _record(store, conn, source, DEDUCTION_RECORDED, {
+                "participant_id": source.subject, "voucher_no": data["voucher_no"], "year": data["year"],
+                "amount": sign * data["deductible_amount"], "voided": sign < 0,
+            })
+        return policy
+
+    def tax(sign: int) -> Policy:
+        def policy(conn: Connection, source: Envelope) -> None:
+            data = source.data
+            _record(store, conn, source, TAX_RECORDED, {
+                "participant_id": source.subject, "payout_id": data["payout_id"], "year": data["year"],
+                "amount": sign * data["tax"], "reversed": sign < 0,
+            })
+        return policy
+
     handlers: dict[str, Policy] = {
+        f"{PAYOUT}.PayoutMade.v1": payout_made,
+        f"{TAX}.DeductionVoucherIssued.v1": deduction(+1),
+        f"{TAX}.DeductionVoucherVoided.v1": deduction(-1),
+        f"{TAX}.WithdrawalTaxWithheld.v1": tax(+1),
+        f"{TAX}.WithdrawalTaxWithholdingReversed.v1": tax(-1),
         f"{FUND_ACCOUNT}.FundAccountOpened.v1": fund_account_opened,
         f"{FUND_ACCOUNT}.ContributionReceived.v1": contribution_received,
         f"{FUND_ACCOUNT}.BankChangeRequested.v1": bank_change_requested,
