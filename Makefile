@@ -50,7 +50,7 @@ infra-down:
 	deploy/local/postgres.sh stop
 
 compose-config:
-	PENSION_DB_PASSWORD=$${PENSION_DB_PASSWORD:-dummy} docker compose -f docker-compose.yml config --quiet && echo "docker-compose.yml: OK"
+	PENSION_DB_PASSWORD=$${PENSION_DB_PASSWORD:-dummy} PENSION_PII_KEY=$${PENSION_PII_KEY:-dummy} PENSION_INSURANCE_REGISTRY_URL=$${PENSION_INSURANCE_REGISTRY_URL:-http://registry} PENSION_PAYMENT_ENDPOINT_URL=$${PENSION_PAYMENT_ENDPOINT_URL:-http://payments} docker compose -f docker-compose.yml config --quiet && echo "docker-compose.yml: OK"
 
 clean: infra-down
 	rm -rf $(INFRA_DIR)/kafka/data $(INFRA_DIR)/pg

@@ -48,6 +48,9 @@ def compose_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     secret.write_text('{"tokens": []}\n')
     env = dict(os.environ)
     env["PENSION_DB_PASSWORD"] = "dummy-password-for-config-check"
+    env["PENSION_PII_KEY"] = "dummy-pii-key-for-config-check"
+    env["PENSION_INSURANCE_REGISTRY_URL"] = "http://registry.example"
+    env["PENSION_PAYMENT_ENDPOINT_URL"] = "http://payments.example"
     env["PENSION_TOKENS_SECRET_FILE"] = str(secret)
     env.pop("COMPOSE_FILE", None)
     env.pop("COMPOSE_PROFILES", None)
