@@ -47,6 +47,10 @@ def test_a_lump_sum_of_12345_67_withholds_370_37_and_pays_11975_30(running):
     bank.contribute(fund_account_id, "12000.00")
     bank.post(f"/v1/fund-accounts/{fund_account_id}/income", {"amount": "345.67", "kind": "interest"}, expect=201)
     bank.receiving(participant_id)
+    ended = eventually(lambda: (r := bank.post(f"/v1/fund-accounts/{fund_account_id}/contributions",
+                                               {"amount": "1.00", "channel": "cash", "reference": "late"})).status_code == 409 and r)
+    assert ended.json()["code"] == "CONTRIBUTIONS_ENDED", "A-CONT-8: no contributions after receiving by age"
+    assert eventually(lambda: bank.get(f"/v1/fund-accounts/{fund_account_id}")["status"] == "receiving")
 
     withdrawal = bank.withdraw(participant_id, method="lump_sum")
     view = _settled(bank, withdrawal["withdrawal_id"], 1)
@@ -126,17 +130,20 @@ def test_a_payout_redeems_holdings_when_cash_is_short(running):
     bank.post(f"/v1/fund-accounts/{fund_account_id}/purchases",
               {"product_code": product["product_code"], "amount": "9000.00"}, expect=201)
     bank.receiving(participant_id, "incapacity")
+    eventually(lambda: bank.get(f"/v1/fund-accounts/{fund_account_id}")["status"] == "receiving")
+    bank.contribute(fund_account_id, "0.01")  # A-CONT-8: a condition other than age lets contributions go on
+    bank.post(f"/v1/fund-accounts/{fund_account_id}/income", {"amount": "0.01", "kind": "interest"}, expect=201)
 
     withdrawal_id = bank.withdraw(participant_id, method="installments", installments=2)["withdrawal_id"]
     view = _settled(bank, withdrawal_id, 1)
 
-    assert view["payouts"][0]["gross"] == "5000.00"
+    assert view["payouts"][0]["gross"] == "5000.01"
     account = bank.get(f"/v1/fund-accounts/{fund_account_id}")
-    assert account["holdings"] == [] and account["cash_balance"] == "5000.00"
+    assert account["holdings"] == [] and account["cash_balance"] == "5000.01"
     ledger = bank.get(f"/v1/fund-accounts/{fund_account_id}/ledger")["items"]
     assert any(e["type"] == "ProductRedeemed" for e in ledger)
-    assert any(e["type"] == "PayoutDebited" and e["amounts"] == {"gross": "5000.00"} for e in ledger)
-    _assert_money_conserved(bank, fund_account_id, "10000.00", "0.00", [withdrawal_id])
+    assert any(e["type"] == "PayoutDebited" and e["amounts"] == {"gross": "5000.01"} for e in ledger)
+    _assert_money_conserved(bank, fund_account_id, "10000.01", "0.01", [withdrawal_id])
 
 
 def test_a_payment_that_keeps_failing_is_compensated(running):

@@ -62,3 +62,33 @@ def test_the_quota_of_another_year_does_not_count():
 
     assert registered.data["contributed_this_year"] == CAP
     assert funds.remaining_quota(2025, CAP) == 0
+
+
+def _receiving(may_continue: bool):
+    from pension_fund_account.domain.events import PARTICIPANT_RECOGNISED, RECEIVING_STATUS_RECORDED
+    from pension_fund_account.domain.participant_funds import ParticipantFunds
+
+    return ParticipantFunds.from_events("P1", [
+        (PARTICIPANT_RECOGNISED, {}),
+        (RECEIVING_STATUS_RECORDED, {"may_continue_contributing": may_continue}),
+    ])
+
+
+def test_who_receives_by_reason_of_age_contributes_no_more():
+    import pytest
+
+    from pension_fund_account.domain.errors import ContributionsEnded
+
+    with pytest.raises(ContributionsEnded) as refused:
+        _receiving(False).register_contribution(fund_account_id="FA1", contribution_id="C1", amount=100, year=2025, cap=1_200_000)
+    assert refused.value.code == "CONTRIBUTIONS_ENDED"
+
+
+def test_who_receives_on_another_condition_may_go_on_contributing():
+    registered = _receiving(True).register_contribution(
+        fund_account_id="FA1", contribution_id="C1", amount=100, year=2025, cap=1_200_000)
+    assert registered.data["contributed_this_year"] == 100
+
+
+def test_receiving_status_is_recorded_once():
+    assert _receiving(True).record_receiving(condition="unemployment", may_continue_contributing=True, since="t") is None

@@ -15,9 +15,9 @@ from pension_fund_account.domain.events import (
     BANK_CHANGE_ABORTED, BANK_CHANGE_COMPLETED, BANK_CHANGE_REQUESTED, CASH_TRANSFERRED_OUT,
     CONTRIBUTION_QUOTA_REGISTERED, CONTRIBUTION_RECEIVED, FUND_ACCOUNT_CLOSED, FUND_ACCOUNT_FROZEN, FUND_ACCOUNT_OPENED,
     FUND_ACCOUNT_UNFROZEN, HOLDING_TRANSFERRED_IN, HOLDING_TRANSFERRED_OUT, INCOME_CREDITED, PARTICIPANT_RECOGNISED,
-    PAYOUT_DEBITED, PAYOUT_REFUNDED, PRODUCT_LISTED, PRODUCT_PURCHASED, PRODUCT_REDEEMED, TRANSFER_IN_RECEIVED,
+    FUND_ACCOUNT_RECEIVING, PAYOUT_DEBITED, PAYOUT_REFUNDED, PRODUCT_LISTED, PRODUCT_PURCHASED, PRODUCT_REDEEMED, TRANSFER_IN_RECEIVED,
 )
-from pension_fund_account.domain.fund_account import ACTIVE, CLOSED, FROZEN
+from pension_fund_account.domain.fund_account import ACTIVE, CLOSED, FROZEN, RECEIVING
 from pension_fund_account.domain.participant_funds import ABORTED, COMPLETED, REQUESTED
 from pension_shared.envelope import Envelope
 
@@ -48,7 +48,8 @@ class FundAccountsProjection:
             return
         account = fund_accounts.c.fund_account_id == data["fund_account_id"]
         if name in STATUS_AFTER:
-            conn.execute(fund_accounts.update().where(account).values(status=STATUS_AFTER[name], version=event.sequence))
+            status = data.get("status_after", STATUS_AFTER[name]) if name == FUND_ACCOUNT_UNFROZEN else STATUS_AFTER[name]
+            conn.execute(fund_accounts.update().where(account).values(status=status, version=event.sequence))
             return
         conn.execute(fund_accounts.update().where(account).values(cash=data["cash_after"], version=event.sequence))
         if name == PRODUCT_PURCHASED:
@@ -61,7 +62,8 @@ class FundAccountsProjection:
             _move_holding(conn, data, units=-data["units"], cost=-data["cost"])
 
 
-STATUS_AFTER = {FUND_ACCOUNT_FROZEN: FROZEN, FUND_ACCOUNT_UNFROZEN: ACTIVE, FUND_ACCOUNT_CLOSED: CLOSED}
+STATUS_AFTER = {FUND_ACCOUNT_FROZEN: FROZEN, FUND_ACCOUNT_UNFROZEN: ACTIVE, FUND_ACCOUNT_CLOSED: CLOSED,
+                FUND_ACCOUNT_RECEIVING: RECEIVING}
 MOVES_MONEY = (
     CONTRIBUTION_RECEIVED, PRODUCT_PURCHASED, PRODUCT_REDEEMED, INCOME_CREDITED, CASH_TRANSFERRED_OUT,
     TRANSFER_IN_RECEIVED, HOLDING_TRANSFERRED_OUT, HOLDING_TRANSFERRED_IN, PAYOUT_DEBITED, PAYOUT_REFUNDED,

@@ -20,6 +20,24 @@ def _active_account_id(conn: Connection, store: EventStore, participant_id: str)
     return ParticipantFunds.from_events(participant_id, named_events(stream)).active_fund_account_id
 
 
+def record_receiving(conn: Connection, store: EventStore, approved: Mapping[str, Any], meta: Metadata) -> None:
+    """The platform put the participant in receiving status (A-PACC-5): the fund account
+    receives, and contributions end unless the condition allows them to go on (A-CONT-8)."""
+    participant_id = approved["participant_id"]
+    funds_stream = store.load(conn, participant_stream(participant_id))
+    funds = ParticipantFunds.from_events(participant_id, named_events(funds_stream))
+    recorded = funds.record_receiving(condition=approved["condition"], since=approved["since"],
+                                      may_continue_contributing=approved["may_continue_contributing"])
+    if recorded is None:
+        return
+    _append(conn, store, funds_stream, [recorded], participant_id, meta)
+    if funds.active_fund_account_id is not None:
+        stream, account = _account(conn, store, funds.active_fund_account_id)
+        receiving = account.enter_receiving(since=approved["since"])
+        if receiving is not None:
+            _append(conn, store, stream, [receiving], participant_id, meta)
+
+
 def debit_instalment(conn: Connection, store: EventStore, instruction: Mapping[str, Any], meta: Metadata) -> None:
     """The participant's current fund account pays: after a bank change, the new one."""
     account_id = _active_account_id(conn, store, instruction["participant_id"]) or instruction["fund_account_id"]

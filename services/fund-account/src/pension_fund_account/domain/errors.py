@@ -47,3 +47,9 @@ class InvalidRequest(DomainError):
 
 class BankChangeNotAllowed(DomainError):
     code = "BANK_CHANGE_NOT_ALLOWED"
+
+
+class ContributionsEnded(DomainError):
+    """A-CONT-8: who qualified for withdrawal by reaching the basic-pension age contributes no more."""
+
+    code = "CONTRIBUTIONS_ENDED"

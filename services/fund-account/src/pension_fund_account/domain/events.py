@@ -30,6 +30,10 @@ BANK_CHANGE_ABORTED = "BankChangeAborted"
 # On a product's stream `product-{product_code}`.
 PRODUCT_LISTED = "ProductListed"
 
+# Receiving status (A-PACC-5, A-CONT-8): on the participant's stream and on the account's.
+RECEIVING_STATUS_RECORDED = "ReceivingStatusRecorded"
+FUND_ACCOUNT_RECEIVING = "FundAccountReceiving"
+
 # Payouts (see domain/payouts.py), on the fund account's stream.
 PAYOUT_DEBITED = "PayoutDebited"
 PAYOUT_DEBIT_REFUSED = "PayoutDebitRefused"

@@ -20,7 +20,7 @@ from pension_fund_account.domain.errors import (
 from pension_fund_account.domain.events import (
     CASH_TRANSFERRED_OUT, CONTRIBUTION_RECEIVED, FUND_ACCOUNT_CLOSED, FUND_ACCOUNT_FROZEN, FUND_ACCOUNT_OPENED,
     FUND_ACCOUNT_UNFROZEN, HOLDING_TRANSFERRED_IN, HOLDING_TRANSFERRED_OUT, INCOME_CREDITED, PRODUCT_PURCHASED,
-    PAYOUT_DEBITED, PAYOUT_REFUNDED, PRODUCT_REDEEMED, TRANSFER_IN_RECEIVED, Event,
+    FUND_ACCOUNT_RECEIVING, PAYOUT_DEBITED, PAYOUT_REFUNDED, PRODUCT_REDEEMED, TRANSFER_IN_RECEIVED, Event,
 )
 from pension_fund_account.domain.participant_funds import ParticipantFunds
 from pension_shared.policy import policy_on
@@ -54,6 +54,7 @@ class FundAccount:
     """Business dates (ISO) with a contribution: no bank change on those days (A-CHG-6)."""
     frozen_for: str | None = None
     """The bank change this account is frozen for."""
+    status_before_freeze: str | None = None
 
     @classmethod
     def from_events(cls, fund_account_id: str, events: Iterable[tuple[str, Mapping[str, Any]]]) -> "FundAccount":
@@ -91,9 +92,12 @@ class FundAccount:
         elif name == HOLDING_TRANSFERRED_OUT:
             del self.holdings[data["product_code"]]
         elif name == FUND_ACCOUNT_FROZEN:
+            self.status_before_freeze = self.status
             self.status, self.frozen_for = FROZEN, data["bank_change_id"]
         elif name == FUND_ACCOUNT_UNFROZEN:
-            self.status, self.frozen_for = ACTIVE, None
+            self.status, self.frozen_for = data.get("status_after", ACTIVE), None
+        elif name == FUND_ACCOUNT_RECEIVING:
+            self.status = RECEIVING
         elif name == FUND_ACCOUNT_CLOSED:
             self.status, self.frozen_for = CLOSED, None
         elif name == PRODUCT_PURCHASED:
@@ -201,7 +205,7 @@ class FundAccount:
     def freeze_for_bank_change(self, *, bank_change_id: str, new_bank_code: str, on: date) -> Event:
         """The request to the holding bank freezes the account until the change completes or is
         abandoned; never on a day the account received a contribution (A-CHG-6)."""
-        if self.status != ACTIVE:
+        if self.status not in (ACTIVE, RECEIVING):
             raise BankChangeNotAllowed(
                 f"fund account {self.fund_account_id} is {self.status}: only an active account can change bank",
                 account_status=self.status,
@@ -225,6 +229,7 @@ class FundAccount:
         return [Event(FUND_ACCOUNT_UNFROZEN, {
             "fund_account_id": self.fund_account_id, "participant_id": self.participant_id,
             "bank_change_id": bank_change_id, "reason": reason,
+            "status_after": self.status_before_freeze or ACTIVE,
         })]
 
     def transfer_out(self, *, bank_change_id: str, to_fund_account_id: str, closed_at: str) -> list[Event]:
@@ -268,6 +273,13 @@ class FundAccount:
                     "cost": out.data["cost"], "cash_after": cash,
                 }))
         return events
+
+    def enter_receiving(self, *, since: str) -> Event | None:
+        """A-PACC-5: the account pays benefits from now on; None when closed or already receiving."""
+        if self.status in (CLOSED, RECEIVING, None):
+            return None
+        return Event(FUND_ACCOUNT_RECEIVING, {"fund_account_id": self.fund_account_id,
+                                              "participant_id": self.participant_id, "since": since})
 
     def _ensure_open_for(self, what: str) -> None:
         if self.status == FROZEN:

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from pension_fund_account.domain.errors import (
+    ContributionsEnded,
     BankChangeNotAllowed, ContributionCapExceeded, FundAccountExists, ParticipantNotFound,
 )
 from pension_fund_account.domain.events import (
+    RECEIVING_STATUS_RECORDED,
     BANK_CHANGE_ABORTED, BANK_CHANGE_COMPLETED, BANK_CHANGE_REQUESTED, CONTRIBUTION_QUOTA_REGISTERED,
     FUND_ACCOUNT_ASSIGNED, PARTICIPANT_RECOGNISED, Event,
 )
@@ -42,6 +44,8 @@ class ParticipantFunds:
     active_bank_code: str | None = None
     contributed_by_year: dict[int, int] = field(default_factory=dict)
     bank_changes: dict[str, BankChange] = field(default_factory=dict)
+    receiving: bool = False
+    contributions_ended: bool = False
 
     @classmethod
     def from_events(cls, participant_id: str, events: Iterable[tuple[str, Mapping[str, Any]]]) -> "ParticipantFunds":
@@ -69,6 +73,9 @@ class ParticipantFunds:
             self.active_fund_account_id, self.active_bank_code = data["new_fund_account_id"], data["new_bank_code"]
         elif name == BANK_CHANGE_ABORTED:
             self.bank_changes[data["bank_change_id"]].status = ABORTED
+        elif name == RECEIVING_STATUS_RECORDED:
+            self.receiving = True
+            self.contributions_ended = not data["may_continue_contributing"]
 
     @property
     def pending_bank_change(self) -> BankChange | None:
@@ -88,6 +95,15 @@ class ParticipantFunds:
 
     # -- commands -----------------------------------------------------------------------
 
+    def record_receiving(self, *, condition: str, may_continue_contributing: bool, since: str) -> Event | None:
+        """A-PACC-5: the platform put the participant in receiving status; None if already known."""
+        if self.receiving:
+            return None
+        return Event(RECEIVING_STATUS_RECORDED, {
+            "participant_id": self.participant_id, "condition": condition,
+            "may_continue_contributing": may_continue_contributing, "since": since,
+        })
+
     def assign_fund_account(self, fund_account_id: str, bank_code: str, *, assigned_at: str) -> Event:
         """A-FACC-1: one active fund account per person, whichever bank holds it."""
         if not self.recognised:
@@ -105,7 +121,13 @@ class ParticipantFunds:
     def register_contribution(
         self, *, fund_account_id: str, contribution_id: str, amount: int, year: int, cap: int,
     ) -> Event:
-        """A-CONT-5: registered in real time; refused when the year's total would pass the cap."""
+        """A-CONT-5: registered in real time; refused when the year's total would pass the cap.
+        A-CONT-8: refused altogether once the participant receives by reason of age."""
+        if self.contributions_ended:
+            raise ContributionsEnded(
+                "the participant receives the personal pension by reason of the basic-pension age and "
+                "contributes no more (A-CONT-8)"
+            )
         contributed = self.contributed_in(year)
         remaining = self.remaining_quota(year, cap)
         if amount > remaining:
