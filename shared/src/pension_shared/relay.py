@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from pension_shared.lease import Lease
 from pension_shared.messaging import OutgoingRecord, Publisher
 from pension_shared.schema import outbox
 
@@ -63,9 +64,25 @@ class OutboxRelay:
                 sa.select(sa.func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
             ).scalar_one()
 
-    def run(self, stop: threading.Event, *, idle_s: float = 0.05, error_backoff_s: float = 1.0) -> None:
+    def run(
+        self, stop: threading.Event, *, lease: Lease | None = None, idle_s: float = 0.05,
+        error_backoff_s: float = 1.0, standby_s: float = 1.0,
+    ) -> None:
+        """Relay until stopped. With a ``lease``, only while holding it: a standby replica polls
+        for the lease and takes over when the active one's session ends."""
+        try:
+            self._run(stop, lease, idle_s, error_backoff_s, standby_s)
+        finally:
+            if lease is not None:
+                lease.release()
+
+    def _run(self, stop: threading.Event, lease: Lease | None, idle_s: float, error_backoff_s: float,
+             standby_s: float) -> None:
         while not stop.is_set():
             try:
+                if lease is not None and not lease.acquire():
+                    stop.wait(standby_s)
+                    continue
                 published = self.relay_once()
             except Exception:  # the relay must outlive a broker or database outage
                 log.exception("outbox relay failed; retrying")

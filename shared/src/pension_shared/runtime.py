@@ -28,6 +28,7 @@ from pension_shared.idempotency import CommandRunner
 from pension_shared.ledger import EventStore, Projection
 from pension_shared.messaging import Publisher, Subscription, dlq_topic
 from pension_shared.migrations import upgrade
+from pension_shared.lease import Lease
 from pension_shared.relay import OutboxRelay
 from pension_shared.settings import ServiceSettings
 from pension_shared.web import Edge, clock_router, install_correlation, install_problem_handlers, render_domain_error
@@ -262,7 +263,7 @@ def run_service_cli(definition: ServiceDefinition, argv: Sequence[str] | None = 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     if args.role == "relay":
-        ctx.relay().run(stop)
+        ctx.relay().run(stop, lease=Lease(ctx.engine, f"outbox-relay:{definition.name}"))
     elif args.role == "jobs":
         threads = [threading.Thread(target=run_job, args=(job, stop), name=job.name) for job in definition.jobs(ctx)]
         for thread in threads:

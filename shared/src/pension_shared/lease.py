@@ -1,0 +1,84 @@
+"""Leadership for work that must run in exactly one process at a time, such as a service's
+outbox relay: several replicas may run, one is active, the others stand by and take over within
+seconds when it dies.
+
+On PostgreSQL the lease is a session-level advisory lock held on a dedicated connection: it is
+released by the database itself when the holder's session ends (the process died, the machine
+vanished, the connection broke), so there is nothing to expire or clean up. The holder checks
+its connection before each batch and steps down as soon as it is lost. On SQLite (the embedded
+default, one process) the lease is always held."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+log = logging.getLogger(__name__)
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit key for ``pg_try_advisory_lock``."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+class Lease:
+    def __init__(self, engine: Engine, name: str) -> None:
+        self._engine = engine
+        self._name = name
+        self._key = lock_key(name)
+        self._conn: Connection | None = None
+        self._exclusive = engine.dialect.name == "postgresql"
+
+    @property
+    def held(self) -> bool:
+        return self._conn is not None or not self._exclusive
+
+    def acquire(self) -> bool:
+        """Hold the lease if it is free (or still ours); never blocks."""
+        if not self._exclusive:
+            return True
+        if self._conn is not None:
+            if self._alive():
+                return True
+            self.release()
+        conn = self._engine.connect()
+        try:
+            got = conn.execute(sa.select(sa.func.pg_try_advisory_lock(self._key))).scalar_one()
+            conn.commit()
+        except Exception:
+            conn.invalidate()
+            conn.close()
+            raise
+        if not got:
+            conn.close()
+            return False
+        log.info("lease %s acquired", self._name)
+        self._conn = conn
+        return True
+
+    def _alive(self) -> bool:
+        assert self._conn is not None
+        try:
+            held = self._conn.execute(sa.text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted "
+                "AND ((classid::bigint << 32) | objid::bigint) = :key"
+            ), {"key": self._key & 0xFFFFFFFFFFFFFFFF}).scalar_one()
+            self._conn.commit()
+            return bool(held)
+        except Exception:
+            log.warning("lease %s lost with its connection", self._name)
+            return False
+
+    def release(self) -> None:
+        if self._conn is None:
+            return
+        try:
+            self._conn.execute(sa.select(sa.func.pg_advisory_unlock(self._key)))
+            self._conn.commit()
+            self._conn.close()
+        except Exception:  # the session is gone: the database has released the lock already
+            self._conn.invalidate()
+        self._conn = None
