@@ -23,7 +23,7 @@ def clock():
 @pytest.fixture
 def client(new_postgres_database, kafka_bootstrap, clock):
     platform = kafka_platform({d.name: new_postgres_database() for d in SERVICES}, kafka_bootstrap, clock=clock,
-                              group_prefix=random_id("bank-change-"))
+                              group_prefix=random_id("bank-change-"), topic_prefix=random_id("t") + ".")
     platform.migrate()
     platform.seed()
     platform.start_workers()

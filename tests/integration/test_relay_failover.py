@@ -22,14 +22,15 @@ from pension_shared.clock import SHANGHAI, FixedClock
 from pension_shared.runtime import build_app, build_context
 from pension_shared.schema import outbox
 from pension_shared.settings import ServiceSettings
+from pension_shared.testing import random_id
 from tests.support.requests import auth, eventually, registration
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 
 
-def _relay(url: str, bootstrap: str, log_path) -> subprocess.Popen:  # noqa: ANN001
+def _relay(url: str, bootstrap: str, prefix: str, log_path) -> subprocess.Popen:  # noqa: ANN001
     env = {**os.environ, "PENSION_ENV": "test", "PENSION_DATABASE_URL": url, "PENSION_TRANSPORT": "kafka",
-           "PENSION_KAFKA_BOOTSTRAP": bootstrap, "PYTHONUNBUFFERED": "1"}
+           "PENSION_KAFKA_BOOTSTRAP": bootstrap, "PENSION_TOPIC_PREFIX": prefix, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "ab") as out:
         return subprocess.Popen([sys.executable, "-m", "pension_account", "relay"], env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
@@ -51,21 +52,24 @@ def _backlog(engine: sa.Engine) -> int:
 def test_a_standby_relay_takes_over_within_seconds_and_keeps_each_participants_order(
     postgres_url, kafka_bootstrap, tmp_path,
 ):
-    settings = ServiceSettings(env="test", database_url=postgres_url, transport="kafka", kafka_bootstrap=kafka_bootstrap)
+    prefix = random_id("t") + "."
+    topic = prefix + "pension.account"
+    settings = ServiceSettings(env="test", database_url=postgres_url, transport="kafka", kafka_bootstrap=kafka_bootstrap,
+                               topic_prefix=prefix)
     ctx = build_context(ACCOUNT, settings, clock=FixedClock(datetime(2025, 8, 15, 9, tzinfo=SHANGHAI)))
     ctx.migrate()
-    ctx.transport.prepare(["pension.account"])
+    ctx.transport.prepare([topic])
     client = TestClient(build_app([ctx], title="account"))
 
     tail = KafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False, group_id=None)
-    partitions = [TopicPartition("pension.account", p) for p in tail.partitions_for_topic("pension.account")]
+    partitions = [TopicPartition(topic, p) for p in tail.partitions_for_topic(topic)]
     tail.assign(partitions)
     tail.seek_to_end(*partitions)
     starts = {tp: tail.position(tp) for tp in partitions}
 
-    active = _relay(postgres_url, kafka_bootstrap, tmp_path / "relay-a.log")
+    active = _relay(postgres_url, kafka_bootstrap, prefix, tmp_path / "relay-a.log")
     eventually(lambda: len(_lease_holders(ctx.engine)) == 1, timeout_s=30)
-    standby = _relay(postgres_url, kafka_bootstrap, tmp_path / "relay-b.log")
+    standby = _relay(postgres_url, kafka_bootstrap, prefix, tmp_path / "relay-b.log")
     try:
         time.sleep(2)
         assert len(_lease_holders(ctx.engine)) == 1, "exactly one relay holds the lease"

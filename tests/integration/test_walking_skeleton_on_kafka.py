@@ -18,7 +18,7 @@ def platform(new_postgres_database, kafka_bootstrap):
     urls = {definition.name: new_postgres_database() for definition in SERVICES}
     platform = kafka_platform(
         urls, kafka_bootstrap, clock=FixedClock(datetime(2025, 8, 15, 9, 0, tzinfo=SHANGHAI)),
-        group_prefix=random_id("skeleton-"),
+        group_prefix=random_id("skeleton-"), topic_prefix=random_id("t") + ".",
     )
     platform.migrate()
     platform.start_workers()

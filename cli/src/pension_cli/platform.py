@@ -40,7 +40,7 @@ class Platform:
         return next(ctx for ctx in self.contexts if ctx.definition.name == name)
 
     def migrate(self) -> None:
-        self.transport.prepare(all_topics_with_dlq())
+        self.transport.prepare(all_topics_with_dlq(self.contexts[0].settings.topic_prefix))
         for ctx in self.contexts:
             ctx.migrate()
 
@@ -105,7 +105,7 @@ def embedded_platform(var_dir: Path, *, partitions: int = 3) -> Platform:
 
 def kafka_platform(
     database_urls: dict[str, str], bootstrap: str, *, clock: BusinessClock, group_prefix: str = "pension",
-    partitions: int = 3,
+    partitions: int = 3, topic_prefix: str = "",
 ) -> Platform:
     """The four services on PostgreSQL databases and a Kafka broker, in one process: the
     production adapters with the embedded composition (used by the integration tests)."""
@@ -117,6 +117,7 @@ def kafka_platform(
             ServiceSettings(
                 env="test", database_url=database_urls[definition.name], transport="kafka",
                 kafka_bootstrap=bootstrap, consumer_group_prefix=group_prefix, topic_partitions=partitions,
+                topic_prefix=topic_prefix,
             ),
             clock=clock, transport=transport, tokens=tokens,
         )

@@ -171,7 +171,10 @@ class ServiceContext:
         return InboxConsumer(
             name=self.consumer_group,
             engine=self.engine,
-            subscription=self.transport.subscription(group_id=self.consumer_group, topics=self.definition.subscribes_to),
+            subscription=self.transport.subscription(
+                group_id=self.consumer_group,
+                topics=[self.settings.topic_prefix + topic for topic in self.definition.subscribes_to],
+            ),
             policies=self.definition.policies(self),
             dead_letters=self.transport.publisher(f"{self.definition.name}-dlq"),
             upcasters=self.store.upcasters,
@@ -198,7 +201,8 @@ def build_context(
     engine = create_engine(settings.database_url)
     upcasters = definition.upcasters()
     store = EventStore(
-        service=definition.name, topic=definition.topic, projections=definition.projections(), upcasters=upcasters,
+        service=definition.name, topic=settings.topic_prefix + definition.topic, projections=definition.projections(),
+        upcasters=upcasters,
     )
     clock = clock or clock_from(settings)
     tokens = tokens or TokenRegistry.from_file(settings.tokens_file, development=not settings.production)
@@ -212,8 +216,8 @@ def build_context(
 ALL_TOPICS = ("pension.account", "pension.fund-account", "pension.tax", "pension.payout")
 
 
-def all_topics_with_dlq() -> list[str]:
-    return [t for topic in ALL_TOPICS for t in (topic, dlq_topic(topic))]
+def all_topics_with_dlq(prefix: str = "") -> list[str]:
+    return [t for topic in ALL_TOPICS for t in (prefix + topic, dlq_topic(prefix + topic))]
 
 
 def build_app(contexts: Sequence[ServiceContext], *, title: str) -> FastAPI:
@@ -257,7 +261,7 @@ def run_service_cli(definition: ServiceDefinition, argv: Sequence[str] | None = 
     ctx = build_context(definition, ServiceSettings())  # type: ignore[call-arg]
     if args.role == "migrate":
         ctx.migrate()
-        ctx.transport.prepare(all_topics_with_dlq())
+        ctx.transport.prepare(all_topics_with_dlq(ctx.settings.topic_prefix))
         return
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

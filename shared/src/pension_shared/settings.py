@@ -26,6 +26,9 @@ class ServiceSettings(BaseSettings):
     tokens_file: Path | None = None
     clock_file: Path | None = None
     consumer_group_prefix: str = "pension"
+    topic_prefix: str = ""
+    """Prepended to every topic name, e.g. ``staging.`` to share a Kafka cluster between
+    deployments; empty in production, where the topics are exactly those of INTERFACES.md §6."""
     relay_batch_size: int = 500
     consumer_max_attempts: int = 3
     pii_key: str = DEVELOPMENT_PII_KEY
