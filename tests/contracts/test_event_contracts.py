@@ -1,9 +1,14 @@
 """The published event contracts hold for the events the services really produce.
 
 A scenario runs on the embedded platform (register, open a fund account, contribute, invest, a
-payout and its reversal as the payout service's contract describes them, a reversed contribution,
-the year closed); then every event in every service's store and every record of the embedded log
-is validated against its JSON Schema, and the AsyncAPI document is checked by the official parser."""
+payout and its reversal as the payout service's contract describes them, a reversed contribution;
+then, through the HTTP API, the life-cycle flows of tests/support/contract_scenario.py: bank
+changes confirmed and refused, withdrawal applications and their decisions, a monthly withdrawal
+whose method changes, an instalment refused by a frozen account, a payment compensated, deaths with
+heirs; the year closed); then every event in every service's store and every record of the
+embedded log is validated against its JSON Schema, every event type the services can produce
+(found in their source) must have been produced, and the AsyncAPI document is checked by the
+official parser."""
 
 from __future__ import annotations
 
@@ -29,6 +34,8 @@ from pension_shared.messaging import OutgoingRecord
 from pension_shared.runtime import ALL_TOPICS, all_topics_with_dlq
 from pension_tax.application.policies import CONSUMED as CONSUMED_BY_TAX
 from pension_tax.domain.events import EVENT_NAMES as TAX_EVENT_NAMES
+from tests.contracts.event_catalogue import catalogue
+from tests.support.contract_scenario import Workers, drive_life_cycle
 from tests.support.requests import auth, eventually
 from tests.support.tax_scenario import (
     OPERATOR, TAX_BUREAU, contribute, open_fund_account, payout_made, payout_reversed, register, wait_for_vouchers,
@@ -56,7 +63,8 @@ def produced(tmp_path_factory):
     platform = embedded_platform(tmp_path_factory.mktemp("contracts"))
     platform.migrate()
     platform.seed()
-    platform.start_workers()
+    workers = Workers(platform)
+    workers.start()
     try:
         client = TestClient(platform.app())
         client.put("/v1/ops/clock", json={"now": "2025-03-10T10:00:00+08:00"}, headers=OPERATOR)
@@ -87,6 +95,7 @@ def produced(tmp_path_factory):
         statement = f"/v1/tax/statements/{participant.participant_id}/2025"
         eventually(lambda: client.get(statement, headers=TAX_BUREAU).json()["tax_withheld"] == "0.00"
                    and client.get(statement, headers=TAX_BUREAU).json()["contributed"] == "9000.00", timeout_s=60)
+        drive_life_cycle(client, workers)
         client.put("/v1/ops/clock", json={"now": "2026-01-01T00:00:01+08:00"}, headers=OPERATOR)
         eventually(lambda: client.get(statement, headers=TAX_BUREAU).json()["status"] == "issued", timeout_s=60)
 
@@ -100,7 +109,10 @@ def produced(tmp_path_factory):
                 found += [(f"log:{topic}", orjson.loads(r.value)) for r in log.read(topic, partition, 0, 1_000_000)]
         yield found
     finally:
-        platform.stop()
+        try:
+            workers.stop()
+        finally:
+            platform.stop()
 
 
 def _validator(schema: dict) -> Draft202012Validator:
@@ -121,6 +133,15 @@ def test_every_event_really_produced_validates_against_its_schema(produced):
     assert not failures, "\n".join(failures[:30])
     kinds = {document["type"] for where, document in produced if where.startswith("log:pension.tax")}
     assert {f"cn.pension.tax.{name}.v1" for name in TAX_EVENT_NAMES} <= kinds
+
+
+def test_the_scenario_produces_every_event_type_the_services_can_produce(produced):
+    """The validation above is worth what the scenario covers: every type found in the services'
+    source must have been produced (and so validated) at least once."""
+    produced_types = {document["type"] for where, document in produced if not where.endswith(".dlq")}
+    producible = set().union(*(events.types() for events in catalogue().values()))
+    missing = sorted(producible - produced_types)
+    assert not missing, f"event types the scenario never produced, so never validated: {missing}"
 
 
 def test_no_event_type_lacks_a_schema(produced):
