@@ -80,3 +80,12 @@ def test_an_inheritance_pays_every_heir_by_share_with_tax_withheld_on_each():
     grosses = [p["gross"] for p in withheld["payments"]]
     assert grosses == [500_003, 250_000, 250_000] and sum(grosses) == 1_000_003
     assert [p["payee_account_masked"] for p in withheld["payments"]] == ["****1", "****2", "****3"]
+
+
+def test_after_a_bank_change_the_withdrawal_follows_the_account_the_money_came_from():
+    w = _started(Plan("monthly", months=10))
+    instruction = w.instruct_due(today=date(2025, 8, 15))
+    w.apply(PAYOUT_INSTRUCTED, instruction)
+    w.apply(PAYOUT_DEBIT_RECORDED, {"payout_id": instruction["payout_id"], "gross": 120_000, "balance_after": 1_080_000,
+                                    "fund_account_id": "FA2", "bank_code": "CCB", "withholding_city": "110000"})
+    assert (w.fund_account_id, w.bank_code, w.withholding_city) == ("FA2", "CCB", "110000")

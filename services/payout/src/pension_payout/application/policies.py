@@ -98,8 +98,8 @@ def policies(store: EventStore) -> dict[str, Policy]:
             return
         _, payee = load_payee(store, conn, withdrawal.participant_id)
         debited = {"withdrawal_id": withdrawal.withdrawal_id, "payout_id": data["payout_id"], "gross": data["gross"],
-                   "balance_after": data["balance_after"], "bank_code": data["bank_code"],
-                   "withholding_city": data["branch_city"]}
+                   "balance_after": data["balance_after"], "fund_account_id": data["fund_account_id"],
+                   "bank_code": data["bank_code"], "withholding_city": data["branch_city"]}
         withdrawal.apply(PAYOUT_DEBIT_RECORDED, debited)
         tax = policy_on(business_date(parse_rfc3339(source.time))).withdrawal_tax
         withheld = withdrawal.withhold(data["payout_id"], gross=data["gross"], tax_of=tax,

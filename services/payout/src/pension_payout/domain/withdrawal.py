@@ -107,6 +107,8 @@ class Withdrawal:
         elif name == PAYOUT_DEBIT_RECORDED:
             instalment = self._instalment(data["payout_id"])
             instalment.gross, instalment.balance_after, instalment.status = data["gross"], data["balance_after"], "debited"
+            # The account the money actually came from: after a bank change, the new one.
+            self.fund_account_id = data.get("fund_account_id", self.fund_account_id)
             self.bank_code, self.withholding_city = data["bank_code"], data["withholding_city"]
         elif name == PAYOUT_NOT_DEBITED:
             self._instalment(data["payout_id"]).status = "refused"
