@@ -4,6 +4,10 @@
 #   * a `docker compose` CLI    (only used for `docker compose config`; no Docker engine needed)
 #   * the official AsyncAPI parser (npm @asyncapi/parser, run by node) in <infra>/asyncapi, which the
 #     contract tests use to validate shared/src/pension_shared/contracts/asyncapi.yaml
+#   * kubeconform (built from the Go module proxy into <infra>/bin/kubeconform) and the Kubernetes JSON
+#     schemas it checks deploy/k8s/ against, taken from the PyPI wheel kubernetes-validate (which ships
+#     them) into <infra>/kubernetes-json-schema/v<K8S>-standalone-strict/ (kubeconform's default schema
+#     download from GitHub is never used)
 #
 # docker compose, in order of preference:
 #   1. `docker compose version` already works                      -> nothing to do
@@ -20,6 +24,9 @@ BIN="$INFRA/bin"
 COMPOSE_VERSION="${PENSION_COMPOSE_VERSION:-v2.29.7}"
 ASYNCAPI_PARSER_VERSION="${PENSION_ASYNCAPI_PARSER_VERSION:-3.6.3}"
 GO_TOOLCHAIN_VERSION="${PENSION_GO_TOOLCHAIN:-go1.23.4}"
+KUBECONFORM_VERSION="${PENSION_KUBECONFORM_VERSION:-v0.8.0}"
+K8S_SCHEMA_VERSION="${PENSION_K8S_SCHEMA_VERSION:-1.32.0}"
+K8S_SCHEMA_PACKAGE_VERSION="${PENSION_K8S_SCHEMA_PACKAGE_VERSION:-1.37.0}"
 PLUGIN_DIR="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
 GOPROXY_URL="${GOPROXY:-https://proxy.golang.org}"
 GOPROXY_URL="${GOPROXY_URL%%,*}"
@@ -190,6 +197,106 @@ ensure_asyncapi_parser() {
   log "asyncapi parser: installed (@asyncapi/parser $ASYNCAPI_PARSER_VERSION)"
 }
 
+# ---------------------------------------------------------------- kubeconform + Kubernetes schemas
+find_go() {
+  if command -v go >/dev/null 2>&1 && go_usable "$(command -v go)"; then
+    command -v go
+  elif [[ -x /usr/local/go/bin/go ]] && go_usable /usr/local/go/bin/go; then
+    echo /usr/local/go/bin/go
+  else
+    fetch_go_toolchain
+  fi
+}
+
+ensure_kubeconform() {
+  local have="" go t0 gobin
+  if [[ -x "$BIN/kubeconform" ]]; then
+    have="$("$BIN/kubeconform" -v 2>/dev/null || true)"
+  fi
+  if [[ "$have" == "$KUBECONFORM_VERSION" ]]; then
+    log "kubeconform: present ($BIN/kubeconform $have)"
+    return 0
+  fi
+  go="$(find_go)" || die "kubeconform: no Go toolchain (needed to build it from the Go module proxy)"
+  log "kubeconform: go install github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
+  t0="$(now)"
+  gobin="$INFRA/gobin"
+  mkdir -p "$gobin" "$BIN"
+  GOBIN="$gobin" GOFLAGS=-mod=mod GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" CGO_ENABLED=0 \
+    "$go" install -trimpath -ldflags "-s -w -X main.version=$KUBECONFORM_VERSION" \
+    "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" >&2 || die "kubeconform: go install failed"
+  mv -f "$gobin/kubeconform" "$BIN/kubeconform"
+  log "kubeconform: built $BIN/kubeconform in $(elapsed "$t0") s"
+}
+
+pip_download() {
+  if python3 -m pip --version >/dev/null 2>&1; then
+    python3 -m pip download --quiet --no-deps "$@"
+  elif command -v uvx >/dev/null 2>&1; then
+    uvx --from pip pip download --quiet --no-deps "$@"
+  else
+    die "neither pip nor uvx is available to download from PyPI"
+  fi
+}
+
+ensure_k8s_schemas() {
+  # The wheel ships the schemas in a "local" layout: $ids under https://kubernetes.io/api/ and $refs to
+  # /api/_definitions.json. kubeconform resolves $refs against the file it loads, so each file's $id is
+  # dropped and the $refs are made relative to the file's own directory (no network at validation time).
+  local dest="$INFRA/kubernetes-json-schema" dir stamp tmp
+  dir="$dest/v$K8S_SCHEMA_VERSION-standalone-strict"
+  stamp="kubernetes-validate==$K8S_SCHEMA_PACKAGE_VERSION v$K8S_SCHEMA_VERSION-local-strict"
+  if [[ -f "$dir/.source" && "$(cat "$dir/.source")" == "$stamp" ]]; then
+    log "kubernetes schemas: present ($dir, from $stamp)"
+    return 0
+  fi
+  log "kubernetes schemas: downloading kubernetes-validate==$K8S_SCHEMA_PACKAGE_VERSION from PyPI"
+  tmp="$(mktemp -d)"
+  pip_download "kubernetes-validate==$K8S_SCHEMA_PACKAGE_VERSION" --only-binary :all: -d "$tmp" >&2 \
+    || { rm -rf "$tmp"; die "kubernetes schemas: pip download kubernetes-validate failed"; }
+  rm -rf "$dir" "$dir.part"
+  mkdir -p "$dest"
+  python3 - "$tmp"/kubernetes_validate-*.whl "v$K8S_SCHEMA_VERSION-local-strict" "$dir" <<'PY' >&2 \
+    || { rm -rf "$tmp" "$dir.part"; die "kubernetes schemas: extracting failed"; }
+import json, os, sys, zipfile
+
+wheel, version, out = sys.argv[1:4]
+prefix = f"kubernetes_validate/kubernetes-json-schema/{version}/"
+REMOTE = "/api/_definitions.json#"
+
+
+def local(node, own):
+    if isinstance(node, dict):
+        return {k: (("#" if own else "_definitions.json#") + v[len(REMOTE):]
+                    if k == "$ref" and isinstance(v, str) and v.startswith(REMOTE) else local(v, own))
+                for k, v in node.items() if k != "$id"}
+    if isinstance(node, list):
+        return [local(v, own) for v in node]
+    return node
+
+
+os.makedirs(out + ".part", exist_ok=True)
+count = 0
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        if not (name.startswith(prefix) and name.endswith(".json")):
+            continue
+        base = name[len(prefix):]
+        with open(os.path.join(out + ".part", base), "w") as fh:
+            json.dump(local(json.loads(z.read(name)), own=(base == "_definitions.json")), fh)
+        count += 1
+if count == 0:
+    sys.exit(f"no schemas under {prefix} in {wheel}")
+os.rename(out + ".part", out)
+print(f"{count} schemas in {out}")
+PY
+  echo "$stamp" >"$dir/.source"
+  rm -rf "$tmp"
+  log "kubernetes schemas: installed in $dir"
+}
+
 ensure_kcat
 ensure_compose
 ensure_asyncapi_parser
+ensure_kubeconform
+ensure_k8s_schemas
