@@ -33,7 +33,7 @@ def open_fund_account(conn: Connection, store: EventStore, cmd: OpenFundAccount,
     opened = FundAccount(fund_account_id).open(
         participant_id=cmd.participant_id, bank_code=cmd.bank_code, branch_city=cmd.branch_city, opened_at=meta.time,
     )
-    _append(conn, store, participant, [assigned], cmd.participant_id, meta)
+    append_decided(conn, store, participant, [assigned], cmd.participant_id, meta)
     store.append(conn, fund_account_stream(fund_account_id), 0, [_new(opened, cmd.participant_id)], meta)
     return fund_account_id
 
@@ -52,8 +52,8 @@ def contribute(conn: Connection, store: EventStore, cmd: Contribute, meta: Metad
         funds, contribution_id=f"C{uuid.uuid4().hex[:20].upper()}", amount=cmd.amount, channel=cmd.channel,
         reference=cmd.reference, on=_today(meta),
     )
-    _append(conn, store, stream, [received], participant_id, meta)
-    _append(conn, store, participant, [registered], participant_id, meta)
+    append_decided(conn, store, stream, [received], participant_id, meta)
+    append_decided(conn, store, participant, [registered], participant_id, meta)
     return received.data
 
 
@@ -62,14 +62,14 @@ def purchase_product(conn: Connection, store: EventStore, cmd: PurchaseProduct, 
     product = _listing(conn, store, cmd.product_code).eligible_product(policy_on(_today(meta)))
     units = cmd.units if cmd.units is not None else units_for_yuan_amount(cmd.amount)
     purchased = account.purchase(product, amount=cmd.amount, units=units)
-    _append(conn, store, stream, [purchased], account.participant_id, meta)
+    append_decided(conn, store, stream, [purchased], account.participant_id, meta)
     return purchased.data
 
 
 def redeem_product(conn: Connection, store: EventStore, cmd: RedeemProduct, meta: Metadata) -> Mapping[str, Any]:
     stream, account = _held_account(conn, store, cmd.fund_account_id, cmd.bank_code)
     redeemed = account.redeem(cmd.product_code, units=cmd.units, proceeds=cmd.proceeds)
-    _append(conn, store, stream, [redeemed], account.participant_id, meta)
+    append_decided(conn, store, stream, [redeemed], account.participant_id, meta)
     return redeemed.data
 
 
@@ -78,7 +78,7 @@ def credit_income(conn: Connection, store: EventStore, cmd: CreditIncome, meta: 
     if cmd.product_code is not None and _listing(conn, store, cmd.product_code).product is None:
         raise InvalidRequest(f"{cmd.product_code} is not a listed product")
     credited = account.credit_income(amount=cmd.amount, kind=cmd.kind, product_code=cmd.product_code)
-    _append(conn, store, stream, [credited], account.participant_id, meta)
+    append_decided(conn, store, stream, [credited], account.participant_id, meta)
     return credited.data
 
 
@@ -88,7 +88,7 @@ def list_product(conn: Connection, store: EventStore, cmd: ListProduct, meta: Me
     listed = listing.list(
         name=cmd.name, product_type=cmd.product_type, eligible_from=cmd.eligible_from, listed_at=meta.time,
     )
-    _append(conn, store, stream, [listed], cmd.product_code, meta)
+    append_decided(conn, store, stream, [listed], cmd.product_code, meta)
     return listed.data
 
 
@@ -122,7 +122,7 @@ def complete_bank_change(
     change = funds.bank_change_in_progress(bank_change_id)
     if change is None:
         return BankChangeDecision()
-    old_stream, old = _account(conn, store, change.old_fund_account_id)
+    old_stream, old = load_account(conn, store, change.old_fund_account_id)
     new_fund_account_id = f"FA{uuid.uuid4().hex[:20].upper()}"
     decision = bank_change.complete_bank_change(
         funds, old, bank_change_id=bank_change_id, new_fund_account_id=new_fund_account_id,
@@ -143,7 +143,7 @@ def abort_bank_change(
     change = funds.bank_change_in_progress(bank_change_id)
     if change is None:
         return BankChangeDecision()
-    old_stream, old = _account(conn, store, change.old_fund_account_id)
+    old_stream, old = load_account(conn, store, change.old_fund_account_id)
     decision = bank_change.abort_bank_change(funds, old, bank_change_id=bank_change_id, reason=reason, aborted_at=meta.time)
     _record_decision(conn, store, participant, old_stream, None, decision, participant_id, meta)
     return decision
@@ -155,18 +155,18 @@ def _record_decision(
 ) -> None:
     # The new account first: the platform then learns of it (and rebinds) before the completion.
     if new is not None:
-        _append(conn, store, new, decision.new_account, participant_id, meta)
-    _append(conn, store, old, decision.old_account, participant_id, meta)
-    _append(conn, store, participant, decision.participant, participant_id, meta)
+        append_decided(conn, store, new, decision.new_account, participant_id, meta)
+    append_decided(conn, store, old, decision.old_account, participant_id, meta)
+    append_decided(conn, store, participant, decision.participant, participant_id, meta)
 
 
-def _account(conn: Connection, store: EventStore, fund_account_id: str) -> tuple[Stream, FundAccount]:
+def load_account(conn: Connection, store: EventStore, fund_account_id: str) -> tuple[Stream, FundAccount]:
     stream = store.load(conn, fund_account_stream(fund_account_id))
     return stream, FundAccount.from_events(fund_account_id, named_events(stream))
 
 
 def _held_account(conn: Connection, store: EventStore, fund_account_id: str, bank_code: str) -> tuple[Stream, FundAccount]:
-    stream, account = _account(conn, store, fund_account_id)
+    stream, account = load_account(conn, store, fund_account_id)
     return stream, account.held_by(bank_code)
 
 
@@ -183,5 +183,5 @@ def _new(event: Event, subject: str | None) -> NewEvent:
     return NewEvent(event.name, event.data, subject=subject)
 
 
-def _append(conn: Connection, store: EventStore, stream: Stream, decided: Sequence[Event], subject: str | None, meta: Metadata) -> None:
+def append_decided(conn: Connection, store: EventStore, stream: Stream, decided: Sequence[Event], subject: str | None, meta: Metadata) -> None:
     store.append(conn, stream.stream_id, stream.version, [_new(e, subject) for e in decided], meta)

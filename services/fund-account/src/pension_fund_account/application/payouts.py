@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from sqlalchemy.engine import Connection
 
 from pension_fund_account.adapters.streams import named_events
-from pension_fund_account.application.handlers import _account, _append
+from pension_fund_account.application.handlers import append_decided, load_account
 from pension_fund_account.domain.events import participant_stream
 from pension_fund_account.domain.participant_funds import ParticipantFunds
 from pension_fund_account.domain.payouts import close_when_empty, debit_for_payout, refund_payout
@@ -30,30 +30,30 @@ def record_receiving(conn: Connection, store: EventStore, approved: Mapping[str,
                                       may_continue_contributing=approved["may_continue_contributing"])
     if recorded is None:
         return
-    _append(conn, store, funds_stream, [recorded], participant_id, meta)
+    append_decided(conn, store, funds_stream, [recorded], participant_id, meta)
     if funds.active_fund_account_id is not None:
-        stream, account = _account(conn, store, funds.active_fund_account_id)
+        stream, account = load_account(conn, store, funds.active_fund_account_id)
         receiving = account.enter_receiving(since=approved["since"])
         if receiving is not None:
-            _append(conn, store, stream, [receiving], participant_id, meta)
+            append_decided(conn, store, stream, [receiving], participant_id, meta)
 
 
 def debit_instalment(conn: Connection, store: EventStore, instruction: Mapping[str, Any], meta: Metadata) -> None:
     """The participant's current fund account pays: after a bank change, the new one."""
     account_id = _active_account_id(conn, store, instruction["participant_id"]) or instruction["fund_account_id"]
-    stream, account = _account(conn, store, account_id)
-    _append(conn, store, stream, debit_for_payout(account, instruction), account.participant_id, meta)
+    stream, account = load_account(conn, store, account_id)
+    append_decided(conn, store, stream, debit_for_payout(account, instruction), account.participant_id, meta)
 
 
 def refund_instalment(conn: Connection, store: EventStore, request: Mapping[str, Any], meta: Metadata) -> None:
     account_id = _active_account_id(conn, store, request["participant_id"]) or request["fund_account_id"]
-    stream, account = _account(conn, store, account_id)
-    _append(conn, store, stream, [refund_payout(account, request)], account.participant_id, meta)
+    stream, account = load_account(conn, store, account_id)
+    append_decided(conn, store, stream, [refund_payout(account, request)], account.participant_id, meta)
 
 
 def close_after_withdrawal(conn: Connection, store: EventStore, completed: Mapping[str, Any], meta: Metadata) -> None:
     account_id = completed.get("fund_account_id")
     if not account_id:
         return
-    stream, account = _account(conn, store, account_id)
-    _append(conn, store, stream, close_when_empty(account, reason="benefits fully paid"), account.participant_id, meta)
+    stream, account = load_account(conn, store, account_id)
+    append_decided(conn, store, stream, close_when_empty(account, reason="benefits fully paid"), account.participant_id, meta)
