@@ -3,6 +3,7 @@
 #   make test        full test suite against a real PostgreSQL + Kafka (started and stopped for you)
 #   make infra-up    start local PostgreSQL (127.0.0.1:55432) and Kafka (127.0.0.1:19092)
 #   make infra-down  stop them and delete their data
+#   make bench       the benchmark of issue 7 on its own PostgreSQL + Kafka (QUICK=1: the short run)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -16,7 +17,7 @@ export PENSION_INFRA_DIR := $(INFRA_DIR)
 
 PYTEST_ARGS ?=
 
-.PHONY: help sync run test tools infra-up infra-down compose-config clean
+.PHONY: help sync run test bench tools infra-up infra-down compose-config clean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -30,6 +31,9 @@ run: sync
 
 test:
 	scripts/test.sh $(PYTEST_ARGS)
+
+bench:
+	scripts/bench.sh $(if $(QUICK),--quick)
 
 tools:
 	scripts/ensure-tools.sh

@@ -169,18 +169,19 @@ def test_the_same_idempotency_key_returns_the_first_response_and_a_new_body_is_r
 
 
 @pytest.mark.parametrize(
-    "content, content_type, status",
+    "content, content_type, status, code",
     [
-        (b"{not json", "application/json", 400),
-        (b'{"id_number": 1}', "application/json", 422),
-        (b"id_number=1", "application/x-www-form-urlencoded", 422),
+        (b"{not json", "application/json", 400, "VALIDATION_FAILED"),
+        (b'{"id_number": 1}', "application/json", 422, "VALIDATION_FAILED"),
+        (b"id_number=1", "application/x-www-form-urlencoded", 415, "UNSUPPORTED_MEDIA_TYPE"),
     ],
 )
-def test_bad_input_gets_a_clear_4xx_problem(running, content, content_type, status):
+def test_bad_input_gets_a_clear_4xx_problem(running, content, content_type, status, code):
     response = httpx.post(f"{running.base}/v1/participants", content=content,
                           headers={**auth("dev-bank-ICBC"), "Content-Type": content_type})
     assert response.status_code == status
-    assert response.json()["code"] == "VALIDATION_FAILED"
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["code"] == code
 
 
 def test_unknown_fields_are_refused(running):

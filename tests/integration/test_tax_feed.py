@@ -36,6 +36,12 @@ pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
 MONTHLY = "1000.00"
 
 
+PREFIX = random_id("t") + "."
+"""This module's topics: the feed is ``PREFIX + "pension.tax"``, so the tests read only their own
+events, not what other tests left on a shared broker."""
+TAX_TOPIC = PREFIX + "pension.tax"
+
+
 @pytest.fixture(scope="module")
 def year_on_kafka(postgres_server_url, kafka_bootstrap):
     """One participant contributing every month of 2025, the year then closed."""
@@ -47,7 +53,7 @@ def year_on_kafka(postgres_server_url, kafka_bootstrap):
     url = lambda name: sa.engine.make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)  # noqa: E731
     clock = FixedClock(datetime(2025, 1, 2, 9, 0, tzinfo=SHANGHAI))
     platform = kafka_platform({d.name: url(n) for d, n in zip(SERVICES, names)}, kafka_bootstrap, clock=clock,
-                              group_prefix=random_id("taxfeed-"))
+                              group_prefix=random_id("taxfeed-"), topic_prefix=PREFIX)
     platform.migrate()
     platform.seed()
     platform.start_workers()
@@ -87,7 +93,7 @@ def test_kcat_reads_the_same_vouchers_from_pension_tax(year_on_kafka, kafka_boot
     _, client, participant, _ = year_on_kafka
     kcat = shutil.which("kcat")
     assert kcat, "kcat is not installed: run scripts/ensure-tools.sh"
-    result = subprocess.run([kcat, "-b", kafka_bootstrap, "-C", "-t", "pension.tax", "-o", "beginning", "-e", "-J", "-q"],
+    result = subprocess.run([kcat, "-b", kafka_bootstrap, "-C", "-t", TAX_TOPIC, "-o", "beginning", "-e", "-J", "-q"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     events = [json.loads(message["payload"]) for message in map(json.loads, result.stdout.splitlines())
@@ -147,7 +153,7 @@ def test_replaying_the_tax_service_from_zero_gives_the_same_vouchers_and_stateme
 
     replica = build_context(TAX, ServiceSettings(env="test", database_url=spare_url, transport="kafka",
                                                  kafka_bootstrap=kafka_bootstrap,
-                                                 consumer_group_prefix=random_id("tax-replay-")),
+                                                 consumer_group_prefix=random_id("tax-replay-"), topic_prefix=PREFIX),
                             clock=platform.context("account").clock, transport=platform.transport)
     replica.migrate()
     consumer = replica.consumer()
@@ -185,7 +191,8 @@ def _fen(yuan: str) -> int:
 
 
 def _command(bootstrap: str, db, group: str, *extra: str) -> list[str]:
-    return [sys.executable, str(REFERENCE_CONSUMER), "--bootstrap", bootstrap, "--group", group, "--db", str(db), *extra]
+    return [sys.executable, str(REFERENCE_CONSUMER), "--bootstrap", bootstrap, "--topic", TAX_TOPIC, "--group", group,
+            "--db", str(db), *extra]
 
 
 def _start_consumer(bootstrap: str, db, group: str, *extra: str) -> subprocess.Popen:

@@ -25,6 +25,7 @@ from pension_shared.envelope import Envelope, MalformedEvent, Upcasters, parse_c
 from pension_shared.errors import ConcurrencyConflict
 from pension_shared.messaging import IncomingRecord, OutgoingRecord, Publisher, Subscription, dlq_topic
 from pension_shared.schema import inbox
+from pension_shared.web import correlation_id
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +98,21 @@ class InboxConsumer:
             error = "".join(traceback.format_exception_only(exc)).strip()
             self._dead_letter(record, f"upcasting failed: {error}", attempts=1, envelope=envelope)
             return "dead_lettered"
+        # The event's correlation id follows it into this service's logs and the events it causes.
+        correlation = correlation_id.set(envelope.correlationid)
+        try:
+            return self._apply_with_retries(record, envelope)
+        finally:
+            correlation_id.reset(correlation)
+
+    def _apply_with_retries(self, record: IncomingRecord, envelope: Envelope) -> str:
         policy = self._policies.get(envelope.type)
         last_error = ""
         for attempt in range(1, self._max_attempts + 1):
             try:
-                return self._apply(record, envelope, policy)
+                outcome = self._apply(record, envelope, policy)
+                log.debug("consumer %s: %s %s %s", self.name, envelope.type, envelope.id, outcome)
+                return outcome
             except ConcurrencyConflict as exc:
                 last_error = f"ConcurrencyConflict: {exc}"
             except Exception as exc:  # a poison message: park it, do not block the others

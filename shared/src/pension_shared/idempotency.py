@@ -14,7 +14,6 @@ from typing import Any, Callable
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
 
 from pension_shared.errors import ConcurrencyConflict, DomainError, IdempotencyKeyReused
 from pension_shared.schema import idempotency_keys
@@ -70,10 +69,13 @@ class CommandRunner:
                 status, body = work(conn)
                 return StoredResponse(status, body)
         with self._engine.begin() as conn:
-            try:
-                with conn.begin_nested():
-                    conn.execute(idempotency_keys.insert().values(institution=institution, key=key, fingerprint=fingerprint))
-            except IntegrityError:
+            # A concurrent duplicate waits here for the first to commit, then inserts nothing.
+            claimed = conn.execute(
+                _insert_ignoring_duplicates(conn, idempotency_keys)
+                .values(institution=institution, key=key, fingerprint=fingerprint)
+                .returning(idempotency_keys.c.key)
+            ).first()
+            if claimed is None:
                 return _replay(conn, institution, key, fingerprint)
             try:
                 with conn.begin_nested():
@@ -91,6 +93,16 @@ class CommandRunner:
         if response.status_code >= 400:
             raise RefusedResponse(response)
         return response
+
+
+def _insert_ignoring_duplicates(conn: Connection, table: sa.Table) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING: one round trip where a savepoint around a plain
+    INSERT takes three."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing(index_elements=[c.name for c in table.primary_key.columns])
 
 
 def _replay(conn: Connection, institution: str, key: str, fingerprint: str) -> StoredResponse:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import orjson
 import sqlalchemy as sa
@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from pension_shared.envelope import Envelope, EventType, Upcasters, chain_hash, event_type
 from pension_shared.errors import ConcurrencyConflict
+from pension_shared.reading import batches_of_rows
 from pension_shared.schema import events, outbox, stream_heads
 
 
@@ -48,6 +49,10 @@ class Projection(Protocol):
 
     def apply(self, conn: Connection, event: Envelope) -> None: ...
 
+    # Optional: ``apply_batch(conn, events)`` applies events in order, as ``apply`` one by one
+    # would, writing each touched row once (used when rebuilding from zero; see
+    # ``pension_shared.projection_batch``).
+
 
 @dataclass
 class Stream:
@@ -70,6 +75,8 @@ class EventStore:
         self.source = f"/pension/{service}"
         self.projections = tuple(projections)
         self.upcasters = upcasters or Upcasters()
+        self.observers: list[Callable[[Sequence[Envelope]], None]] = []
+        """Told of every batch appended (metrics count them); they must not fail."""
 
     # -- writing -------------------------------------------------------------------------
 
@@ -96,6 +103,24 @@ class EventStore:
                 f"stream {stream_id} is at version {current_version}, not {expected_version}",
                 stream_id=stream_id,
             )
+        return self._record(conn, stream_id, expected_version, prevhash, new_events, meta)
+
+    def append_to(self, conn: Connection, stream: Stream, new_events: Sequence[NewEvent], meta: Metadata) -> list[Envelope]:
+        """``append`` after a stream loaded in this transaction, without reading its head again:
+        the head's hash is the hash of the stream's last event. The head's versioned write still
+        refuses a writer that got there first (``ConcurrencyConflict``)."""
+        if not new_events:
+            return []
+        if stream.events and stream.events[-1].sequence == stream.version:
+            return self._record(conn, stream.stream_id, stream.version, stream.events[-1].hash, new_events, meta)
+        if stream.version == 0 and not stream.events:
+            return self._record(conn, stream.stream_id, 0, None, new_events, meta)
+        return self.append(conn, stream.stream_id, stream.version, new_events, meta)
+
+    def _record(
+        self, conn: Connection, stream_id: str, expected_version: int, prevhash: str | None,
+        new_events: Sequence[NewEvent], meta: Metadata,
+    ) -> list[Envelope]:
         recorded: list[Envelope] = []
         sequence = expected_version
         for new in new_events:
@@ -120,6 +145,8 @@ class EventStore:
         )
         for envelope in recorded:
             self._project(conn, envelope)
+        for observe in self.observers:
+            observe(recorded)
         return recorded
 
     def _write_head(self, conn: Connection, stream_id: str, expected: int, version: int, head_hash: str) -> None:
@@ -190,17 +217,46 @@ class EventStore:
 
     # -- projections ---------------------------------------------------------------------
 
-    def rebuild_projections(self, conn: Connection, *, batch_size: int = 1000) -> int:
-        """Drop every read model's rows and replay all events from zero, in one transaction."""
+    def rebuild_projections(self, conn: Connection, *, batch_size: int = 2000) -> int:
+        """Drop every read model's rows and replay all events from zero, in one transaction.
+
+        Events are read in position order as plain rows through a server-side cursor and given
+        to each projection ``batch_size`` at a time: to its ``apply_batch`` when it has one,
+        else to ``apply`` one by one. A projection reads and writes only its own tables, so
+        each still sees every event in order."""
         for projection in self.projections:
             for table in reversed(projection.tables):
                 conn.execute(table.delete())
+        appliers = [getattr(p, "apply_batch", None) or _one_by_one(p) for p in self.projections]
+        upcast = self.upcasters.upcast
         replayed = 0
-        for envelope in self.read_all(conn, batch_size=batch_size):
-            for projection in self.projections:
-                projection.apply(conn, envelope)
-            replayed += 1
+        for rows in batches_of_rows(conn, sa.select(*_ENVELOPE_COLUMNS).order_by(events.c.position), batch_size):
+            batch = [upcast(_envelope_of_tuple(row)) for row in rows]
+            for apply_batch in appliers:
+                apply_batch(conn, batch)
+            replayed += len(batch)
         return replayed
+
+
+def _one_by_one(projection: Projection) -> Callable[[Connection, Sequence[Envelope]], None]:
+    def apply_batch(conn: Connection, batch: Sequence[Envelope]) -> None:
+        for envelope in batch:
+            projection.apply(conn, envelope)
+
+    return apply_batch
+
+
+_ENVELOPE_COLUMNS = (
+    events.c.event_id, events.c.source, events.c.type, events.c.time, events.c.subject, events.c.stream_id,
+    events.c.sequence, events.c.data, events.c.prevhash, events.c.hash, events.c.correlation_id,
+    events.c.causation_id, events.c.position,
+)
+
+
+def _envelope_of_tuple(row: tuple) -> Envelope:
+    id_, source, type_, time, subject, streamid, sequence, data, prevhash, hash_, correlation, causation, position = row
+    return Envelope(id_, source, type_, time, subject, streamid, sequence, orjson.loads(data), prevhash, hash_,
+                    correlation, causation, position)
 
 
 def _with_position(envelope: Envelope, position: int) -> Envelope:

@@ -7,7 +7,7 @@ import re
 FEN_PER_YUAN = 100
 MAX_AMOUNT_FEN = 10**12 * FEN_PER_YUAN
 
-_YUAN = re.compile(r"(0|[1-9][0-9]*)(?:\.([0-9]{1,2}))?")
+_YUAN = re.compile(r"(0|[1-9][0-9]{0,12})(?:\.([0-9]{1,2}))?")  # 13 digits: 10^12 yuan, the most there is
 
 
 class InvalidAmount(ValueError):

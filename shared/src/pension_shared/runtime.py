@@ -28,10 +28,11 @@ from pension_shared.idempotency import CommandRunner
 from pension_shared.ledger import EventStore, Projection
 from pension_shared.messaging import Publisher, Subscription, dlq_topic
 from pension_shared.migrations import upgrade
+from pension_shared.observability import BrokerProbe, configure_logging, install_observability
 from pension_shared.lease import Lease
 from pension_shared.relay import OutboxRelay
 from pension_shared.settings import ServiceSettings
-from pension_shared.web import Edge, clock_router, install_correlation, install_problem_handlers, render_domain_error
+from pension_shared.web import Edge, clock_router, install_correlation, install_limits, install_problem_handlers, render_domain_error
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +227,10 @@ def build_app(contexts: Sequence[ServiceContext], *, title: str) -> FastAPI:
     app = FastAPI(title=title, version="1.0.0", docs_url="/docs", openapi_url="/openapi.json")
     install_problem_handlers(app)
     install_correlation(app)
+    install_observability(app, contexts)
+    broker = BrokerProbe(contexts[0].transport)
     first = contexts[0]
+    install_limits(app, first.settings)
     app.include_router(clock_router(first.edge, first.clock, settable=not first.settings.production))
     for ctx in contexts:
         for router in ctx.definition.routers(ctx):
@@ -239,6 +243,7 @@ def build_app(contexts: Sequence[ServiceContext], *, title: str) -> FastAPI:
     @app.get("/ready", tags=["operations"])
     def ready() -> JSONResponse:
         states = {ctx.definition.name: ctx.ready() for ctx in contexts}
+        states["broker"] = broker.reachable()
         status = 200 if all(states.values()) else 503
         return JSONResponse({"ready": all(states.values()), "services": states}, status_code=status)
 
@@ -257,7 +262,7 @@ def run_service_cli(definition: ServiceDefinition, argv: Sequence[str] | None = 
     sub.add_parser("migrate", help="apply the database migrations")
     sub.add_parser("jobs", help="run the service's jobs on the business clock (due payouts, year closing)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(structured=True)
     ctx = build_context(definition, ServiceSettings())  # type: ignore[call-arg]
     if args.role == "migrate":
         ctx.migrate()

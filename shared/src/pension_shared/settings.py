@@ -33,6 +33,11 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = 3
     pii_key: str = DEVELOPMENT_PII_KEY
     """Keys the ID-number digests and seals identities for the services allowed to read them."""
+    max_body_bytes: int = 64 * 1024
+    """A larger request body is refused with 413 PAYLOAD_TOO_LARGE."""
+    rate_limit_per_second: float = 200.0
+    rate_limit_burst: int = 400
+    """Each institution's token bucket: requests per second on average, and at once."""
 
     @model_validator(mode="after")
     def _fail_fast(self) -> "ServiceSettings":
@@ -53,8 +58,14 @@ class ServiceSettings(BaseSettings):
                 raise ValueError("production runs on PostgreSQL")
             if self.tokens_file is None:
                 raise ValueError("PENSION_TOKENS_FILE is required in production")
+            if not self.tokens_file.is_file():
+                raise ValueError(f"PENSION_TOKENS_FILE {self.tokens_file} does not exist")
         if self.topic_partitions < 1:
             raise ValueError("PENSION_TOPIC_PARTITIONS must be at least 1")
+        if self.max_body_bytes < 1024:
+            raise ValueError("PENSION_MAX_BODY_BYTES must be at least 1024")
+        if self.rate_limit_per_second <= 0 or self.rate_limit_burst < 1:
+            raise ValueError("PENSION_RATE_LIMIT_PER_SECOND must be positive and PENSION_RATE_LIMIT_BURST at least 1")
         return self
 
     @property

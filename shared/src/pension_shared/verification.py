@@ -7,12 +7,14 @@ stream head) or re-linking events all show."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from pension_shared.envelope import chain_hash
+from pension_shared.envelope import chain_hash, chain_hash_of_stored
+from pension_shared.reading import batches_of_rows
 from pension_shared.schema import events, stream_heads
 
 
@@ -48,7 +50,8 @@ class VerificationReport:
 
 def verify_ledger(conn: Connection, *, batch_size: int = 5000) -> VerificationReport:
     report = VerificationReport()
-    heads = {row.stream_id: (row.version, row.head_hash) for row in conn.execute(sa.select(stream_heads))}
+    heads = {stream_id: (version, head_hash) for stream_id, version, head_hash in conn.execute(
+        sa.select(stream_heads.c.stream_id, stream_heads.c.version, stream_heads.c.head_hash))}
     current: str | None = None
     expected_sequence, prevhash, broken = 0, None, False
 
@@ -68,48 +71,62 @@ def verify_ledger(conn: Connection, *, batch_size: int = 5000) -> VerificationRe
                 if head[0] != expected_sequence else "stream head hash differs from the last event's hash",
             ))
 
-    last_key: tuple[str, int] | None = None
-    while True:
-        query = sa.select(events).order_by(events.c.stream_id, events.c.sequence).limit(batch_size)
-        if last_key is not None:
-            query = query.where(sa.tuple_(events.c.stream_id, events.c.sequence) > sa.tuple_(*last_key))
-        rows = conn.execute(query).all()
-        for row in rows:
-            if row.stream_id != current:
-                close_stream()
-                current, expected_sequence, prevhash, broken = row.stream_id, 0, None, False
-            report.events += 1
-            if broken:
-                continue
-            problem = _check(row, expected_sequence + 1, prevhash)
-            if problem:
-                report.breaks.append(ChainBreak(row.stream_id, row.sequence, row.position, row.event_id, problem))
-                broken = True
-                continue
-            expected_sequence, prevhash = row.sequence, row.hash
-        if len(rows) < batch_size:
-            break
-        last_key = (rows[-1].stream_id, rows[-1].sequence)
+    events_checked = 0
+    for row in _rows_in_stream_order(conn, batch_size):
+        stream_id, sequence = row[2], row[3]
+        if stream_id != current:
+            close_stream()
+            current, expected_sequence, prevhash, broken = stream_id, 0, None, False
+        events_checked += 1
+        if broken:
+            continue
+        problem = _check(row, expected_sequence + 1, prevhash)
+        if problem:
+            report.breaks.append(ChainBreak(stream_id, sequence, row[0], row[1], problem))
+            broken = True
+            continue
+        expected_sequence, prevhash = sequence, row[12]
+    report.events = events_checked
     close_stream()
     for stream_id, (version, _) in sorted(heads.items()):
         report.breaks.append(ChainBreak(stream_id, None, None, None, f"stream head at version {version} but no events"))
     return report
 
 
-def _check(row, expected_sequence: int, prevhash: str | None) -> str | None:  # noqa: ANN001
-    if row.sequence != expected_sequence:
-        return f"sequence {row.sequence} where {expected_sequence} was expected (an event is missing)"
-    if row.prevhash != prevhash:
+_COLUMNS = (
+    events.c.position, events.c.event_id, events.c.stream_id, events.c.sequence, events.c.type, events.c.source,
+    events.c.subject, events.c.time, events.c.data, events.c.correlation_id, events.c.causation_id,
+    events.c.prevhash, events.c.hash,
+)
+
+
+def _rows_in_stream_order(conn: Connection, batch_size: int) -> Iterator[tuple]:
+    """Every event as a plain tuple (the columns of ``_COLUMNS``), by stream and sequence, read in
+    one snapshot through a server-side cursor ``batch_size`` rows at a time."""
+    for rows in batches_of_rows(conn, sa.select(*_COLUMNS).order_by(events.c.stream_id, events.c.sequence), batch_size):
+        yield from rows
+
+
+def _check(row: tuple, expected_sequence: int, prevhash: str | None) -> str | None:
+    position, event_id, stream_id, sequence, type_, source, subject, time, data, correlation_id, causation_id, \
+        stored_prevhash, stored_hash = row
+    if sequence != expected_sequence:
+        return f"sequence {sequence} where {expected_sequence} was expected (an event is missing)"
+    if stored_prevhash != prevhash:
         return "prevhash does not match the previous event's hash"
+    attributes = dict(
+        id=event_id, source=source, type=type_, time=time, subject=subject, streamid=stream_id, sequence=sequence,
+        prevhash=stored_prevhash, correlationid=correlation_id, causationid=causation_id,
+    )
+    raw = data.encode() if isinstance(data, str) else bytes(data)
+    if chain_hash_of_stored(data_json=raw, **attributes) == stored_hash:
+        return None
+    # The stored text is not the canonical JSON the store writes (or the event was edited):
+    # decide as the definition says, on the parsed content.
     try:
-        data = orjson.loads(row.data)
+        parsed = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return "stored data is not JSON"
-    recomputed = chain_hash(
-        id=row.event_id, source=row.source, type=row.type, time=row.time, subject=row.subject,
-        streamid=row.stream_id, sequence=row.sequence, data=data, prevhash=row.prevhash,
-        correlationid=row.correlation_id, causationid=row.causation_id,
-    )
-    if recomputed != row.hash:
+    if chain_hash(data=parsed, **attributes) != stored_hash:
         return "content does not match its hash (the event was edited)"
     return None

@@ -1,26 +1,39 @@
 """The HTTP edge shared by every service: problem+json errors with stable codes, the
 authenticated principal, idempotent command execution, correlation ids, health and the
-business-clock endpoints."""
+business-clock endpoints, and the limits every request meets before a route sees it (body
+size, media type, a rate per institution)."""
 
 from __future__ import annotations
 
 import logging
+import math
+import re
+import threading
+import time
 import uuid
 from contextvars import ContextVar
 from datetime import datetime
-from typing import Any, Callable
+from email.message import Message
+from typing import Any, Callable, Iterator
 
+import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute, iter_route_contexts
+from pydantic import BaseModel, ConfigDict, field_validator
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message as ASGIMessage, Receive, Scope, Send
 
 from pension_shared.auth import Principal, TokenRegistry, require_role
 from pension_shared.clock import BusinessClock, rfc3339
 from pension_shared.errors import DomainError, status_for
 from pension_shared.idempotency import CommandRunner, RefusedResponse, StoredResponse, Work, fingerprint
+from pension_shared.pii import mask_id_number
+from pension_shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +53,18 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> di
         "title": title,
         "status": status,
         "code": code,
-        "detail": detail,
+        "detail": _masked(detail),
         **extra,
     }
+
+
+_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])[1-9][0-9]{16}[0-9Xx](?![0-9A-Za-z])")
+
+
+def _masked(detail: str) -> str:
+    """A detail that echoes what the client sent (``no participant <id>``) never carries an ID
+    number in clear, even one sent where it does not belong: error bodies end up in logs."""
+    return _ID_NUMBER.sub(lambda found: mask_id_number(found.group()), detail)
 
 
 def render_domain_error(error: DomainError) -> StoredResponse:
@@ -79,10 +101,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND"}.get(exc.status_code, "VALIDATION_FAILED")
-        if exc.status_code == 405:
-            code = "METHOD_NOT_ALLOWED"
-        return problem_response(exc.status_code, problem(exc.status_code, code, str(exc.detail), str(exc.detail)))
+        code = _CODE_BY_STATUS.get(exc.status_code, "VALIDATION_FAILED")
+        body = problem(exc.status_code, code, str(exc.detail), str(exc.detail))
+        return problem_response(exc.status_code, body, exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -91,16 +112,39 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 
 def install_correlation(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def _correlate(request: Request, call_next: Callable) -> Response:
-        value = request.headers.get("X-Correlation-Id") or str(uuid.uuid4())
+    app.add_middleware(Correlation)
+
+
+class Correlation:
+    """Pure ASGI middleware (no task or stream per request, unlike ``@app.middleware``): the
+    request's X-Correlation-Id, or a new one, for the logs and events it causes, and echoed on
+    the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        value = Headers(scope=scope).get("X-Correlation-Id") or str(uuid.uuid4())
+
+        async def send_with_id(message: ASGIMessage) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["X-Correlation-Id"] = value
+            await send(message)
+
         token = correlation_id.set(value)
         try:
-            response = await call_next(request)
+            await self.app(scope, receive, send_with_id)
         finally:
             correlation_id.reset(token)
-        response.headers["X-Correlation-Id"] = value
-        return response
+
+
+_CODE_BY_STATUS = {
+    401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE", 429: "RATE_LIMITED",
+}
 
 
 class Edge:
@@ -112,8 +156,13 @@ class Edge:
 
     def principal(self) -> Callable[[Request], Principal]:
         def dependency(request: Request) -> Principal:
-            return self.tokens.authenticate(request.headers.get("Authorization"))
+            principal = self.tokens.authenticate(request.headers.get("Authorization"))
+            limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+            if limiter is not None:
+                limiter.admit(principal.institution)
+            return principal
 
+        dependency.authenticates = True  # type: ignore[attr-defined]  # read by the OpenAPI document
         return dependency
 
     def roles(self, *roles: str) -> Any:
@@ -146,6 +195,14 @@ async def run_in_thread(fn: Callable, *args: Any, **kwargs: Any) -> Any:
 class ClockBody(StrictModel):
     now: datetime
 
+    @field_validator("now", mode="before")
+    @classmethod
+    def _rfc3339_text(cls, value: Any) -> Any:
+        """A bare number would be taken for seconds since 1970."""
+        if not isinstance(value, str):
+            raise ValueError("now must be an RFC 3339 string")
+        return value
+
 
 def clock_router(edge: Edge, clock: Any, *, settable: bool) -> APIRouter:
     router = APIRouter(prefix="/v1/ops", tags=["operations"])
@@ -163,3 +220,171 @@ def clock_router(edge: Edge, clock: Any, *, settable: bool) -> APIRouter:
         return {"now": rfc3339(clock.set(body.now))}
 
     return router
+
+
+# --- Limits every request meets at the edge -------------------------------------------------
+
+
+class RateLimiter:
+    """A token bucket per institution: ``per_second`` requests on average, ``burst`` at once.
+    Every service of one process shares it, so an institution's budget is per process."""
+
+    def __init__(self, per_second: float, burst: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._rate, self._burst, self._clock = per_second, float(burst), clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, institution: str) -> None:
+        """Take one token or refuse with 429 RATE_LIMITED and how long to wait."""
+        with self._lock:
+            now = self._clock()
+            tokens, then = self._buckets.get(institution, (self._burst, now))
+            tokens = min(self._burst, tokens + (now - then) * self._rate)
+            admitted = tokens >= 1
+            self._buckets[institution] = (tokens - 1 if admitted else tokens, now)
+        if not admitted:
+            wait = math.ceil((1 - tokens) / self._rate)
+            raise StarletteHTTPException(
+                429, f"too many requests from {institution}; retry after {wait} s", headers={"Retry-After": str(wait)},
+            )
+
+
+class RequestLimits:
+    """Pure ASGI middleware: refuses a body larger than ``max_body_bytes`` (declared or chunked)
+    with 413 PAYLOAD_TOO_LARGE, a body that is not JSON with 415 UNSUPPORTED_MEDIA_TYPE, and a
+    path with control characters with 404 NOT_FOUND, before any route reads the request. The
+    body is read here (it is small by then) and handed on unchanged."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if any(ord(c) < 32 or ord(c) == 127 for c in scope["path"]):
+            await _refuse(send, 404, "NOT_FOUND", "no resource has this path")
+            return
+        declared = headers.get("content-length")
+        if declared is not None and not (declared.isascii() and declared.isdigit() and int(declared) <= self.max_body_bytes):
+            await _refuse(send, 413, "PAYLOAD_TOO_LARGE", self._too_large())
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await _refuse(send, 413, "PAYLOAD_TOO_LARGE", self._too_large())
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if body and not _is_json(headers.get("content-type")):
+            await _refuse(send, 415, "UNSUPPORTED_MEDIA_TYPE", "request bodies are JSON (Content-Type: application/json)")
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    def _too_large(self) -> str:
+        return f"the request body exceeds {self.max_body_bytes} bytes"
+
+
+def _is_json(content_type: str | None) -> bool:
+    """No Content-Type is read as JSON, as FastAPI does; a declared one must be JSON."""
+    if content_type is None:
+        return True
+    parsed = Message()
+    parsed["content-type"] = content_type
+    subtype = parsed.get_content_subtype()
+    return parsed.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    delivered = False
+
+    async def replayed() -> ASGIMessage:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+async def _refuse(send: Send, status: int, code: str, detail: str) -> None:
+    body = orjson.dumps(problem(status, code, code.replace("_", " ").capitalize(), detail))
+    await send({
+        "type": "http.response.start", "status": status,
+        "headers": [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())],
+    })
+    await send({"type": "http.response.body", "body": body})
+
+
+def install_limits(app: FastAPI, settings: ServiceSettings) -> None:
+    """The edge's limits (body size, media type, rate per institution) and the problem
+    responses they and every route may give, declared in the OpenAPI document."""
+    app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes)
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    _document_problems(app)
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "code", "detail"],
+    "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "code": {"type": "string"}, "detail": {"type": "string"},
+    },
+}
+_EVERY_CALL = {"400": "Malformed request", "404": "Not found", "409": "Conflict with the current state",
+               "413": "Request body too large", "415": "Request body is not JSON", "422": "Refused by a rule or the schema"}
+_AUTHENTICATED_CALL = {"401": "No valid bearer token", "403": "Not open to this role", "429": "Rate limited"}
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Replace FastAPI's default 422 with the problem document every error really is, declare
+    it for each status the edge can answer, and mark the calls that need a bearer token."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = generate()  # cached by FastAPI until a route is added
+        if "Problem" not in document.get("components", {}).get("schemas", {}):
+            authenticated = {
+                (method, route.path_format) for route in iter_route_contexts(app.routes)
+                if isinstance(route.original_route, APIRoute) and _authenticates(route.original_route.dependant)
+                for method in route.methods or ()
+            }
+            components = document.setdefault("components", {})
+            components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+            components.setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
+            for path, item in document.get("paths", {}).items():
+                for method, operation in item.items():
+                    statuses = dict(_EVERY_CALL)
+                    if (method.upper(), path) in authenticated:
+                        statuses.update(_AUTHENTICATED_CALL)
+                        operation["security"] = [{"bearer": []}]
+                    responses = operation.setdefault("responses", {})
+                    for status, description in statuses.items():
+                        responses[status] = {"description": description, "content": {
+                            PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+            for unused in ("HTTPValidationError", "ValidationError"):
+                components["schemas"].pop(unused, None)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _authenticates(dependant: Dependant) -> bool:
+    return any(getattr(d.call, "authenticates", False) for d in _walk(dependant))
+
+
+def _walk(dependant: Dependant) -> Iterator[Dependant]:
+    for sub in dependant.dependencies:
+        yield sub
+        yield from _walk(sub)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from pension_account.adapters.tables import contribution_years, participant_records, participants
@@ -12,6 +15,7 @@ from pension_account.domain.records import (
 )
 from pension_shared.clock import business_year, parse_rfc3339
 from pension_shared.envelope import Envelope
+from pension_shared.projection_batch import FoldedRows, upsert_many
 
 
 RECORD_KINDS = {WITHDRAWAL_RECORDED: "withdrawal", DEDUCTION_RECORDED: "deduction", TAX_RECORDED: "tax"}
@@ -22,63 +26,83 @@ class ParticipantsProjection:
     tables = (participants, contribution_years, participant_records)
 
     def apply(self, conn: Connection, event: Envelope) -> None:
-        name = event.event_type.name
+        for how, table, row in self._writes(event):
+            if how == "insert":
+                conn.execute(table.insert().values(**row))
+            elif how == "update":
+                row = dict(row)
+                conn.execute(participants.update().where(participants.c.participant_id == row.pop("participant_id"))
+                             .values(**row))
+            else:
+                key = (contribution_years.c.participant_id == row["participant_id"]) & (contribution_years.c.year == row["year"])
+                values = {k: v for k, v in row.items() if k not in ("participant_id", "year")}
+                if conn.execute(contribution_years.update().where(key).values(**values)).rowcount == 0:
+                    conn.execute(contribution_years.insert().values(**row))
+
+    def apply_batch(self, conn: Connection, batch: Sequence[Envelope]) -> None:
+        """Each participant's row and each year's totals written once; records inserted together."""
+        people, records = FoldedRows(participants), FoldedRows(participant_records)
+        years: dict[tuple[str, int], dict] = {}
+        for event in batch:
+            for how, table, row in self._writes(event):
+                if table is contribution_years:
+                    years[(row["participant_id"], row["year"])] = row
+                elif table is participants:
+                    people.insert(row) if how == "insert" else people.update(row)
+                else:
+                    records.insert(row)
+        people.write(conn)
+        upsert_many(conn, contribution_years, list(years.values()))
+        records.write(conn)
+
+    def _writes(self, event: Envelope) -> list[tuple[str, sa.Table, dict]]:
+        """What the event changes: ("insert" | "update" | "upsert", table, row with its key)."""
+        name, data = event.event_type.name, event.data
         if name == FUND_ACCOUNT_BOUND:
-            conn.execute(participants.update().where(participants.c.participant_id == event.subject).values(
-                fund_account_id=event.data["fund_account_id"], fund_account_bank_code=event.data["bank_code"],
-            ))
-        elif name == CONTRIBUTION_RECORDED:
-            self._contribution(conn, event)
-        elif name == INVESTMENT_RECORDED:
-            self._record(conn, event, kind=event.data["kind"], year=event.data["year"])
-        elif name in RECORD_KINDS:
-            self._record(conn, event, kind=RECORD_KINDS[name], year=event.data["year"])
-        elif name == BANK_CHANGE_COMPLETED:
-            self._bank_change(conn, event)
-        elif name == PARTICIPANT_REGISTERED:
-            data = event.data
-            conn.execute(participants.insert().values(
-                participant_id=data["participant_id"],
-                id_number_digest=data["id_number_digest"],
-                id_number_masked=data["id_number_masked"],
-                insurance_type=data["insurance_type"],
-                insured_region=data["insured_region"],
-                channel=data["channel"],
-                ss_card_bank_code=data["ss_card_account"]["bank_code"],
-                ss_card_account_masked=data["ss_card_account"]["account_number_masked"],
-                status="active",
-                registered_at=data["registered_at"],
-                registered_by=data["registered_by"],
-            ))
+            return [("update", participants, {"participant_id": event.subject, "fund_account_id": data["fund_account_id"],
+                                              "fund_account_bank_code": data["bank_code"]})]
+        if name == CONTRIBUTION_RECORDED:
+            return [
+                ("upsert", contribution_years, {"participant_id": event.subject, "year": data["year"],
+                                                "contributed": data["contributed_this_year"],
+                                                "remaining_quota": data["remaining_quota"]}),
+                ("insert", participant_records, self._record(event, kind="contribution", year=data["year"])),
+            ]
+        if name == INVESTMENT_RECORDED:
+            return [("insert", participant_records, self._record(event, kind=data["kind"], year=data["year"]))]
+        if name in RECORD_KINDS:
+            return [("insert", participant_records, self._record(event, kind=RECORD_KINDS[name], year=data["year"]))]
+        if name == BANK_CHANGE_COMPLETED:
+            # The rebinding (A-CHG-4), and a record of the assets moved (at book value) to the new account.
+            year = business_year(parse_rfc3339(data["completed_at"]))
+            return [
+                ("update", participants, {"participant_id": event.subject, "fund_account_id": data["new_fund_account_id"],
+                                          "fund_account_bank_code": data["new_bank_code"]}),
+                ("insert", participant_records, self._record(event, kind="bank_change", year=year,
+                                                             fund_account_id=data["new_fund_account_id"])),
+            ]
+        if name == PARTICIPANT_REGISTERED:
+            return [("insert", participants, {
+                "participant_id": data["participant_id"],
+                "id_number_digest": data["id_number_digest"],
+                "id_number_masked": data["id_number_masked"],
+                "insurance_type": data["insurance_type"],
+                "insured_region": data["insured_region"],
+                "channel": data["channel"],
+                "ss_card_bank_code": data["ss_card_account"]["bank_code"],
+                "ss_card_account_masked": data["ss_card_account"]["account_number_masked"],
+                "status": "active",
+                "registered_at": data["registered_at"],
+                "registered_by": data["registered_by"],
+            })]
+        return []
 
-    def _contribution(self, conn: Connection, event: Envelope) -> None:
+    @staticmethod
+    def _record(event: Envelope, *, kind: str, year: int, fund_account_id: str | None = None) -> dict:
         data = event.data
-        values = {"contributed": data["contributed_this_year"], "remaining_quota": data["remaining_quota"]}
-        updated = conn.execute(
-            contribution_years.update()
-            .where(contribution_years.c.participant_id == event.subject, contribution_years.c.year == data["year"])
-            .values(**values)
-        )
-        if updated.rowcount == 0:
-            conn.execute(contribution_years.insert().values(participant_id=event.subject, year=data["year"], **values))
-        self._record(conn, event, kind="contribution", year=data["year"])
-
-    def _bank_change(self, conn: Connection, event: Envelope) -> None:
-        """The rebinding (A-CHG-4), and a record of the assets moved (at book value) to the new account."""
-        data = event.data
-        conn.execute(participants.update().where(participants.c.participant_id == event.subject).values(
-            fund_account_id=data["new_fund_account_id"], fund_account_bank_code=data["new_bank_code"],
-        ))
-        year = business_year(parse_rfc3339(data["completed_at"]))
-        self._record(conn, event, kind="bank_change", year=year, fund_account_id=data["new_fund_account_id"])
-
-    def _record(
-        self, conn: Connection, event: Envelope, *, kind: str, year: int, fund_account_id: str | None = None,
-    ) -> None:
-        data = event.data
-        conn.execute(participant_records.insert().values(
-            position=event.position, participant_id=event.subject, year=year, kind=kind, time=event.time,
-            amount=data.get("amount"), fund_account_id=fund_account_id or data.get("fund_account_id"),
-            product_code=data.get("product_code"), source_event_id=data["source_event"]["id"],
-            source_event_type=data["source_event"]["type"],
-        ))
+        return {
+            "position": event.position, "participant_id": event.subject, "year": year, "kind": kind, "time": event.time,
+            "amount": data.get("amount"), "fund_account_id": fund_account_id or data.get("fund_account_id"),
+            "product_code": data.get("product_code"), "source_event_id": data["source_event"]["id"],
+            "source_event_type": data["source_event"]["type"],
+        }

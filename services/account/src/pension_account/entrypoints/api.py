@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
@@ -118,7 +118,8 @@ def participants_router(ctx: ServiceContext) -> APIRouter:
 
     @router.get("/{participant_id}/records")
     def records(
-        participant_id: str, year: int | None = None, principal: Principal = edge.roles("bank", "operator"),
+        participant_id: str, year: Annotated[int | None, Query(ge=2000, le=2999)] = None,
+        principal: Principal = edge.roles("bank", "operator"),
     ) -> dict:
         """The information query service (A-PACC-2): what the platform recorded of the year,
         each entry citing the event it came from."""

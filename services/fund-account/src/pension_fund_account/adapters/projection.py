@@ -3,7 +3,7 @@ function of the events in order, so dropping the tables and replaying gives the 
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -20,6 +20,7 @@ from pension_fund_account.domain.events import (
 from pension_fund_account.domain.fund_account import ACTIVE, CLOSED, FROZEN, RECEIVING
 from pension_fund_account.domain.participant_funds import ABORTED, COMPLETED, REQUESTED
 from pension_shared.envelope import Envelope
+from pension_shared.projection_batch import FoldedRows, insert_many, upsert_many
 
 
 class ParticipantRecognisedProjection:
@@ -27,8 +28,13 @@ class ParticipantRecognisedProjection:
     tables = (known_participants,)
 
     def apply(self, conn: Connection, event: Envelope) -> None:
-        if event.event_type.name == PARTICIPANT_RECOGNISED:
-            conn.execute(known_participants.insert().values(**{c.name: event.data[c.name] for c in known_participants.columns}))
+        self.apply_batch(conn, (event,))
+
+    def apply_batch(self, conn: Connection, batch: Sequence[Envelope]) -> None:
+        insert_many(conn, known_participants, [
+            {c.name: e.data[c.name] for c in known_participants.columns}
+            for e in batch if e.event_type.name == PARTICIPANT_RECOGNISED
+        ])
 
 
 class FundAccountsProjection:
@@ -36,30 +42,58 @@ class FundAccountsProjection:
     tables = (fund_accounts, holdings)
 
     def apply(self, conn: Connection, event: Envelope) -> None:
-        name, data = event.event_type.name, event.data
-        if name == FUND_ACCOUNT_OPENED:
-            conn.execute(fund_accounts.insert().values(
-                fund_account_id=data["fund_account_id"], participant_id=data["participant_id"],
-                bank_code=data["bank_code"], branch_city=data["branch_city"], status=ACTIVE, cash=0,
-                opened_at=data["opened_at"], version=event.sequence,
-            ))
+        change = _account_change(event)
+        if change is None:
             return
-        if name not in STATUS_AFTER and name not in MOVES_MONEY:
-            return
-        account = fund_accounts.c.fund_account_id == data["fund_account_id"]
-        if name in STATUS_AFTER:
-            status = data.get("status_after", STATUS_AFTER[name]) if name == FUND_ACCOUNT_UNFROZEN else STATUS_AFTER[name]
-            conn.execute(fund_accounts.update().where(account).values(status=status, version=event.sequence))
-            return
-        conn.execute(fund_accounts.update().where(account).values(cash=data["cash_after"], version=event.sequence))
-        if name == PRODUCT_PURCHASED:
-            _move_holding(conn, data, units=data["units"], cost=data["amount"])
-        elif name == PRODUCT_REDEEMED:
-            _move_holding(conn, data, units=-data["units"], cost=-data["cost_released"])
-        elif name == HOLDING_TRANSFERRED_IN:
-            _move_holding(conn, data, units=data["units"], cost=data["cost"])
-        elif name == HOLDING_TRANSFERRED_OUT:
-            _move_holding(conn, data, units=-data["units"], cost=-data["cost"])
+        opened, row = change
+        if opened:
+            conn.execute(fund_accounts.insert().values(**row))
+        else:
+            key = row.pop("fund_account_id")
+            conn.execute(fund_accounts.update().where(fund_accounts.c.fund_account_id == key).values(**row))
+        _move_holdings(conn, event)
+
+    def apply_batch(self, conn: Connection, batch: Sequence[Envelope]) -> None:
+        """Each account's row written once: the rows opened in this batch inserted with every
+        later change folded in, the others updated with their last values."""
+        rows = FoldedRows(fund_accounts)
+        for event in batch:
+            change = _account_change(event)
+            if change is None:
+                continue
+            opened, row = change
+            rows.insert(row) if opened else rows.update(row)
+            _move_holdings(conn, event)
+        rows.write(conn)
+
+
+def _account_change(event: Envelope) -> tuple[bool, dict[str, Any]] | None:
+    """(opened?, the account row's new values) after the event, or None if it changes nothing."""
+    name, data = event.event_type.name, event.data
+    if name == FUND_ACCOUNT_OPENED:
+        return True, {
+            "fund_account_id": data["fund_account_id"], "participant_id": data["participant_id"],
+            "bank_code": data["bank_code"], "branch_city": data["branch_city"], "status": ACTIVE, "cash": 0,
+            "opened_at": data["opened_at"], "version": event.sequence,
+        }
+    if name in STATUS_AFTER:
+        status = data.get("status_after", STATUS_AFTER[name]) if name == FUND_ACCOUNT_UNFROZEN else STATUS_AFTER[name]
+        return False, {"fund_account_id": data["fund_account_id"], "status": status, "version": event.sequence}
+    if name in MOVES_MONEY:
+        return False, {"fund_account_id": data["fund_account_id"], "cash": data["cash_after"], "version": event.sequence}
+    return None
+
+
+def _move_holdings(conn: Connection, event: Envelope) -> None:
+    name, data = event.event_type.name, event.data
+    if name == PRODUCT_PURCHASED:
+        _move_holding(conn, data, units=data["units"], cost=data["amount"])
+    elif name == PRODUCT_REDEEMED:
+        _move_holding(conn, data, units=-data["units"], cost=-data["cost_released"])
+    elif name == HOLDING_TRANSFERRED_IN:
+        _move_holding(conn, data, units=data["units"], cost=data["cost"])
+    elif name == HOLDING_TRANSFERRED_OUT:
+        _move_holding(conn, data, units=-data["units"], cost=-data["cost"])
 
 
 STATUS_AFTER = {FUND_ACCOUNT_FROZEN: FROZEN, FUND_ACCOUNT_UNFROZEN: ACTIVE, FUND_ACCOUNT_CLOSED: CLOSED,
@@ -113,6 +147,18 @@ class ContributionQuotaProjection:
                 participant_id=data["participant_id"], year=data["year"], contributed=data["contributed_this_year"],
             ))
 
+    def apply_batch(self, conn: Connection, batch: Sequence[Envelope]) -> None:
+        """The registry holds each year's running total: the last one of the batch wins."""
+        last: dict[tuple[str, int], dict[str, Any]] = {}
+        for event in batch:
+            if event.event_type.name == CONTRIBUTION_QUOTA_REGISTERED:
+                data = event.data
+                last[(data["participant_id"], data["year"])] = {
+                    "participant_id": data["participant_id"], "year": data["year"],
+                    "contributed": data["contributed_this_year"],
+                }
+        upsert_many(conn, participant_quota, list(last.values()))
+
 
 class BankChangesProjection:
     """Each bank change's progress, for the banks involved and operators."""
@@ -129,7 +175,9 @@ class BankChangesProjection:
                 status=REQUESTED, updated_at=event.time,
             ))
             return
-        change = bank_changes.c.bank_change_id == data.get("bank_change_id")
+        if name not in (BANK_CHANGE_COMPLETED, BANK_CHANGE_ABORTED):
+            return
+        change = bank_changes.c.bank_change_id == data["bank_change_id"]
         if name == BANK_CHANGE_COMPLETED:
             conn.execute(bank_changes.update().where(change).values(
                 status=COMPLETED, new_fund_account_id=data["new_fund_account_id"], updated_at=event.time,

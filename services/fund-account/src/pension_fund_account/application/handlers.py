@@ -184,4 +184,4 @@ def _new(event: Event, subject: str | None) -> NewEvent:
 
 
 def append_decided(conn: Connection, store: EventStore, stream: Stream, decided: Sequence[Event], subject: str | None, meta: Metadata) -> None:
-    store.append(conn, stream.stream_id, stream.version, [_new(e, subject) for e in decided], meta)
+    store.append_to(conn, stream, [_new(e, subject) for e in decided], meta)

@@ -8,7 +8,7 @@ import re
 MICRO_PER_UNIT = 1_000_000
 MAX_UNITS_MICRO = 10**15 * MICRO_PER_UNIT
 
-_UNITS = re.compile(r"(0|[1-9][0-9]*)(?:\.([0-9]{1,6}))?")
+_UNITS = re.compile(r"(0|[1-9][0-9]{0,15})(?:\.([0-9]{1,6}))?")  # 16 digits: 10^15 units, the most there is
 
 
 class InvalidUnits(ValueError):

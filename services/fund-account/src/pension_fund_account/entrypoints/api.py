@@ -38,6 +38,8 @@ BankCode = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,16}$")]
 Yuan = Annotated[str, Field(description='yuan with two decimals, e.g. "1200.00"')]
 Units = Annotated[str, Field(description='units with up to six decimals, e.g. "1000.50"')]
 
+MAX_SEQUENCE = 2**63 - 1
+"""The largest sequence a database integer holds; a larger cursor is refused, not sent to it."""
 CONTRIBUTION_ATTEMPTS = 30
 """Contributions to one person queue on a row lock; the retries only cover the rare conflict
 with a purchase or income on the same account."""
@@ -132,7 +134,7 @@ def fund_accounts_router(ctx: ServiceContext) -> APIRouter:
     @router.get("/{fund_account_id}")
     def read(
         fund_account_id: str, principal: Principal = edge.roles("bank", "operator"),
-        min_position: Annotated[int | None, Query(ge=0)] = None,
+        min_position: Annotated[int | None, Query(ge=0, le=MAX_SEQUENCE)] = None,
     ) -> dict:
         # Projections are written in the command's transaction: a read after a write always sees it.
         del min_position
@@ -249,7 +251,7 @@ def fund_accounts_router(ctx: ServiceContext) -> APIRouter:
     @router.get("/{fund_account_id}/ledger")
     def ledger(
         fund_account_id: str, principal: Principal = edge.roles("bank", "operator"),
-        after: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        after: Annotated[int, Query(ge=0, le=MAX_SEQUENCE)] = 0, limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> dict:
         with ctx.engine.connect() as conn:
             _visible_account(conn, fund_account_id, principal)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import orjson
 from sqlalchemy.engine import Connection
 
@@ -12,6 +14,7 @@ from pension_payout.domain.withdrawal import Withdrawal, withdrawal_stream
 from pension_shared.envelope import Envelope
 from pension_shared.ledger import EventStore
 from pension_shared.money import format_fen
+from pension_shared.projection_batch import insert_many, upsert_many
 
 
 class PayeeRegisteredProjection:
@@ -19,8 +22,11 @@ class PayeeRegisteredProjection:
     tables = (payees,)
 
     def apply(self, conn: Connection, event: Envelope) -> None:
-        if event.event_type.name == PAYEE_REGISTERED:
-            conn.execute(payees.insert().values(**{c.name: event.data[c.name] for c in payees.columns}))
+        self.apply_batch(conn, (event,))
+
+    def apply_batch(self, conn: Connection, batch: Sequence[Envelope]) -> None:
+        insert_many(conn, payees, [{c.name: e.data[c.name] for c in payees.columns}
+                                   for e in batch if e.event_type.name == PAYEE_REGISTERED])
 
 
 class WithdrawalsProjection:
@@ -37,17 +43,31 @@ class WithdrawalsProjection:
         if not event.streamid.startswith("withdrawal-"):
             return
         withdrawal_id = event.streamid[len("withdrawal-"):]
+        row = self._row(conn, withdrawal_id, event.sequence)
+        updated = conn.execute(withdrawals.update().where(withdrawals.c.withdrawal_id == withdrawal_id).values(**row))
+        if updated.rowcount == 0:
+            conn.execute(withdrawals.insert().values(withdrawal_id=withdrawal_id, **row))
+
+    def apply_batch(self, conn: Connection, batch: Sequence[Envelope]) -> None:
+        """Each event rewrites its withdrawal's whole row: the row after the last event of the
+        batch is the one that stays, so each withdrawal is read and written once."""
+        last: dict[str, int] = {}
+        for event in batch:
+            if event.streamid.startswith("withdrawal-"):
+                last[event.streamid[len("withdrawal-"):]] = event.sequence
+        upsert_many(conn, withdrawals, [{"withdrawal_id": withdrawal_id, **self._row(conn, withdrawal_id, sequence)}
+                                        for withdrawal_id, sequence in last.items()])
+
+    def _row(self, conn: Connection, withdrawal_id: str, sequence: int) -> dict:
+        """The withdrawal's row as of its event ``sequence``."""
         stream = [e for e in self._reader.read_stream(conn, withdrawal_stream(withdrawal_id), limit=100_000)
-                  if e.sequence <= event.sequence]
+                  if e.sequence <= sequence]
         withdrawal = Withdrawal.from_events(withdrawal_id, ((e.event_type.name, e.data) for e in stream))
-        row = {
+        return {
             "participant_id": withdrawal.participant_id, "bank_code": withdrawal.bank_code,
             "status": withdrawal.status, "next_due": _next_due(withdrawal),
             "awaiting_payment": bool(withdrawal.payments_due()), "view": orjson.dumps(render(withdrawal)).decode(),
         }
-        updated = conn.execute(withdrawals.update().where(withdrawals.c.withdrawal_id == withdrawal_id).values(**row))
-        if updated.rowcount == 0:
-            conn.execute(withdrawals.insert().values(withdrawal_id=withdrawal_id, **row))
 
 
 def _next_due(withdrawal: Withdrawal):  # noqa: ANN202

@@ -3,12 +3,13 @@ the events in order, so dropping the tables and replaying gives the same rows.""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from pension_shared.envelope import Envelope
+from pension_shared.projection_batch import FoldedRows, existing_rows, insert_many, update_many, upsert_many
 from pension_tax.adapters.tables import holding_banks, tax_years, taxpayers, vouchers, withholdings
 from pension_tax.domain.events import (
     ANNUAL_TAX_STATEMENT_ISSUED, DEDUCTION_VOUCHER_ISSUED, DEDUCTION_VOUCHER_VOIDED, FUND_ACCOUNT_NOTED,
@@ -28,8 +29,10 @@ class TaxpayerRegisteredProjection:
     tables = (taxpayers,)
 
     def apply(self, conn: Connection, event: Envelope) -> None:
-        if event.event_type.name == TAXPAYER_REGISTERED:
-            conn.execute(taxpayers.insert().values(**_columns(taxpayers, event.data)))
+        self.apply_batch(conn, (event,))
+
+    def apply_batch(self, conn: Connection, batch: Sequence[Envelope]) -> None:
+        insert_many(conn, taxpayers, [_columns(taxpayers, e.data) for e in batch if e.event_type.name == TAXPAYER_REGISTERED])
 
 
 class HoldingBankProjection:
@@ -46,19 +49,34 @@ class HoldingBankProjection:
         if conn.execute(holding_banks.update().where(key).values(**row)).rowcount == 0:
             conn.execute(holding_banks.insert().values(**row))
 
+    def apply_batch(self, conn: Connection, batch: Sequence[Envelope]) -> None:
+        """Each participant's holding bank is the last one noted."""
+        last: dict[str, dict[str, Any]] = {}
+        for event in batch:
+            if event.event_type.name == FUND_ACCOUNT_NOTED:
+                row = _columns(holding_banks, event.data)
+                last.setdefault(row["participant_id"], {}).update(row)
+        upsert_many(conn, holding_banks, list(last.values()))
+
 
 class VouchersProjection:
     name = "vouchers"
     tables = (vouchers,)
 
     def apply(self, conn: Connection, event: Envelope) -> None:
-        name, data = event.event_type.name, event.data
-        if name == DEDUCTION_VOUCHER_ISSUED:
-            conn.execute(vouchers.insert().values(**_columns(vouchers, data), position=event.position, status=ISSUED))
-        elif name == DEDUCTION_VOUCHER_VOIDED:
-            conn.execute(vouchers.update().where(vouchers.c.voucher_no == data["voucher_no"]).values(
-                status=VOIDED, voided_at=data["voided_at"], void_reason=data["reason"],
-            ))
+        self.apply_batch(conn, (event,))
+
+    def apply_batch(self, conn: Connection, batch: Sequence[Envelope]) -> None:
+        """Vouchers issued in the batch are inserted with any later voiding folded in."""
+        rows = FoldedRows(vouchers)
+        for event in batch:
+            name, data = event.event_type.name, event.data
+            if name == DEDUCTION_VOUCHER_ISSUED:
+                rows.insert({**_columns(vouchers, data), "position": event.position, "status": ISSUED})
+            elif name == DEDUCTION_VOUCHER_VOIDED:
+                rows.update({"voucher_no": data["voucher_no"], "status": VOIDED, "voided_at": data["voided_at"],
+                             "void_reason": data["reason"]})
+        rows.write(conn)
 
 
 class WithholdingsProjection:
@@ -86,34 +104,42 @@ class TaxYearsProjection:
     tables = (tax_years,)
 
     def apply(self, conn: Connection, event: Envelope) -> None:
-        name, data = event.event_type.name, event.data
-        if name == DEDUCTION_VOUCHER_ISSUED:
-            self._change(conn, data, contributed=("set", data["cumulative_amount"]),
-                         deductible=("add", data["deductible_amount"]))
-        elif name == DEDUCTION_VOUCHER_VOIDED:
-            self._change(conn, data, contributed=("set", data["cumulative_amount"]),
-                         deductible=("set", data["deductible_total"]))
-        elif name == WITHDRAWAL_TAX_WITHHELD:
-            self._change(conn, data, withdrawn_gross=("add", data["gross"]), tax_withheld=("add", data["tax"]))
-        elif name == WITHDRAWAL_TAX_WITHHOLDING_REVERSED:
-            self._change(conn, data, withdrawn_gross=("add", -data["gross"]), tax_withheld=("add", -data["tax"]))
-        elif name == ANNUAL_TAX_STATEMENT_ISSUED:
-            self._change(conn, data, statement_issued_at=("set", data["issued_at"]))
+        self.apply_batch(conn, (event,))
+
+    def apply_batch(self, conn: Connection, batch: Sequence[Envelope]) -> None:
+        """The rows the batch touches are read at once, changed in memory in event order, and
+        written once."""
+        changes = [(event.data, change) for event in batch if (change := self._changes(event))]
+        if not changes:
+            return
+        stored = existing_rows(conn, tax_years, ((data["participant_id"], data["year"]) for data, _ in changes))
+        touched: dict[tuple[str, int], dict[str, Any]] = {}
+        for data, change in changes:
+            key = (data["participant_id"], data["year"])
+            current = touched.get(key) or stored.get(key) or {
+                "participant_id": data["participant_id"], "year": data["year"], "contributed": 0, "deductible": 0,
+                "withdrawn_gross": 0, "tax_withheld": 0, "statement_issued_at": None,
+            }
+            for column, (how, value) in change.items():
+                current[column] = current[column] + value if how == "add" else value
+            touched[key] = current
+        insert_many(conn, tax_years, [row for key, row in touched.items() if key not in stored])
+        update_many(conn, tax_years, [row for key, row in touched.items() if key in stored])
 
     @staticmethod
-    def _change(conn: Connection, data: Mapping[str, Any], **changes: tuple[str, Any]) -> None:
-        key = (tax_years.c.participant_id == data["participant_id"]) & (tax_years.c.year == data["year"])
-        row = conn.execute(sa.select(tax_years).where(key)).one_or_none()
-        current: dict[str, Any] = dict(row._mapping) if row is not None else {
-            "participant_id": data["participant_id"], "year": data["year"], "contributed": 0, "deductible": 0,
-            "withdrawn_gross": 0, "tax_withheld": 0, "statement_issued_at": None,
-        }
-        for column, (how, value) in changes.items():
-            current[column] = current[column] + value if how == "add" else value
-        if row is None:
-            conn.execute(tax_years.insert().values(**current))
-        else:
-            conn.execute(tax_years.update().where(key).values(**current))
+    def _changes(event: Envelope) -> dict[str, tuple[str, Any]]:
+        name, data = event.event_type.name, event.data
+        if name == DEDUCTION_VOUCHER_ISSUED:
+            return {"contributed": ("set", data["cumulative_amount"]), "deductible": ("add", data["deductible_amount"])}
+        if name == DEDUCTION_VOUCHER_VOIDED:
+            return {"contributed": ("set", data["cumulative_amount"]), "deductible": ("set", data["deductible_total"])}
+        if name == WITHDRAWAL_TAX_WITHHELD:
+            return {"withdrawn_gross": ("add", data["gross"]), "tax_withheld": ("add", data["tax"])}
+        if name == WITHDRAWAL_TAX_WITHHOLDING_REVERSED:
+            return {"withdrawn_gross": ("add", -data["gross"]), "tax_withheld": ("add", -data["tax"])}
+        if name == ANNUAL_TAX_STATEMENT_ISSUED:
+            return {"statement_issued_at": ("set", data["issued_at"])}
+        return {}
 
 
 def projections() -> list:

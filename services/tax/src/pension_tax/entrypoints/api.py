@@ -21,6 +21,7 @@ from pension_tax.domain.vouchers import code_matches
 
 MAX_PAGE = 500
 _MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+_CURSOR = re.compile(r"[0-9]{1,18}")
 READERS = ("tax-bureau", "bank", "operator")
 
 
@@ -143,7 +144,7 @@ def _identity_view(principal: Principal) -> Callable[[str], str]:
 
 def _page(conn: Connection, query: Any, position: sa.Column, after: str | None, limit: int) -> tuple[list, str | None]:
     if after is not None:
-        if not after.isdigit():
+        if not _CURSOR.fullmatch(after):
             raise DomainError("after must be a cursor returned as next", code="VALIDATION_FAILED")
         query = query.where(position > int(after))
     rows = conn.execute(query.order_by(position).limit(limit + 1)).all()

@@ -1,0 +1,132 @@
+"""``python -m bench [--quick]``: the benchmark of issue 7. Run it through ``make bench`` (or
+``make bench QUICK=1``), which starts the PostgreSQL and Kafka it runs on."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import report
+from bench.backlog import Sampler, keeps_up
+from bench.cluster import Cluster
+from bench.ledgers import measure
+from bench.workload import Workload, World, closed_loop, end_to_end, prepare_world
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    participants: int
+    withdrawers: int
+    clients: int
+    duration_s: float
+    e2e_rate: float
+    e2e_duration_s: float
+    e2e_track_every: int
+    ledger_events: int
+
+
+FULL = Plan("full", participants=600, withdrawers=20, clients=16, duration_s=60, e2e_rate=300, e2e_duration_s=30,
+            e2e_track_every=10, ledger_events=1_000_000)
+QUICK = Plan("quick", participants=300, withdrawers=5, clients=16, duration_s=15, e2e_rate=100, e2e_duration_s=10,
+             e2e_track_every=4, ledger_events=100_000)
+MIX = {"contribution": 0.90, "purchase": 0.05, "registration": 0.03, "withdrawal": 0.02}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="the short run (about 3 minutes)")
+    parser.add_argument("--clients", type=int, help="concurrent clients of the closed-loop phase")
+    parser.add_argument("--duration", type=float, help="seconds of the closed-loop phase")
+    parser.add_argument("--ledger-events", type=int, help="events per service ledger for rebuild and verification")
+    parser.add_argument("--skip-ledgers", action="store_true", help="leave out rebuild and verification")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the processes it started on the way out
+    plan = QUICK if args.quick else FULL
+    plan = Plan(**{**plan.__dict__, **{k: v for k, v in (("clients", args.clients), ("duration_s", args.duration),
+                                                          ("ledger_events", args.ledger_events)) if v}})
+    server_url, kafka = os.environ["BENCH_PG_URL"], os.environ["BENCH_KAFKA"]
+    infra = Path(os.environ.get("BENCH_INFRA_DIR", ".infra/bench"))
+    workdir = infra / "run"
+    workdir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    machine = report.machine(server_url, infra)
+    cluster = Cluster(workdir, server_url, kafka, prefix=f"bench{uuid.uuid4().hex[:6]}.")
+    try:
+        results = run(plan, cluster, log)
+    finally:
+        cluster.stop()
+    if not args.skip_ledgers:
+        log(f"ledgers: {plan.ledger_events:,} events per service")
+        from bench.definitions import DEFINITIONS
+
+        results["ledgers"] = [measure(service, DEFINITIONS[service], cluster.database_urls[service],
+                                      target=plan.ledger_events, log=log) for service in DEFINITIONS]
+    results["elapsed_s"] = time.perf_counter() - started
+    print(report.render(plan, machine, results))
+
+
+def run(plan: Plan, cluster: Cluster, log) -> dict:  # noqa: ANN001
+    log("starting every service as its own processes (api, relay, consumer, jobs) and the reference")
+    cluster.create_databases()
+    cluster.start()
+    log(f"{len(cluster.procs)} processes ready; registering {plan.participants + plan.withdrawers} participants")
+    t0 = time.perf_counter()
+    world = asyncio.run(prepare_world(cluster.api, participants=plan.participants, withdrawers=plan.withdrawers))
+    setup_s = time.perf_counter() - t0
+    sampler = Sampler(cluster)
+    drained = sampler.drain_s()
+    log(f"set-up done in {setup_s:.0f} s (drained {drained:.1f} s after)")
+    reference = {service: cluster.reference for service in cluster.api}
+
+    def phase(bases: dict[str, str], world: World, duration_s: float, *, seed: int):  # noqa: ANN202
+        stats = asyncio.run(closed_loop(bases, Workload(world, mix=MIX, seed=seed), clients=plan.clients,
+                                        duration_s=duration_s))
+        contributions = stats.op("contribution")
+        log(f"  {contributions.accepted / stats.duration_s:.0f} contributions/s, p99 "
+            f"{report.percentile(contributions.latencies, 0.99) * 1000:.0f} ms, {stats.accepted} accepted of "
+            f"{sum(op.sent for op in stats.ops.values())}")
+        return stats
+
+    shadow = World([type(p)(**p.__dict__) for p in world.participants], [])
+    log("warming up (reference and system, 3 s each)")
+    phase(reference, shadow, 3, seed=1)
+    phase(cluster.api, World(world.participants, []), 3, seed=2)
+    log(f"reference, first half ({plan.duration_s / 2:.0f} s)")
+    first = phase(reference, shadow, plan.duration_s / 2, seed=3)
+    log(f"system ({plan.duration_s:.0f} s, {plan.clients} clients)")
+    sampler.start()
+    system = phase(cluster.api, world, plan.duration_s, seed=4)
+    sampler.stop()
+    samples = list(sampler.samples)
+    t0 = time.perf_counter()
+    drain = sampler.drain_s()
+    log(f"drained {time.perf_counter() - t0:.1f} s after the load; reference, second half")
+    second = phase(reference, shadow, plan.duration_s / 2, seed=5)
+    log(f"end to end at {plan.e2e_rate:.0f}/s offered for {plan.e2e_duration_s:.0f} s")
+    e2e = asyncio.run(end_to_end(cluster.api, Workload(world, mix=MIX, seed=6), rate_per_s=plan.e2e_rate,
+                                 duration_s=plan.e2e_duration_s, track_every=plan.e2e_track_every))
+    e2e_drain = sampler.drain_s()
+    rss = {p.name: p.peak_rss_mb() for p in cluster.procs}
+    dead = [p.name for p in cluster.dead()]
+    sampler.close()
+    return {
+        "setup_s": setup_s, "system": system, "reference": first.merge(second), "samples": samples,
+        "keeps_up": keeps_up(samples), "drain_s": drain, "e2e": e2e, "e2e_drain_s": e2e_drain, "rss": rss,
+        "dead": dead,
+    }
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Ledgers of a million events, then the two whole-ledger operations timed on them: rebuilding
+every projection from zero (``EventStore.rebuild_projections``) and verifying every hash chain
+(``verify_ledger``).
+
+The events are the service's own: what the load phases recorded through the real domain is the
+template, and it is cloned until the ledger is big enough. Each clone renames every identifier
+(participant, fund account, contribution, voucher ids, digests, uuids) consistently, keeping its
+length, so clones are new participants with the same history; each cloned stream gets its own
+hash chain through the real hash function, and its stream head. Rows are written with COPY."""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import string
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import sqlalchemy as sa
+
+from pension_shared.envelope import chain_hash_of_stored
+from pension_shared.ledger import EventStore
+from pension_shared.runtime import ServiceDefinition
+from pension_shared.verification import verify_ledger
+
+_IDENTIFIER = re.compile(
+    r"\b(?:[A-Z]{1,3}[0-9A-F]{12,}|[0-9a-f]{32,64}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\b"
+)
+_COLUMNS = ("position", "event_id", "stream_id", "sequence", "type", "source", "subject", "time", "data",
+            "correlation_id", "causation_id", "prevhash", "hash")
+
+
+def renamer(clone: int) -> Callable[[str], str]:
+    """A bijection on identifiers for one clone: the last 8 hex digits shifted by a per-clone odd
+    multiple (mod 2**32), case and length kept."""
+    shift = (clone * 0x9E3779B1) & 0xFFFFFFFF
+    cache: dict[str, str] = {}
+
+    def one(match: re.Match) -> str:
+        token = match.group(0)
+        renamed = cache.get(token)
+        if renamed is None:
+            value = (int(token[-8:], 16) + shift) & 0xFFFFFFFF
+            tail = f"{value:08X}" if token[0] in string.ascii_uppercase else f"{value:08x}"
+            renamed = cache[token] = token[:-8] + tail
+        return renamed
+
+    return lambda text: _IDENTIFIER.sub(one, text) if text else text
+
+
+@dataclass
+class LedgerResult:
+    service: str
+    events: int
+    template_events: int
+    generate_s: float
+    rebuild_s: float
+    replayed: int
+    verify_s: float
+    verified: int
+    intact: bool
+
+    @property
+    def rebuild_per_s(self) -> float:
+        return self.replayed / self.rebuild_s
+
+    @property
+    def verify_per_s(self) -> float:
+        return self.verified / self.verify_s
+
+
+def amplify(engine: sa.Engine, target: int) -> tuple[int, int]:
+    """Clone the ledger's events until it holds at least ``target``; returns (template, total)."""
+    with engine.connect() as conn:
+        template = conn.exec_driver_sql(
+            "SELECT stream_id, sequence, type, source, subject, time, data, correlation_id, causation_id "
+            "FROM events ORDER BY position"
+        ).all()
+        position = conn.exec_driver_sql("SELECT coalesce(max(position), 0) FROM events").scalar_one()
+    base = len(template)
+    clonable = [row for row in template if renamer(1)(row[0]) != row[0]]
+    if base >= target or not clonable:
+        return base, base
+    clones = math.ceil((target - base) / len(clonable))
+    with engine.begin() as conn:
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cursor:
+            heads: list[tuple[str, int, str]] = []
+            with cursor.copy(f"COPY events ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+                first = random.randrange(1, 2**20)  # clone numbers no earlier amplification used
+                for clone in range(first, first + clones):
+                    rename = renamer(clone)
+                    chains: dict[str, tuple[int, str]] = {}
+                    for stream_id, sequence, type_, source, subject, time_, data, correlation, causation in clonable:
+                        stream_id, subject, data = rename(stream_id), rename(subject), rename(data)
+                        position += 1
+                        event_id = rename_event_id(clone, position)
+                        prevhash = chains[stream_id][1] if sequence > 1 else None
+                        digest = chain_hash_of_stored(
+                            id=event_id, source=source, type=type_, time=time_, subject=subject, streamid=stream_id,
+                            sequence=sequence, data_json=data.encode(), prevhash=prevhash, correlationid=correlation,
+                            causationid=causation,
+                        )
+                        chains[stream_id] = (sequence, digest)
+                        copy.write_row((position, event_id, stream_id, sequence, type_, source, subject, time_, data,
+                                        correlation, causation, prevhash, digest))
+                    heads.extend((stream_id, version, digest) for stream_id, (version, digest) in chains.items())
+            with cursor.copy("COPY stream_heads (stream_id, version, head_hash) FROM STDIN") as copy:
+                for head in heads:
+                    copy.write_row(head)
+            cursor.execute("SELECT setval(pg_get_serial_sequence('events', 'position'), %s)", (position,))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("ANALYZE events")
+        conn.exec_driver_sql("ANALYZE stream_heads")
+    return base, base + clones * len(clonable)
+
+
+def rename_event_id(clone: int, position: int) -> str:
+    return f"{clone:08x}-0000-4000-8000-{position:012x}"
+
+
+def measure(service: str, definition: ServiceDefinition, database_url: str, *, target: int,
+            log: Callable[[str], None]) -> LedgerResult:
+    engine = sa.create_engine(database_url)
+    try:
+        t0 = time.perf_counter()
+        template, total = amplify(engine, target)
+        generated = time.perf_counter() - t0
+        log(f"  {service}: {total:,} events ({template:,} recorded by the load, cloned) in {generated:.1f} s")
+        store = EventStore(service=definition.name, topic=definition.topic, projections=definition.projections(),
+                           upcasters=definition.upcasters())
+        t0 = time.perf_counter()
+        with engine.begin() as conn:
+            replayed = store.rebuild_projections(conn)
+        rebuilt = time.perf_counter() - t0
+        log(f"  {service}: rebuilt projections from {replayed:,} events in {rebuilt:.1f} s")
+        t0 = time.perf_counter()
+        with engine.connect() as conn:
+            report = verify_ledger(conn)
+        verified = time.perf_counter() - t0
+        log(f"  {service}: verified {report.events:,} events in {report.streams:,} streams in {verified:.1f} s"
+            f" ({'intact' if report.intact else report.first_break})")
+        return LedgerResult(service, total, template, generated, rebuilt, replayed, verified, report.events, report.intact)
+    finally:
+        engine.dispose()

@@ -1,0 +1,175 @@
+"""What the benchmark prints: the machine it ran on, each measurement, and the issue's targets."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+TARGETS = {
+    "throughput_ratio": 0.70,
+    "p99_ms": 100.0,
+    "visible_p99_s": 1.0,
+    "rebuild_per_s": 200_000,
+    "verify_per_s": 300_000,
+    "rss_mb": 250.0,
+}
+
+
+def machine(server_url: str, infra: Path) -> dict[str, str]:
+    cpu = next((line.split(":", 1)[1].strip() for line in _lines("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor() or "unknown")
+    mem_kb = next((int(line.split()[1]) for line in _lines("/proc/meminfo") if line.startswith("MemTotal:")), 0)
+    engine = sa.create_engine(server_url)
+    with engine.connect() as conn:
+        postgres = conn.exec_driver_sql("SHOW server_version").scalar_one()
+    engine.dispose()
+    jars = sorted((infra / "kafka" / "libs").glob("kafka_2.13-*.jar"))
+    kafka = jars[0].name.removeprefix("kafka_2.13-").removesuffix(".jar") if jars else "unknown"
+    load = os.getloadavg()
+    return {
+        "cpu": cpu, "cores": f"{os.cpu_count()} logical ({len(os.sched_getaffinity(0))} usable)",
+        "ram": f"{mem_kb / 1024 / 1024:.1f} GiB", "os": f"{platform.system()} {platform.release()}",
+        "python": sys.version.split()[0], "postgresql": postgres, "kafka": f"{kafka} (KRaft, one broker)",
+        "load": f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
+    }
+
+
+def _lines(path: str) -> list[str]:
+    try:
+        return Path(path).read_text().splitlines()
+    except OSError:
+        return []
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
+
+
+def _ms(values: list[float]) -> str:
+    return " / ".join(f"{percentile(values, q) * 1000:.0f}" for q in (0.50, 0.95, 0.99))
+
+
+def _refusals(stats: Any) -> str:
+    other = {s: n for op in stats.ops.values() for s, n in op.statuses.items() if not 200 <= s < 300}
+    parts = [f"{n} x {s}" for s, n in sorted(other.items())] + [f"{n} x {e}" for e, n in stats.errors.items()]
+    return ", ".join(parts) or "none"
+
+
+def render(plan: Any, machine: dict[str, str], r: dict[str, Any]) -> str:
+    out: list[str] = []
+    add = out.append
+    add("")
+    add(f"Personal pension platform benchmark (issue 7), {plan.name} run")
+    add("=" * 78)
+    add(f"CPU         {machine['cpu']}, {machine['cores']}")
+    add(f"RAM         {machine['ram']}        OS {machine['os']}")
+    add(f"Python      {machine['python']}    PostgreSQL {machine['postgresql']}    Kafka {machine['kafka']}")
+    add(f"load avg    {machine['load']} at start (the machine may be shared: compare with the reference, run alongside)")
+    add(f"set-up      {plan.participants} participants with fund accounts at 10 banks in 5 regions, "
+        f"{plan.withdrawers} approved for withdrawal ({r['setup_s']:.0f} s)")
+    add("")
+
+    system, reference = r["system"], r["reference"]
+    contributions = system.op("contribution")
+    ref_contributions = reference.op("contribution")
+    c_rate = contributions.accepted / system.duration_s
+    ref_rate = ref_contributions.accepted / reference.duration_s
+    req_rate, ref_req_rate = system.accepted / system.duration_s, reference.accepted / reference.duration_s
+    p99 = percentile(contributions.latencies, 0.99) * 1000
+    add(f"1. Commands at the HTTP API: {plan.clients} concurrent clients (closed loop), mix "
+        f"90 % contributions, 5 % purchases, 3 % registrations, 2 % withdrawals")
+    add(f"   system {system.duration_s:.0f} s; the reference (one event row + one outbox row per request, same")
+    add(f"   PostgreSQL, same server) {reference.duration_s:.0f} s, half before and half after the system")
+    add(f"   {'':30}{'system':>20}{'reference':>20}{'ratio':>8}")
+    add(f"   {'contributions accepted/s':30}{c_rate:>20.0f}{ref_rate:>20.0f}{c_rate / ref_rate:>8.2f}")
+    add(f"   {'all commands accepted/s':30}{req_rate:>20.0f}{ref_req_rate:>20.0f}{req_rate / ref_req_rate:>8.2f}")
+    add(f"   {'contribution p50/p95/p99 ms':30}{_ms(contributions.latencies):>20}{_ms(ref_contributions.latencies):>20}"
+        f"{p99 / (percentile(ref_contributions.latencies, 0.99) * 1000):>8.2f}  (p99 ratio)")
+    for name in ("purchase", "registration", "withdrawal"):
+        op = system.op(name)
+        if op.sent:
+            add(f"   {name + ' p50/p95/p99 ms':30}{_ms(op.latencies):>20}   ({op.accepted} accepted of {op.sent})")
+    add(f"   refused or failed: system {_refusals(system)}; reference {_refusals(reference)}")
+    ok, why = r["keeps_up"]
+    add(f"   the rest keeps up: {'yes' if ok else 'NO'} ({why}); drained "
+        f"{_seconds(r['drain_s'])} after the load stopped")
+    add("   sampled every 2 s, outbox rows waiting (relay backlog) | records behind (consumer lag):")
+    for sample in r["samples"][:: max(len(r["samples"]) // 8, 1)]:
+        backlog = " ".join(f"{s}={n}" for s, n in sample.backlog.items())
+        lag = " ".join(f"{s}={n}" for s, n in sample.lag.items())
+        add(f"     t={sample.at_s:5.1f} s  backlog {backlog} | lag {lag}")
+    add("")
+
+    e2e = r["e2e"]
+    add(f"2. End to end: contributions offered at {e2e.offered_per_s:.0f}/s (open loop) for {e2e.duration_s:.0f} s; "
+        f"{e2e.accepted} accepted, {e2e.refused} refused, {e2e.errors} not answered within the run + 15 s")
+    add(f"   accepted contribution -> its voucher readable at the tax API (every {plan.e2e_track_every}th followed, "
+        f"{len(e2e.visible_s)} of {e2e.tracked} seen, polled every 20 ms):")
+    add(f"   p50 {percentile(e2e.visible_s, 0.5) * 1000:.0f} ms, p95 {percentile(e2e.visible_s, 0.95) * 1000:.0f} ms, "
+        f"p99 {percentile(e2e.visible_s, 0.99) * 1000:.0f} ms, max {max(e2e.visible_s, default=float('nan')) * 1000:.0f} ms;"
+        f" drained {_seconds(r['e2e_drain_s'])} after")
+    add("")
+
+    ledgers = r.get("ledgers") or []
+    if ledgers:
+        add("3. Rebuilding projections from zero (EventStore.rebuild_projections, one transaction) and")
+        add("4. verifying every hash chain (verify_ledger), per service ledger:")
+        add(f"   {'service':14}{'events':>11}{'generated':>11}{'rebuild s':>11}{'events/s':>11}{'verify s':>10}{'events/s':>11}  intact")
+        for ledger in ledgers:
+            add(f"   {ledger.service:14}{ledger.events:>11,}{ledger.generate_s:>10.1f}s{ledger.rebuild_s:>11.1f}"
+                f"{ledger.rebuild_per_s:>11,.0f}{ledger.verify_s:>10.1f}{ledger.verify_per_s:>11,.0f}  {ledger.intact}")
+        add("")
+
+    add("5. Peak resident memory (VmHWM) of each process:")
+    rss = r["rss"]
+    names = sorted(rss)
+    for i in range(0, len(names), 4):
+        add("   " + "  ".join(f"{n:>22} {_mb(rss[n])}" for n in names[i:i + 4]))
+    if r["dead"]:
+        add(f"   processes that died: {', '.join(r['dead'])}")
+    add("")
+
+    service_rss = [v for n, v in rss.items() if not n.endswith("reference") and v is not None]
+    checks = [
+        ("throughput >= 70 % of the reference", c_rate / ref_rate >= TARGETS["throughput_ratio"],
+         f"{c_rate / ref_rate:.0%}"),
+        ("contribution p99 < 100 ms", p99 < TARGETS["p99_ms"], f"{p99:.0f} ms"),
+        ("the rest keeps up", ok, why),
+        ("voucher visible p99 < 1 s at the offered rate", percentile(e2e.visible_s, 0.99) < TARGETS["visible_p99_s"]
+         and e2e.offered_per_s >= 300, f"{percentile(e2e.visible_s, 0.99) * 1000:.0f} ms at {e2e.offered_per_s:.0f}/s"),
+    ]
+    if ledgers:
+        slowest_rebuild = min(ledgers, key=lambda x: x.rebuild_per_s)
+        slowest_verify = min(ledgers, key=lambda x: x.verify_per_s)
+        big = all(x.events >= 1_000_000 for x in ledgers)
+        checks += [
+            ("rebuild >= 200,000 events/s (every service, 1M events)",
+             slowest_rebuild.rebuild_per_s >= TARGETS["rebuild_per_s"] and big,
+             f"slowest {slowest_rebuild.service} {slowest_rebuild.rebuild_per_s:,.0f}/s"),
+            ("verification >= 300,000 events/s (every service, 1M events)",
+             slowest_verify.verify_per_s >= TARGETS["verify_per_s"] and big,
+             f"slowest {slowest_verify.service} {slowest_verify.verify_per_s:,.0f}/s"),
+        ]
+    checks.append(("no service process above 250 MB RSS", max(service_rss, default=0) <= TARGETS["rss_mb"],
+                   f"largest {max(service_rss, default=0):.0f} MB"))
+    add("Targets (issue 7):")
+    for label, met, value in checks:
+        add(f"   [{'met' if met else 'NOT met':>7}] {label}: {value}")
+    add(f"\nTotal time {r['elapsed_s'] / 60:.1f} min.")
+    return "\n".join(out)
+
+
+def _seconds(value: float | None) -> str:
+    return f"{value:.1f} s" if value is not None else "not within 300 s"
+
+
+def _mb(value: float | None) -> str:
+    return f"{value:6.0f} MB" if value is not None else "     ? MB"

@@ -1,0 +1,42 @@
+"""Reading the services' ledgers as an operator: every event of each service's own store, in
+the order it was recorded, optionally only up to a business date."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Sequence
+
+import sqlalchemy as sa
+
+from pension_cli.deployment import Deployment
+from pension_cli.output import progress
+from pension_shared.clock import business_date, parse_rfc3339
+from pension_shared.envelope import Envelope
+from pension_shared.schema import events
+
+
+def business_day_of(envelope: Envelope) -> date:
+    return business_date(parse_rfc3339(envelope.time))
+
+
+def read_ledgers(deployment: Deployment, services: Sequence[str], *, as_of: date | None = None) -> dict[str, list[Envelope]]:
+    """Each service's events (upcast), those recorded on or before ``as_of`` when given."""
+    read: dict[str, list[Envelope]] = {}
+    with progress() as bars:
+        for ledger in deployment.ledgers(services):
+            store = ledger.store
+            with ledger.engine.connect() as conn:
+                total = conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one()
+                task = bars.add_task(f"reading {ledger.name}", total=total)
+                kept = []
+                for envelope in store.read_all(conn):
+                    bars.advance(task)
+                    if as_of is None or business_day_of(envelope) <= as_of:
+                        kept.append(envelope)
+            ledger.engine.dispose()
+            read[ledger.name] = kept
+    return read
+
+
+def named(envelope: Envelope) -> str:
+    return envelope.event_type.name

@@ -1,0 +1,131 @@
+"""Writing a batch of projected rows at once, for projections' ``apply_batch`` (used when a read
+model is rebuilt from zero): a projection folds a batch of events into the final rows it
+touches, in event order, and writes each row once, a statement per table rather than per event.
+
+The row each event leads to is decided by the same code as in ``apply``; only the writing is
+batched. A projection reads and writes only its own tables, so folding one projection's batch
+before the next projection sees it changes nothing."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+
+class FoldedRows:
+    """One table's rows as a batch of events leaves them: the rows the batch inserts, with every
+    later change folded in, and the changes to rows that existed before it. Written with the
+    changes first, so a change that came before its row's insertion touches nothing, as when
+    applied one by one."""
+
+    def __init__(self, table: sa.Table) -> None:
+        self.table = table
+        self._key = [c.name for c in table.primary_key.columns]
+        self._inserted: dict[tuple, dict[str, Any]] = {}
+        self._again: list[dict[str, Any]] = []
+        self._changed: dict[tuple, dict[str, Any]] = {}
+
+    def insert(self, row: Mapping[str, Any]) -> None:
+        key = tuple(row[k] for k in self._key)
+        if key in self._inserted:
+            self._again.append(dict(row))  # the database refuses it, as it would one by one
+        else:
+            self._inserted[key] = dict(row)
+
+    def update(self, row: Mapping[str, Any]) -> None:
+        """``row`` carries the primary key and the columns it changes."""
+        key = tuple(row[k] for k in self._key)
+        target = self._inserted.get(key)
+        if target is not None:
+            target.update(row)
+        else:
+            self._changed.setdefault(key, {}).update(row)
+
+    def write(self, conn: Connection) -> None:
+        update_many(conn, self.table, list(self._changed.values()))
+        insert_many(conn, self.table, [*self._inserted.values(), *self._again])
+
+
+def insert_many(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """All the rows at once: PostgreSQL's COPY when every column is a plain string, number or
+    boolean (the values go to the server as they are), else one INSERT executed for many rows."""
+    for columns, group in _by_columns(rows):
+        if conn.dialect.name == "postgresql" and len(group) > 1 and all(_plain(table.c[name]) for name in columns):
+            _copy(conn, table, columns, group)
+        else:
+            conn.execute(table.insert(), group)
+
+
+def _copy(conn: Connection, table: sa.Table, columns: tuple[str, ...], rows: list[Mapping[str, Any]]) -> None:
+    import psycopg
+
+    quote = conn.dialect.identifier_preparer
+    statement = f"COPY {quote.format_table(table)} ({', '.join(quote.quote(name) for name in columns)}) FROM STDIN"
+    try:
+        with conn.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(tuple(row.values()))
+    except psycopg.Error as exc:  # the same errors as any statement (IntegrityError, ...)
+        raise sa.exc.DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
+
+
+def _plain(column: sa.Column) -> bool:
+    return isinstance(column.type, (sa.String, sa.Integer, sa.Boolean)) and not isinstance(column.type, sa.Enum)
+
+
+def upsert_many(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert each row, or overwrite the columns it carries where its primary key already exists
+    (at most one row per key)."""
+    key = [c.name for c in table.primary_key.columns]
+    for columns, group in _by_columns(rows):
+        changed = [name for name in columns if name not in key]
+        statement = _dialect_insert(conn, table)
+        statement = (
+            statement.on_conflict_do_update(index_elements=key, set_={n: statement.excluded[n] for n in changed})
+            if changed else statement.on_conflict_do_nothing(index_elements=key)
+        )
+        conn.execute(statement, group)
+
+
+def update_many(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Overwrite the columns each row carries in the existing row with its primary key."""
+    key = [c.name for c in table.primary_key.columns]
+    for columns, group in _by_columns(rows):
+        statement = table.update().where(*(table.c[k] == sa.bindparam(f"key_{k}") for k in key)).values(
+            {name: sa.bindparam(f"new_{name}") for name in columns if name not in key}
+        )
+        conn.execute(statement, [
+            {**{f"key_{k}": row[k] for k in key}, **{f"new_{n}": row[n] for n in columns if n not in key}}
+            for row in group
+        ])
+
+
+def existing_rows(conn: Connection, table: sa.Table, keys: Iterable[tuple]) -> dict[tuple, dict[str, Any]]:
+    """The current rows with these primary keys, by key, in statements of a thousand keys."""
+    key_columns = list(table.primary_key.columns)
+    wanted = list(dict.fromkeys(keys))
+    found: dict[tuple, dict[str, Any]] = {}
+    for start in range(0, len(wanted), 1000):
+        chunk = wanted[start:start + 1000]
+        condition = (key_columns[0].in_([k[0] for k in chunk]) if len(key_columns) == 1
+                     else sa.tuple_(*key_columns).in_(chunk))
+        for row in conn.execute(sa.select(table).where(condition)).mappings():
+            found[tuple(row[c.name] for c in key_columns)] = dict(row)
+    return found
+
+
+def _by_columns(rows: Sequence[Mapping[str, Any]]) -> list[tuple[tuple[str, ...], list[Mapping[str, Any]]]]:
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    return list(groups.items())
+
+
+def _dialect_insert(conn: Connection, table: sa.Table) -> Any:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
