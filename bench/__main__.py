@@ -117,7 +117,7 @@ def run(plan: Plan, cluster: Cluster, log) -> dict:  # noqa: ANN001
     log(f"end to end at {plan.e2e_rate:.0f}/s offered for {plan.e2e_duration_s:.0f} s")
     e2e = asyncio.run(end_to_end(cluster.api, Workload(world, mix=MIX, seed=6), rate_per_s=plan.e2e_rate,
                                  duration_s=plan.e2e_duration_s, track_every=plan.e2e_track_every))
-    e2e_drain = sampler.drain_s()
+    e2e_drain = sampler.drain_s(timeout_s=120)
     rss = {p.name: p.peak_rss_mb() for p in cluster.procs}
     dead = [p.name for p in cluster.dead()]
     sampler.close()

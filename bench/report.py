@@ -110,7 +110,8 @@ def render(plan: Any, machine: dict[str, str], r: dict[str, Any]) -> str:
 
     e2e = r["e2e"]
     add(f"2. End to end: contributions offered at {e2e.offered_per_s:.0f}/s (open loop) for {e2e.duration_s:.0f} s; "
-        f"{e2e.accepted} accepted, {e2e.refused} refused, {e2e.errors} not answered within the run + 15 s")
+        f"{e2e.accepted} accepted, {e2e.refused} refused, {e2e.errors} not answered within the run + 15 s,"
+        f" {e2e.not_sent} not sent (256 already waiting)")
     add(f"   accepted contribution -> its voucher readable at the tax API (every {plan.e2e_track_every}th followed, "
         f"{len(e2e.visible_s)} of {e2e.tracked} seen, polled every 20 ms):")
     add(f"   p50 {percentile(e2e.visible_s, 0.5) * 1000:.0f} ms, p95 {percentile(e2e.visible_s, 0.95) * 1000:.0f} ms, "
@@ -168,7 +169,7 @@ def render(plan: Any, machine: dict[str, str], r: dict[str, Any]) -> str:
 
 
 def _seconds(value: float | None) -> str:
-    return f"{value:.1f} s" if value is not None else "not within 300 s"
+    return f"{value:.1f} s" if value is not None else "not within the time allowed"
 
 
 def _mb(value: float | None) -> str:

@@ -124,8 +124,17 @@ class Api:
         self.clients = {service: httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout_s)
                         for service, base in bases.items()}
 
-    async def post(self, service: str, path: str, body: dict, token: str) -> httpx.Response:
-        return await self.clients[service].post(path, content=orjson.dumps(body), headers=headers(token))
+    async def post(self, service: str, path: str, body: dict, token: str, *, attempts: int = 3) -> httpx.Response:
+        """As a bank does: a request that got no answer (a kept-alive connection the server had
+        just closed, a reset) is sent again with the same Idempotency-Key."""
+        content, sent_headers = orjson.dumps(body), headers(token)
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self.clients[service].post(path, content=content, headers=sent_headers)
+            except httpx.TransportError:
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")
 
     async def get(self, service: str, path: str, token: str = OPERATOR) -> httpx.Response:
         return await self.clients[service].get(path, headers={"Authorization": f"Bearer {token}"})
@@ -250,13 +259,13 @@ class Workload:
             p = people[self.random.randrange(len(people))]
             if predicate(p):
                 return p
-        return None
+        return next((p for p in people if predicate(p)), None)
 
     def _contribution(self):  # noqa: ANN202
         p = self._pick(lambda q: q.remaining >= 1_00)
         if p is None:
             raise RuntimeError("every participant has reached the annual cap: register more participants")
-        amount = min(self.random.randint(50_00, 400_00), p.remaining)
+        amount = min(self.random.randint(20_00, 200_00), p.remaining)
         p.remaining -= amount
 
         def done(response: httpx.Response) -> None:
@@ -334,14 +343,18 @@ class EndToEnd:
     """From the contribution's 201 to its voucher first read at the tax API (tracked sample)."""
     tracked: int = 0
     not_visible: int = 0
+    not_sent: int = 0
+    """Due while ``max_in_flight`` requests were already waiting: the system was saturated."""
 
 
 async def end_to_end(bases: dict[str, str], workload: Workload, *, rate_per_s: float, duration_s: float,
-                     track_every: int, poll_s: float = 0.02, visible_timeout_s: float = 30) -> EndToEnd:
+                     track_every: int, poll_s: float = 0.02, visible_timeout_s: float = 30,
+                     max_in_flight: int = 256) -> EndToEnd:
     """Contributions at a fixed offered rate (open loop: sent on schedule whether or not earlier
     ones were answered); every ``track_every``-th accepted one is followed until the tax API shows
     its voucher."""
-    api = Api(bases, connections=256, timeout_s=20)
+    api = Api(bases, connections=max_in_flight, timeout_s=20)
+    in_flight = 0
     result = EndToEnd(rate_per_s, duration_s)
     tasks: list[asyncio.Task] = []
     followers: list[asyncio.Task] = []
@@ -360,12 +373,16 @@ async def end_to_end(bases: dict[str, str], workload: Workload, *, rate_per_s: f
         result.not_visible += 1
 
     async def send(index: int) -> None:
+        nonlocal in_flight
         _, service, path, body, token, done = workload._contribution()
+        in_flight += 1
         try:
             response = await api.post(service, path, body, token)
         except httpx.HTTPError:
             result.errors += 1
             return
+        finally:
+            in_flight -= 1
         accepted_at = time.perf_counter()
         done(response)
         if response.status_code != 201:
@@ -385,11 +402,14 @@ async def end_to_end(bases: dict[str, str], workload: Workload, *, rate_per_s: f
             delay = started + index / rate_per_s - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
+            if in_flight >= max_in_flight:
+                result.not_sent += 1
+                continue
             tasks.append(asyncio.create_task(send(index)))
             result.sent += 1
         # What the system could not take within the run and a grace period is counted, not awaited.
         grace = max(started + duration_s + 15 - time.perf_counter(), 1)
-        done, late = await asyncio.wait(tasks, timeout=grace)
+        done, late = await asyncio.wait(tasks, timeout=grace) if tasks else (set(), set())
         for task in late:
             task.cancel()
         result.errors += len(late)
