@@ -17,7 +17,6 @@ from datetime import datetime, timezone
 from typing import Callable, Mapping, Sequence
 
 import orjson
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
