@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install the non-Python tools the test suite needs, idempotently:
 #   * kcat                     (Debian package)
+#   * chromium                 (Debian package; the operator console's browser test drives it headless
+#                               through Playwright, never with a browser build of Playwright's own)
 #   * a `docker compose` CLI    (only used for `docker compose config`; no Docker engine needed)
 #   * the official AsyncAPI parser (npm @asyncapi/parser, run by node) in <infra>/asyncapi, which the
 #     contract tests use to validate shared/src/pension_shared/contracts/asyncapi.yaml
@@ -59,6 +61,18 @@ ensure_kcat() {
   apt_install kcat || die "apt-get install kcat failed"
   command -v kcat >/dev/null 2>&1 || die "kcat still not on PATH after apt-get install"
   log "kcat: installed ($(command -v kcat))"
+}
+
+# ---------------------------------------------------------------- chromium
+ensure_chromium() {
+  if command -v chromium >/dev/null 2>&1; then
+    log "chromium: present ($(command -v chromium))"
+    return 0
+  fi
+  log "chromium: installing Debian packages chromium and fonts-noto-cjk"
+  apt_install chromium fonts-noto-cjk || die "apt-get install chromium failed"
+  command -v chromium >/dev/null 2>&1 || die "chromium still not on PATH after apt-get install"
+  log "chromium: installed ($(chromium --version 2>/dev/null))"
 }
 
 # ---------------------------------------------------------------- docker compose
@@ -296,6 +310,7 @@ PY
 }
 
 ensure_kcat
+ensure_chromium
 ensure_compose
 ensure_asyncapi_parser
 ensure_kubeconform
