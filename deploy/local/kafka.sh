@@ -3,10 +3,16 @@
 #
 #   deploy/local/kafka.sh start   # fetch jars (once), format fresh storage, start, wait until it answers
 #   deploy/local/kafka.sh stop    # stop the broker and delete its data
+#   deploy/local/kafka.sh restart # stop the broker and start it again on the SAME data (fault injection)
 #
 # Listens only on loopback:
 #   PLAINTEXT  127.0.0.1:${PENSION_KAFKA_PORT:-19092}
 #   CONTROLLER 127.0.0.1:$((PENSION_KAFKA_PORT+1))
+#   PROXIED<i> 127.0.0.1:<port>, advertised as 127.0.0.1:<advertised port>, for each
+#              "<port>:<advertised port>" in PENSION_KAFKA_PROXIED (comma-separated; off by default).
+#              A TCP proxy of your own on the advertised port that forwards to the port puts every
+#              byte a client exchanges with the broker through the proxy (Kafka clients connect to
+#              the advertised address after bootstrapping), so the proxy can cut the client off.
 # State lives in ${PENSION_INFRA_DIR:-<repo>/.infra}/kafka (jars are cached there; data is fresh per start).
 set -euo pipefail
 
@@ -24,6 +30,7 @@ PORT="${PENSION_KAFKA_PORT:-19092}"
 CPORT="$((PORT + 1))"
 HOST=127.0.0.1
 START_TIMEOUT="${PENSION_KAFKA_START_TIMEOUT:-90}"
+PROXIED="${PENSION_KAFKA_PROXIED:-}"
 
 log() { echo "kafka: $*" >&2; }
 die() { echo "kafka: ERROR: $*" >&2; exit 1; }
@@ -71,6 +78,23 @@ fetch_jars() {
   log "fetched $(ls "$LIBS" | grep -c '\.jar$') jars in $(elapsed "$t0") s"
 }
 
+# The listeners, their advertised addresses and protocols, with PENSION_KAFKA_PROXIED's extra ones.
+listener_settings() {
+  local listeners="PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CPORT" advertised="PLAINTEXT://$HOST:$PORT"
+  local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT" i=0 pair port shown
+  if [[ -n "$PROXIED" ]]; then
+    for pair in ${PROXIED//,/ }; do
+      [[ "$pair" =~ ^[0-9]+:[0-9]+$ ]] || die "PENSION_KAFKA_PROXIED: '$pair' is not <port>:<advertised port>"
+      port="${pair%%:*}" shown="${pair##*:}"
+      listeners+=",PROXIED$i://$HOST:$port"
+      advertised+=",PROXIED$i://$HOST:$shown"
+      protocols+=",PROXIED$i:PLAINTEXT"
+      i=$((i + 1))
+    done
+  fi
+  printf 'listeners=%s\nadvertised.listeners=%s\nlistener.security.protocol.map=%s\n' "$listeners" "$advertised" "$protocols"
+}
+
 write_config() {
   cat >"$LOG4J" <<EOF
 log4j.rootLogger=WARN, stdout
@@ -83,11 +107,9 @@ EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$HOST:$CPORT
-listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CPORT
-advertised.listeners=PLAINTEXT://$HOST:$PORT
+$(listener_settings)
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 log.dirs=$DATA
 num.partitions=3
 default.replication.factor=1
@@ -111,29 +133,37 @@ broker_answers() {
     kafka.admin.BrokerApiVersionsCommand --bootstrap-server "$HOST:$PORT" >/dev/null 2>&1
 }
 
+# start [keep]: with "keep", start on the data of the previous run (formatted once before).
 start() {
+  local keep="${1:-}"
   mkdir -p "$KDIR"
   if pid="$(running_pid)"; then
     log "a broker from a previous start is still running (pid $pid); stopping it first"
-    stop
+    stop "$keep"
   fi
   if port_open "$PORT" || port_open "$CPORT"; then
     die "port $HOST:$PORT or $HOST:$CPORT is already in use by another process; set PENSION_KAFKA_PORT to a free port"
   fi
   fetch_jars
   command -v java >/dev/null 2>&1 || need_java_and_maven
+  listener_settings >/dev/null
   write_config
-  rm -rf "$DATA"
-  mkdir -p "$DATA"
 
-  local t0 uuid pid
+  local t0 uuid pid reused=""
   t0="$(now)"
-  uuid="$(java -Dlog4j.configuration="file:$LOG4J" -cp "$LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)"
-  [[ -n "$uuid" ]] || die "kafka.tools.StorageTool random-uuid failed"
-  java -Dlog4j.configuration="file:$LOG4J" -cp "$LIBS/*" kafka.tools.StorageTool format -t "$uuid" -c "$CONF" >"$KDIR/format.log" 2>&1 \
-    || { cat "$KDIR/format.log" >&2; die "formatting the KRaft storage failed"; }
+  if [[ "$keep" == keep && -f "$DATA/meta.properties" ]]; then
+    log "starting on the data of the previous run ($DATA)"
+    reused=1
+  else
+    rm -rf "$DATA"
+    mkdir -p "$DATA"
+    uuid="$(java -Dlog4j.configuration="file:$LOG4J" -cp "$LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)"
+    [[ -n "$uuid" ]] || die "kafka.tools.StorageTool random-uuid failed"
+    java -Dlog4j.configuration="file:$LOG4J" -cp "$LIBS/*" kafka.tools.StorageTool format -t "$uuid" -c "$CONF" >"$KDIR/format.log" 2>&1 \
+      || { cat "$KDIR/format.log" >&2; die "formatting the KRaft storage failed"; }
+    : >"$LOGFILE"
+  fi
 
-  : >"$LOGFILE"
   setsid nohup java -Xmx512m -Xms256m -Djava.awt.headless=true \
     -Dlog4j.configuration="file:$LOG4J" -cp "$LIBS/*" kafka.Kafka "$CONF" \
     </dev/null >>"$LOGFILE" 2>&1 &
@@ -148,7 +178,9 @@ start() {
       rm -f "$PIDFILE"
       die "Kafka did not start: the broker process (pid $pid) exited"
     fi
-    if port_open "$PORT" && broker_answers; then
+    # A restart needs no second JVM for the probe (it costs seconds on a small machine): the
+    # broker opens its client listener only once it serves requests, on data that is known good.
+    if port_open "$PORT" && { [[ -n "$reused" ]] || broker_answers; }; then
       break
     fi
     if ((SECONDS >= deadline)); then
@@ -162,8 +194,9 @@ start() {
   echo "kafka: up on $HOST:$PORT after $(elapsed "$t0") s (pid $pid, log $LOGFILE)"
 }
 
+# stop [keep]: with "keep", the data stays for `start keep`.
 stop() {
-  local pid
+  local keep="${1:-}" pid
   if pid="$(running_pid)"; then
     kill -TERM "$pid" 2>/dev/null || true
     local i
@@ -181,11 +214,12 @@ stop() {
     echo "kafka: not running"
   fi
   rm -f "$PIDFILE"
-  rm -rf "$DATA"
+  [[ "$keep" == keep ]] || rm -rf "$DATA"
 }
 
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 {start|stop}" >&2; exit 2 ;;
+  restart) stop keep && start keep ;;
+  *) echo "usage: $0 {start|stop|restart}" >&2; exit 2 ;;
 esac

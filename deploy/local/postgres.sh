@@ -3,6 +3,8 @@
 #
 #   deploy/local/postgres.sh start   # initdb a fresh cluster and start it on 127.0.0.1:${PENSION_PG_PORT:-55432}
 #   deploy/local/postgres.sh stop    # stop it and delete the cluster
+#   deploy/local/postgres.sh restart [fast|immediate]  # restart the running server on the SAME data
+#                                    # (pg_ctl restart; default fast; fault injection)
 #
 # Superuser "postgres", trust authentication, loopback TCP only. Connect with
 #   postgresql+psycopg://postgres@127.0.0.1:55432/postgres
@@ -135,8 +137,26 @@ stop() {
   rm -rf "$DATA" "$SOCK"
 }
 
+restart() {
+  local mode="${1:-fast}"
+  [[ "$mode" == fast || "$mode" == immediate ]] || die "restart mode must be fast or immediate, not '$mode'"
+  BIN="$(find_bindir)" || die "PostgreSQL is not installed"
+  [[ -d "$DATA" ]] && is_running || die "no server is running on $DATA; use start"
+  local t0
+  t0="$(now)"
+  # pg_ctl restart reuses the options of the running server (postmaster.opts).
+  if ! as_pg "$BIN/pg_ctl" -D "$DATA" -l "$LOGFILE" -m "$mode" -w -t 60 restart >/dev/null 2>&1 \
+    || ! as_pg "$BIN/pg_isready" -q -h "$HOST" -p "$PORT" -t 60; then
+    echo "----- last 30 lines of $LOGFILE -----" >&2
+    tail -n 30 "$LOGFILE" >&2 || true
+    die "PostgreSQL did not come back after restart -m $mode"
+  fi
+  echo "postgres: restarted ($mode) on $HOST:$PORT after $(elapsed "$t0") s"
+}
+
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 {start|stop}" >&2; exit 2 ;;
+  restart) restart "${2:-fast}" ;;
+  *) echo "usage: $0 {start|stop|restart [fast|immediate]}" >&2; exit 2 ;;
 esac
