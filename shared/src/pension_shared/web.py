@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, ConfigDict, field_validator
+from sqlalchemy import exc as sa_exc
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -73,6 +74,12 @@ def render_domain_error(error: DomainError) -> StoredResponse:
     return StoredResponse(status, problem(status, error.code, title, error.detail, **error.extra))
 
 
+def database_unavailable(exc: sa_exc.DBAPIError) -> bool:
+    """The database could not be reached or dropped the connection (a restart, a failover), as
+    opposed to a query it refused."""
+    return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)) or exc.connection_invalidated
+
+
 def problem_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
@@ -104,6 +111,17 @@ def install_problem_handlers(app: FastAPI) -> None:
         code = _CODE_BY_STATUS.get(exc.status_code, "VALIDATION_FAILED")
         body = problem(exc.status_code, code, str(exc.detail), str(exc.detail))
         return problem_response(exc.status_code, body, exc.headers)
+
+    @app.exception_handler(sa_exc.DBAPIError)
+    async def _database(_: Request, exc: sa_exc.DBAPIError) -> JSONResponse:
+        if not database_unavailable(exc):
+            return await _unexpected(_, exc)
+        # The database is restarting or unreachable: nothing was done (or the transaction did not
+        # commit), and the same request with the same Idempotency-Key may be sent again.
+        log.warning("database unavailable: %s", type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__)
+        return problem_response(503, problem(503, "SERVICE_UNAVAILABLE", "Service unavailable",
+                                             "the database is unavailable or busy; send the request again with the same Idempotency-Key"),
+                                {"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -1,0 +1,50 @@
+"""A database that is restarting answers 503 problem+json, to be retried; a refused query is
+still a 500."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from pension_shared.web import PROBLEM_JSON, install_problem_handlers
+
+
+class _DriverError(Exception):
+    pass
+
+
+def _app() -> TestClient:
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/down")
+    def down() -> None:
+        raise sa.exc.OperationalError("SELECT 1", {}, _DriverError("connection refused"))
+
+    @app.get("/dropped")
+    def dropped() -> None:
+        raise sa.exc.DBAPIError("SELECT 1", {}, _DriverError("server closed the connection"), connection_invalidated=True)
+
+    @app.get("/refused")
+    def refused() -> None:
+        raise sa.exc.ProgrammingError("SELECT nonsense", {}, _DriverError("syntax error"))
+
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def test_an_unreachable_database_is_a_503_problem_to_retry() -> None:
+    client = _app()
+    for path in ("/down", "/dropped"):
+        response = client.get(path)
+        assert response.status_code == 503
+        assert response.headers["content-type"] == PROBLEM_JSON
+        assert response.headers["retry-after"] == "1"
+        assert response.json()["code"] == "SERVICE_UNAVAILABLE"
+        assert "Idempotency-Key" in response.json()["detail"]
+
+
+def test_a_query_the_database_refused_is_still_an_internal_error() -> None:
+    response = _app().get("/refused")
+    assert response.status_code == 500
+    assert response.json()["code"] == "INTERNAL_ERROR"
