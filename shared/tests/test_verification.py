@@ -166,3 +166,56 @@ def test_breaks_in_several_streams_are_all_reported_and_the_rest_still_counted(l
         report = verify_ledger(conn)
     assert [(b.stream_id, b.sequence) for b in report.breaks] == [("tally-P1", 1), ("tally-P2", 3)]
     assert (report.streams, report.events) == (3, 8)
+
+
+# -- the database's screen on PostgreSQL sends streams to the exact check, never excuses one --------
+
+QUOTED = 'P"1\\\x07'
+"""A subject with the characters whose JSON differs from the plain text (quote, backslash, control)."""
+
+
+def test_events_with_characters_json_escapes_are_checked_exactly_and_pass(tally: TallyService) -> None:
+    tally.add(QUOTED, 5, times=2)
+    tally.add("P2", 7)
+    with tally.engine.connect() as conn:
+        report = verify_ledger(conn)
+    assert report.intact, report.breaks
+    assert (report.streams, report.events) == (2, 3)
+
+
+def test_a_hash_forged_over_the_unescaped_text_is_reported(tally: TallyService) -> None:
+    """A forger who hashes the attributes without JSON escaping (as a naive concatenation in SQL
+    would) must not get past the screen: only the canonical document counts."""
+    import hashlib
+
+    tally.add(QUOTED, 5)
+    victim = stored(tally, f"tally-{QUOTED}", 1)
+    naive = (
+        f'{{"data":{victim.data},"datacontenttype":"application/json","id":"{victim.event_id}","prevhash":null,'
+        f'"sequence":1,"source":"{victim.source}","specversion":"1.0","streamid":"{victim.stream_id}",'
+        f'"subject":"{victim.subject}","time":"{victim.time}","type":"{victim.type}"}}'
+    )
+    assert victim.correlation_id is None and victim.causation_id is None  # the naive text leaves them out
+    forged = hashlib.sha256(naive.encode()).hexdigest()
+    tamper(tally, events.update().where(events.c.event_id == victim.event_id).values(hash=forged))
+    tamper(tally, stream_heads.update().where(stream_heads.c.stream_id == victim.stream_id).values(head_hash=forged))
+    found = only_break(tally)
+    assert (found.stream_id, found.sequence, found.event_id) == (victim.stream_id, 1, victim.event_id)
+    assert "edited" in found.reason
+
+
+def test_the_screen_and_the_exact_check_agree_on_every_kind_of_break(tally: TallyService) -> None:
+    from pension_shared.verification import _checked
+
+    for subject, times in (("A", 4), ("B", 3), ("C", 2), ("D", 1), (QUOTED, 2)):
+        tally.add(subject, 1, times=times)
+    tamper(tally, events.update().where(events.c.event_id == stored(tally, "tally-A", 2).event_id).values(data='{"amount":9}'))
+    tamper(tally, events.delete().where(events.c.event_id == stored(tally, "tally-B", 3).event_id))
+    tamper(tally, stream_heads.update().where(stream_heads.c.stream_id == "tally-C").values(version=5))
+    tamper(tally, events.delete().where(events.c.stream_id == "tally-D"))
+    with tally.engine.connect() as conn:
+        screened = verify_ledger(conn)
+    with tally.engine.connect() as conn:
+        exact = _checked(conn, 5000)
+    assert screened == exact
+    assert [b.stream_id for b in screened.breaks] == ["tally-A", "tally-B", "tally-C", "tally-D"]

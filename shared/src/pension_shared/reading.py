@@ -15,7 +15,7 @@ def batches_of_rows(conn: Connection, statement: sa.Select, batch_size: int) -> 
     """The statement's rows, ``batch_size`` at a time, in the connection's transaction: through a
     server-side cursor of the driver on PostgreSQL, through SQLAlchemy elsewhere."""
     if conn.dialect.name == "postgresql":
-        compiled = statement.compile(dialect=conn.dialect)
+        compiled = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
         if not conn.in_transaction():
             conn.begin()
         with conn.connection.driver_connection.cursor(name=f"pension_read_{uuid.uuid4().hex[:12]}") as cursor:

@@ -2,18 +2,29 @@
 
 A break is reported exactly (stream, sequence, position, event id, what is wrong); editing a
 stored attribute, removing an event anywhere in a stream (the last one included, through the
-stream head) or re-linking events all show."""
+stream head) or re-linking events all show.
+
+On PostgreSQL the database screens the whole ledger first, in parallel over a shared snapshot:
+it recomputes every event's SHA-256 from its stored attributes and checks every link with window
+functions, and names the streams that do not pass. Only those streams are then checked event by
+event here, which also words the break exactly. The screen can only send streams to that exact
+check, never excuse one: it builds the hashed document byte for byte as ``chain_hash_of_stored``
+does for attributes without quotes, backslashes or control characters (the only characters whose
+JSON differs between the two), treats any other event as suspect, and compares against the stored
+hash, so an event passes the screen only when its content hashes to what was stored."""
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Collection, Iterator
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from pension_shared.envelope import chain_hash, chain_hash_of_stored
+from pension_shared.envelope import DATACONTENTTYPE, SPECVERSION, chain_hash, chain_hash_of_stored
 from pension_shared.reading import batches_of_rows
 from pension_shared.schema import events, stream_heads
 
@@ -48,10 +59,20 @@ class VerificationReport:
         return self.breaks[0] if self.breaks else None
 
 
-def verify_ledger(conn: Connection, *, batch_size: int = 5000) -> VerificationReport:
+def verify_ledger(conn: Connection, *, batch_size: int = 5000, workers: int | None = None) -> VerificationReport:
+    """Every stream's sequence and chain, and every stream head, in one snapshot of the ledger."""
+    if conn.dialect.name == "postgresql":
+        return _screened(conn, batch_size, workers or min(4, max(2, os.cpu_count() or 1)))
+    return _checked(conn, batch_size)
+
+
+def _checked(conn: Connection, batch_size: int, streams: Collection[str] | None = None) -> VerificationReport:
+    """The exact check, event by event: of every stream, or of ``streams`` only."""
     report = VerificationReport()
-    heads = {stream_id: (version, head_hash) for stream_id, version, head_hash in conn.execute(
-        sa.select(stream_heads.c.stream_id, stream_heads.c.version, stream_heads.c.head_hash))}
+    heads_query = sa.select(stream_heads.c.stream_id, stream_heads.c.version, stream_heads.c.head_hash)
+    if streams is not None:
+        heads_query = heads_query.where(stream_heads.c.stream_id.in_(sorted(streams)))
+    heads = {stream_id: (version, head_hash) for stream_id, version, head_hash in conn.execute(heads_query)}
     current: str | None = None
     expected_sequence, prevhash, broken = 0, None, False
 
@@ -72,7 +93,7 @@ def verify_ledger(conn: Connection, *, batch_size: int = 5000) -> VerificationRe
             ))
 
     events_checked = 0
-    for row in _rows_in_stream_order(conn, batch_size):
+    for row in _rows_in_stream_order(conn, batch_size, streams):
         stream_id, sequence = row[2], row[3]
         if stream_id != current:
             close_stream()
@@ -100,11 +121,83 @@ _COLUMNS = (
 )
 
 
-def _rows_in_stream_order(conn: Connection, batch_size: int) -> Iterator[tuple]:
-    """Every event as a plain tuple (the columns of ``_COLUMNS``), by stream and sequence, read in
-    one snapshot through a server-side cursor ``batch_size`` rows at a time."""
-    for rows in batches_of_rows(conn, sa.select(*_COLUMNS).order_by(events.c.stream_id, events.c.sequence), batch_size):
+def _rows_in_stream_order(conn: Connection, batch_size: int, streams: Collection[str] | None = None) -> Iterator[tuple]:
+    """Every event (of ``streams``, when given) as a plain tuple (the columns of ``_COLUMNS``), by
+    stream and sequence, read in one snapshot through a server-side cursor ``batch_size`` rows at a time."""
+    query = sa.select(*_COLUMNS).order_by(events.c.stream_id, events.c.sequence)
+    if streams is not None:
+        query = query.where(events.c.stream_id.in_(sorted(streams)))
+    for rows in batches_of_rows(conn, query, batch_size):
         yield from rows
+
+
+# -- the database's screen (PostgreSQL) ------------------------------------------------------------
+
+_PLAIN = r"""(coalesce(causation_id, '') || coalesce(correlation_id, '') || event_id || coalesce(prevhash, '')
+              || source || stream_id || subject || time || type) !~ '["\\\x01-\x1f]'"""
+"""True when no string attribute holds a character JSON escapes (PostgreSQL text has no NUL)."""
+
+_DOCUMENT = f"""'{{' || CASE WHEN causation_id IS NULL THEN '' ELSE '"causationid":"' || causation_id || '",' END
+    || CASE WHEN correlation_id IS NULL THEN '' ELSE '"correlationid":"' || correlation_id || '",' END
+    || '"data":' || data
+    || ',"datacontenttype":"{DATACONTENTTYPE}","id":"' || event_id
+    || '","prevhash":' || CASE WHEN prevhash IS NULL THEN 'null' ELSE '"' || prevhash || '"' END
+    || ',"sequence":' || sequence
+    || ',"source":"' || source || '","specversion":"{SPECVERSION}","streamid":"' || stream_id
+    || '","subject":"' || subject || '","time":"' || time || '","type":"' || type || '"}}'"""
+"""The canonical JSON ``chain_hash_of_stored`` hashes (sorted keys, no whitespace, absent
+correlation and causation left out), for events whose attributes are ``_PLAIN``."""
+
+_SCREEN = f"""
+WITH hashed AS (
+    SELECT stream_id, sequence, prevhash, hash,
+           ({_PLAIN}) AND sha256(convert_to({_DOCUMENT}, 'UTF8')) = decode(hash, 'hex') AS hash_ok
+    FROM events
+    WHERE abs(hashtext(stream_id)) %% %(parts)s = %(part)s
+), linked AS (
+    SELECT stream_id, sequence, hash,
+           hash_ok AND sequence = coalesce(lag(sequence) OVER w, 0) + 1
+                   AND prevhash IS NOT DISTINCT FROM lag(hash) OVER w AS ok,
+           lead(sequence) OVER w IS NULL AS last
+    FROM hashed
+    WINDOW w AS (PARTITION BY stream_id ORDER BY sequence)
+)
+SELECT count(*), count(*) FILTER (WHERE l.last),
+       coalesce(array_agg(DISTINCT l.stream_id) FILTER (
+           WHERE NOT l.ok OR (l.last AND (h.stream_id IS NULL OR h.version <> l.sequence OR h.head_hash <> l.hash))
+       ), '{{}}')
+FROM linked l LEFT JOIN stream_heads h ON l.last AND h.stream_id = l.stream_id
+"""
+"""One part of the ledger (its streams by hash): events and streams counted, and the streams
+where an event's hash, sequence or link, or the stream head, does not check."""
+
+_HEADLESS = """SELECT h.stream_id FROM stream_heads h WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.stream_id = h.stream_id)"""
+
+
+def _screened(conn: Connection, batch_size: int, parts: int) -> VerificationReport:
+    if not conn.in_transaction():
+        conn.execution_options(isolation_level="REPEATABLE READ")
+    snapshot = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
+    suspects: set[str] = set(conn.exec_driver_sql(_HEADLESS).scalars())
+
+    def screen(part: int) -> tuple[int, int, list[str]]:
+        with conn.engine.connect().execution_options(isolation_level="REPEATABLE READ") as worker:
+            worker.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+            worker.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+            worker.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+            worker.exec_driver_sql("SET LOCAL jit = off")
+            counted = worker.exec_driver_sql(_SCREEN, {"parts": parts, "part": part}).one()
+            worker.rollback()
+            return counted[0], counted[1], counted[2]
+
+    with ThreadPoolExecutor(max_workers=parts, thread_name_prefix="verify") as pool:
+        screened = list(pool.map(screen, range(parts)))
+    for _, _, streams in screened:
+        suspects.update(streams)
+    report = _checked(conn, batch_size, suspects) if suspects else VerificationReport()
+    report.events = sum(events_ for events_, _, _ in screened)
+    report.streams = sum(streams for _, streams, _ in screened)
+    return report
 
 
 def _check(row: tuple, expected_sequence: int, prevhash: str | None) -> str | None:
