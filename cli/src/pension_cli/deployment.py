@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -61,11 +61,16 @@ class Deployment:
     partitions: int
     topic_prefix: str = ""
     """Prepended to every topic name (PENSION_TOPIC_PREFIX), for deployments sharing a cluster."""
+    _engines: dict[str, Engine] = field(default_factory=dict, repr=False)
+    """One engine per service, made on first use: a long-lived reader (the console) asks again
+    and again. Disposing one only closes its idle connections; it stays usable."""
 
     def ledger(self, service: str) -> ServiceLedger:
         if service not in self.database_urls:
             raise DeploymentError(f"no database configured for the {service} service")
-        return ServiceLedger(definitions()[service], create_engine(self.database_urls[service]))
+        if service not in self._engines:
+            self._engines[service] = create_engine(self.database_urls[service])
+        return ServiceLedger(definitions()[service], self._engines[service])
 
     def ledgers(self, services: Sequence[str] | None = None) -> list[ServiceLedger]:
         return [self.ledger(name) for name in (services or SERVICE_NAMES)]

@@ -8,11 +8,12 @@ from typing import Sequence
 
 import sqlalchemy as sa
 
-from pension_cli.deployment import Deployment
+from pension_cli.deployment import Deployment, ServiceLedger
 from pension_cli.output import progress
 from pension_shared.clock import business_date, parse_rfc3339
 from pension_shared.envelope import Envelope
 from pension_shared.schema import events
+from pension_shared.verification import verify_ledger
 
 
 def business_day_of(envelope: Envelope) -> date:
@@ -40,3 +41,20 @@ def read_ledgers(deployment: Deployment, services: Sequence[str], *, as_of: date
 
 def named(envelope: Envelope) -> str:
     return envelope.event_type.name
+
+
+def verification(ledger: ServiceLedger) -> dict:
+    """``ledger verify``'s finding for one service: streams and events checked, and the first
+    break exactly (stream, sequence, position, event id, reason)."""
+    with ledger.engine.connect() as conn:
+        report = verify_ledger(conn)
+    ledger.engine.dispose()
+    first = report.first_break
+    return {
+        "service": ledger.name, "intact": report.intact, "streams": report.streams,
+        "events": report.events, "breaks": len(report.breaks),
+        "first_break": first and {
+            "stream": first.stream_id, "sequence": first.sequence, "position": first.position,
+            "event_id": first.event_id, "reason": first.reason,
+        },
+    }

@@ -19,8 +19,10 @@ class LogAccess(Protocol):
 
     def records(
         self, topics: Sequence[str], *, from_beginning: bool, follow: bool, stop: threading.Event | None = None,
+        back: int = 0,
     ) -> Iterator[IncomingRecord]:
-        """Records of these topics; without ``follow``, those present when called, then stop."""
+        """Records of these topics; without ``follow``, those present when called, then stop.
+        Not from the beginning, reading starts ``back`` records before the end of each partition."""
 
     def publish(self, records: Sequence[OutgoingRecord]) -> None: ...
 
@@ -42,10 +44,11 @@ class EmbeddedLogAccess:
 
     def records(
         self, topics: Sequence[str], *, from_beginning: bool, follow: bool, stop: threading.Event | None = None,
+        back: int = 0,
     ) -> Iterator[IncomingRecord]:
         ends = {t: self.end_offsets(t) for t in topics}
         positions = {
-            (t, p): (0 if from_beginning else ends[t].get(p, 0))
+            (t, p): (0 if from_beginning else max(ends[t].get(p, 0) - back, 0))
             for t in topics for p in range(max([self._log.partitions, *[q + 1 for q in ends[t]]]))
         }
         while stop is None or not stop.is_set():
@@ -89,6 +92,7 @@ class KafkaLogAccess:
 
     def records(
         self, topics: Sequence[str], *, from_beginning: bool, follow: bool, stop: threading.Event | None = None,
+        back: int = 0,
     ) -> Iterator[IncomingRecord]:
         from kafka import TopicPartition
 
@@ -100,6 +104,10 @@ class KafkaLogAccess:
         ends = reader.end_offsets(partitions)
         if from_beginning:
             reader.seek_to_beginning(*partitions)
+        elif back:
+            starts = reader.beginning_offsets(partitions)
+            for tp in partitions:
+                reader.seek(tp, max(ends[tp] - back, starts[tp]))
         else:
             reader.seek_to_end(*partitions)
         while stop is None or not stop.is_set():

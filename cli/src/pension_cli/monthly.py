@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from pension_cli.ledgers import business_day_of, named
 from pension_shared.clock import business_date, parse_rfc3339
 from pension_shared.envelope import Envelope
+from pension_shared.money import format_fen
+
+AMOUNTS = ("contributed", "withdrawn", "tax_withheld")
 
 
 @dataclass
@@ -71,3 +74,25 @@ def monthly_figures(ledgers: Mapping[str, Sequence[Envelope]], month: str) -> di
             sign = 1 if name == "WithdrawalTaxWithheld" else -1
             figures[(e.data["bank_code"], e.data["withholding_city"])].tax_withheld += sign * e.data["tax"]
     return dict(sorted(figures.items()))
+
+
+def total(rows: Iterable[Figures]) -> Figures:
+    summed = Figures()
+    for row in rows:
+        summed.accounts_opened += row.accounts_opened
+        summed.contributors |= row.contributors
+        summed.contributed += row.contributed
+        summed.withdrawals += row.withdrawals
+        summed.withdrawn += row.withdrawn
+        summed.tax_withheld += row.tax_withheld
+    return summed
+
+
+def in_yuan(figures: Figures) -> dict[str, Any]:
+    """The figures with their amounts as decimal yuan strings, as they leave the platform."""
+    return {k: format_fen(v) if k in AMOUNTS else v for k, v in figures.as_dict().items()}
+
+
+def monthly_document(figures: Mapping[tuple[str, str], Figures], month: str) -> dict[str, Any]:
+    rows = [{"bank_code": bank, "region": region, **in_yuan(row)} for (bank, region), row in figures.items()]
+    return {"month": month, "rows": rows, "total": in_yuan(total(figures.values()))}

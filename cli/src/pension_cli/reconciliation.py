@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from datetime import date
+from typing import Any, Iterable, Mapping, Sequence
 
 from pension_cli.ledgers import named
 from pension_shared.clock import business_date, parse_rfc3339
@@ -44,6 +45,14 @@ class Reconciliation:
     @property
     def balanced(self) -> bool:
         return not self.breaks
+
+    def as_dict(self, as_of: date | None = None) -> dict[str, Any]:
+        return {
+            "as_of": as_of.isoformat() if as_of else None, "balanced": self.balanced,
+            "participant_years": self.participant_years, "contributions": self.contributions,
+            "payments": self.payments, "instalments": self.instalments,
+            "breaks": [b.as_dict() for b in self.breaks],
+        }
 
 
 @dataclass

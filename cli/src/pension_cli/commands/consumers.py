@@ -35,12 +35,15 @@ def lag_rows(log, deployment) -> list[dict]:  # noqa: ANN001
     return rows
 
 
-def dlq_rows(log, deployment) -> list[dict]:  # noqa: ANN001
+def dlq_rows(log, deployment, found: list | None = None) -> list[dict]:  # noqa: ANN001
+    """Per dead-letter topic: the letters parked, handled and waiting (``found``: the letters,
+    when the caller has read them already)."""
     try:
         operations = deployment.ledger("account").engine
     except DeploymentError:
         operations = None
-    found = letters(log, operations, deployment.dlq_topics())
+    if found is None:
+        found = letters(log, operations, deployment.dlq_topics())
     rows = []
     for topic in deployment.dlq_topics():
         mine = [letter for letter in found if letter.dlq_topic == topic]

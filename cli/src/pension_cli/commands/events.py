@@ -45,13 +45,18 @@ def _wanted(envelope: Envelope, args: argparse.Namespace) -> bool:
     return True
 
 
+def record_document(record: IncomingRecord, envelope: Envelope | None) -> dict:
+    """One record as ``--json`` prints it (not yet masked): where it is, and the whole CloudEvent."""
+    event = envelope.to_cloudevent() if envelope else None
+    return {
+        "topic": record.topic, "partition": record.partition, "offset": record.offset, "key": record.key,
+        "event": event, **({} if envelope else {"raw": record.value.decode("utf-8", "replace")}),
+    }
+
+
 def render(record: IncomingRecord, envelope: Envelope | None, *, as_json: bool) -> str:
     if as_json:
-        event = envelope.to_cloudevent() if envelope else None
-        line = orjson.dumps({
-            "topic": record.topic, "partition": record.partition, "offset": record.offset, "key": record.key,
-            "event": event, **({} if envelope else {"raw": record.value.decode("utf-8", "replace")}),
-        }).decode()
+        line = orjson.dumps(record_document(record, envelope)).decode()
     elif envelope is None:
         line = f"{'-':<25} {record.topic:<21} (not an event of this platform) at [{record.partition}]@{record.offset}"
     else:

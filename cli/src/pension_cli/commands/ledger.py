@@ -7,8 +7,8 @@ import argparse
 import orjson
 
 from pension_cli.deployment import SERVICE_NAMES, add_target_arguments, deployment_from
+from pension_cli.ledgers import verification
 from pension_cli.output import progress
-from pension_shared.verification import verify_ledger
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -34,27 +34,17 @@ def _verify(args: argparse.Namespace) -> int:
     with progress() as bars:
         task = bars.add_task("verifying ledgers", total=len(args.service or SERVICE_NAMES))
         for ledger in deployment.ledgers(args.service):
-            with ledger.engine.connect() as conn:
-                report = verify_ledger(conn)
-            ledger.engine.dispose()
+            found = verification(ledger)
             bars.advance(task)
-            broken = broken or not report.intact
-            first = report.first_break
+            broken = broken or not found["intact"]
             if args.json:
-                print(orjson.dumps({
-                    "service": ledger.name, "intact": report.intact, "streams": report.streams,
-                    "events": report.events, "breaks": len(report.breaks),
-                    "first_break": first and {
-                        "stream": first.stream_id, "sequence": first.sequence, "position": first.position,
-                        "event_id": first.event_id, "reason": first.reason,
-                    },
-                }).decode(), flush=True)
+                print(orjson.dumps(found).decode(), flush=True)
                 continue
-            state = "intact" if report.intact else "BROKEN"
-            print(f"{ledger.name:<13} {state:<7} {report.streams} streams, {report.events} events checked", flush=True)
-            if first is not None:
-                print(f"  first break: stream {first.stream_id} sequence {first.sequence} position {first.position} "
-                      f"event {first.event_id}: {first.reason}")
-                if len(report.breaks) > 1:
-                    print(f"  ({len(report.breaks) - 1} more broken stream(s))")
+            state = "intact" if found["intact"] else "BROKEN"
+            print(f"{ledger.name:<13} {state:<7} {found['streams']} streams, {found['events']} events checked", flush=True)
+            if (first := found["first_break"]) is not None:
+                print(f"  first break: stream {first['stream']} sequence {first['sequence']} position {first['position']} "
+                      f"event {first['event_id']}: {first['reason']}")
+                if found["breaks"] > 1:
+                    print(f"  ({found['breaks'] - 1} more broken stream(s))")
     return 1 if broken else 0

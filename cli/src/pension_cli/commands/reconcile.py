@@ -34,12 +34,7 @@ def _reconcile(args: argparse.Namespace) -> int:
     ledgers = read_ledgers(deployment_from(args), SERVICE_NAMES, as_of=args.as_of)
     result = reconcile(ledgers)
     if args.json:
-        print(mask_id_numbers(orjson.dumps({
-            "as_of": args.as_of.isoformat() if args.as_of else None, "balanced": result.balanced,
-            "participant_years": result.participant_years, "contributions": result.contributions,
-            "payments": result.payments, "instalments": result.instalments,
-            "breaks": [b.as_dict() for b in result.breaks],
-        }).decode()))
+        print(mask_id_numbers(orjson.dumps(result.as_dict(args.as_of)).decode()))
         return 0 if result.balanced else 1
     print(f"reconciliation{' as of ' + args.as_of.isoformat() if args.as_of else ''}: "
           f"{result.participant_years} participant-years, {result.contributions} contributions, "

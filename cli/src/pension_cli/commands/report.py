@@ -9,7 +9,7 @@ import orjson
 
 from pension_cli.deployment import add_target_arguments, deployment_from
 from pension_cli.ledgers import read_ledgers
-from pension_cli.monthly import Figures, monthly_figures
+from pension_cli.monthly import Figures, monthly_document, monthly_figures, total
 from pension_shared.money import format_fen
 
 
@@ -36,22 +36,13 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def _monthly(args: argparse.Namespace) -> int:
     figures = monthly_figures(read_ledgers(deployment_from(args), ("fund-account", "payout", "tax")), args.month)
-    total = Figures()
-    for row in figures.values():
-        total.accounts_opened += row.accounts_opened
-        total.contributors |= row.contributors
-        total.contributed += row.contributed
-        total.withdrawals += row.withdrawals
-        total.withdrawn += row.withdrawn
-        total.tax_withheld += row.tax_withheld
     if args.json:
-        rows = [{"bank_code": bank, "region": region, **_yuan(row.as_dict())} for (bank, region), row in figures.items()]
-        print(orjson.dumps({"month": args.month, "rows": rows, "total": _yuan(total.as_dict())}).decode())
+        print(orjson.dumps(monthly_document(figures, args.month)).decode())
         return 0
     header = ("bank", "region", "opened", "contributors", "contributed", "withdrawals", "withdrawn", "tax withheld")
     lines = [header] + [
         (bank, region, *_cells(row)) for (bank, region), row in figures.items()
-    ] + [("total", "", *_cells(total))]
+    ] + [("total", "", *_cells(total(figures.values())))]
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     print(f"monthly report {args.month}")
     for line in lines:
@@ -63,7 +54,3 @@ def _cells(row: Figures) -> tuple:
     d = row.as_dict()
     return (d["accounts_opened"], d["participants_contributing"], format_fen(d["contributed"]), d["withdrawals"],
             format_fen(d["withdrawn"]), format_fen(d["tax_withheld"]))
-
-
-def _yuan(d: dict[str, int]) -> dict[str, object]:
-    return {k: format_fen(v) if k in ("contributed", "withdrawn", "tax_withheld") else v for k, v in d.items()}
