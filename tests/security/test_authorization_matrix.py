@@ -143,6 +143,22 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/ops/payout/payments"): rule({"operator"}),
     ("PUT", "/v1/ops/payout/failing-banks/{bank_code}"): rule(
         {"operator"}, params=lambda w: {"bank_code": NEW_BANK}, body=lambda w: {"failing": False}),
+    # the operators' console: the page holds no data; every data route takes the bearer token or
+    # the session cookie that only an operator token opens (the matrix sends tokens, never cookies)
+    ("GET", "/console"): rule(EVERYONE, public=True),
+    ("GET", "/console/console.js"): rule(EVERYONE, public=True),
+    ("GET", "/console/console.css"): rule(EVERYONE, public=True),
+    ("POST", "/console/session"): rule({"operator"}, body=lambda w: {}),
+    ("DELETE", "/console/session"): rule({"operator"}, body=lambda w: {}),
+    ("GET", "/console/api/consumers"): rule({"operator"}),
+    ("GET", "/console/api/verification"): rule({"operator"}),
+    ("POST", "/console/api/verification"): rule({"operator"}, body=lambda w: {"services": ["tax"]}),
+    ("GET", "/console/api/reconciliation"): rule({"operator"}),
+    ("POST", "/console/api/reconciliation"): rule({"operator"}, body=lambda w: {"as_of": "2025-09-30"}),
+    ("GET", "/console/api/monthly"): rule({"operator"}),
+    ("POST", "/console/api/monthly"): rule({"operator"}, body=lambda w: {"months": 1}),
+    # without follow the stream answers the events kept and ends (a following one never ends)
+    ("GET", "/console/api/events"): rule({"operator"}, query=lambda w: {"follow": "false"}),
 }
 
 

@@ -12,7 +12,7 @@ from pension_cli.deployment import DeploymentError
 from pension_shared.auth import DEVELOPMENT_TOKENS_HELP
 
 
-OPERATOR_COMMANDS = ("ledger", "replay", "reconcile", "consumers", "dlq", "events", "report")
+OPERATOR_COMMANDS = ("ledger", "replay", "reconcile", "consumers", "dlq", "events", "report", "console")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,13 +58,15 @@ def _run(host: str, port: int, var: Path, log_format: str = "text") -> None:
     print(
         "\nPersonal pension platform (embedded default: SQLite per service, embedded event log)\n"
         f"  API:      {base}  (OpenAPI: {base}/docs)\n"
+        f"  console:  {base}/console  (operators: sign in with the operator token)\n"
         f"  data:     {var.resolve()}\n"
         "  development tokens (Authorization: Bearer <token>; they do not exist in production):\n"
         + "".join(f"    {token}\n" for token in DEVELOPMENT_TOKENS_HELP),
         flush=True,
     )
     try:
-        uvicorn.run(platform.app(), host=host, port=port, log_level="info")
+        # the console's live streams stay open: stop waiting for them after a few seconds
+        uvicorn.run(platform.app(), host=host, port=port, log_level="info", timeout_graceful_shutdown=3)
     finally:
         platform.stop()
 

@@ -8,7 +8,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from fastapi import FastAPI
 
@@ -24,6 +24,10 @@ from pension_shared.runtime import (
 from pension_shared.settings import ServiceSettings
 from pension_tax.bootstrap import DEFINITION as TAX
 
+if TYPE_CHECKING:
+    from pension_cli.console import Console
+    from pension_cli.deployment import Deployment
+
 log = logging.getLogger(__name__)
 
 SERVICES: tuple[ServiceDefinition, ...] = (ACCOUNT, FUND_ACCOUNT, TAX, PAYOUT)
@@ -35,6 +39,7 @@ class Platform:
     transport: Transport
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    _consoles: list["Console"] = field(default_factory=list)
 
     def context(self, name: str) -> ServiceContext:
         return next(ctx for ctx in self.contexts if ctx.definition.name == name)
@@ -49,7 +54,27 @@ class Platform:
         seed_default_products(self.context("fund-account"))
 
     def app(self) -> FastAPI:
-        return build_app(self.contexts, title="Personal pension platform")
+        """Every service's API, and the operators' console beside them (``/console``)."""
+        from pension_cli.console import Console, install_console
+
+        app = build_app(self.contexts, title="Personal pension platform")
+        first = self.contexts[0]
+        console = Console(self.deployment(), first.edge.tokens, first.clock)
+        install_console(app, console)
+        self._consoles.append(console)
+        return app
+
+    def deployment(self) -> "Deployment":
+        """The platform as the operator commands see it: each service's database and the log."""
+        from pension_cli.deployment import Deployment
+
+        settings = self.contexts[0].settings
+        urls = {ctx.definition.name: ctx.engine.url.render_as_string(hide_password=False) for ctx in self.contexts}
+        if isinstance(self.transport, EmbeddedTransport):
+            return Deployment("embedded", urls, str(settings.embedded_log_path), settings.consumer_group_prefix,
+                              partitions=self.transport.log.partitions, topic_prefix=settings.topic_prefix)
+        return Deployment("production", urls, settings.kafka_bootstrap or "", settings.consumer_group_prefix,
+                          partitions=settings.topic_partitions, topic_prefix=settings.topic_prefix)
 
     def start_workers(self) -> None:
         """A relay and a consumer per service, as daemon threads."""
@@ -76,6 +101,8 @@ class Platform:
 
     def stop(self) -> None:
         self.stop_workers()
+        for console in self._consoles:
+            console.close()
         for ctx in self.contexts:
             ctx.engine.dispose()
 
