@@ -38,6 +38,8 @@ class Proc:
     role: str
     popen: subprocess.Popen
     log: Path
+    args: tuple[str, ...] = ()
+    module: str | None = None
 
     def peak_rss_mb(self) -> float | None:
         """The process's peak resident set (VmHWM), read from /proc while it runs."""
@@ -66,6 +68,14 @@ class Cluster:
     procs: list[Proc] = field(default_factory=list)
     api: dict[str, str] = field(default_factory=dict)
     reference: str = ""
+    database_prefix: str = "bench_"
+    kafka_for: dict[str, str] = field(default_factory=dict)
+    """A service whose processes reach the broker elsewhere than ``kafka`` (through a proxy)."""
+    api_replicas: dict[str, int] = field(default_factory=dict)
+    """API processes of a service beyond the first (default: one each)."""
+    apis: dict[str, list[str]] = field(default_factory=dict)
+    """Every API process's base URL per service (``api`` holds the first)."""
+    with_reference: bool = True
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -73,7 +83,7 @@ class Cluster:
         admin = sa.create_engine(self.server_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             for service in MODULES:
-                name = "bench_" + service.replace("-", "_")
+                name = self.database_prefix + service.replace("-", "_")
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
                 conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
                 self.database_urls[service] = (
@@ -86,7 +96,7 @@ class Cluster:
             **os.environ,
             "PENSION_ENV": "test",
             "PENSION_TRANSPORT": "kafka",
-            "PENSION_KAFKA_BOOTSTRAP": self.kafka,
+            "PENSION_KAFKA_BOOTSTRAP": self.kafka_for.get(service, self.kafka),
             "PENSION_TOPIC_PREFIX": self.prefix,
             "PENSION_CONSUMER_GROUP_PREFIX": self.prefix.rstrip("."),
             "PENSION_TOPIC_PARTITIONS": "12",
@@ -97,17 +107,25 @@ class Cluster:
         env.pop("PENSION_TOKENS_FILE", None)
         return env
 
-    def spawn(self, service: str, role: str, *args: str, module: str | None = None) -> Proc:
-        name = f"{service}-{role}"
+    def spawn(self, service: str, role: str, *args: str, module: str | None = None, name: str | None = None) -> Proc:
+        name = name or f"{service}-{role}"
         log = self.workdir / f"{name}.log"
-        with open(log, "wb") as out:
-            popen = subprocess.Popen(
+        proc = Proc(name, service, role, self._popen(service, role, args, module, log, "wb"), log, tuple(args), module)
+        self.procs.append(proc)
+        return proc
+
+    def _popen(self, service: str, role: str, args, module: str | None, log: Path, mode: str) -> subprocess.Popen:  # noqa: ANN001
+        with open(log, mode) as out:
+            return subprocess.Popen(
                 [sys.executable, "-m", module or MODULES[service], role, *args], env=self.env(service),
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        proc = Proc(name, service, role, popen, log)
-        self.procs.append(proc)
-        return proc
+
+    def restart(self, proc: Proc) -> None:
+        """Start a process that has exited again, the same way (its log continues)."""
+        if proc.popen.poll() is None:
+            raise RuntimeError(f"{proc.name} is still running")
+        proc.popen = self._popen(proc.service, proc.role, proc.args, proc.module, proc.log, "ab")
 
     def start(self) -> None:
         SettableClock(self.workdir / "clock.json").set(BUSINESS_TIME)
@@ -116,16 +134,20 @@ class Cluster:
             if proc.popen.wait(timeout=180) != 0:
                 raise RuntimeError(f"{proc.name} failed:\n{proc.tail()}")
         self.procs = []
-        ports = free_ports(len(MODULES) + 1)
-        for (service, port) in zip(MODULES, ports):
-            self.spawn(service, "api", "--port", str(port))
-            self.api[service] = f"http://127.0.0.1:{port}"
+        ports = free_ports(len(MODULES) + 1 + sum(self.api_replicas.values()))
+        for service in MODULES:
+            for replica in range(1 + self.api_replicas.get(service, 0)):
+                port = ports.pop(0)
+                self.spawn(service, "api", "--port", str(port), name=f"{service}-api" + (f"-{replica + 1}" if replica else ""))
+                self.apis.setdefault(service, []).append(f"http://127.0.0.1:{port}")
+            self.api[service] = self.apis[service][0]
             for role in ROLES[1:]:
                 if role != "jobs" or service in JOBS:
                     self.spawn(service, role)
-        self.spawn("fund-account", "reference", "--port", str(ports[-1]), module="bench.reference")
-        self.reference = f"http://127.0.0.1:{ports[-1]}"
-        self.wait_ready([*self.api.values(), self.reference])
+        if self.with_reference:
+            self.spawn("fund-account", "reference", "--port", str(ports[-1]), module="bench.reference")
+            self.reference = f"http://127.0.0.1:{ports[-1]}"
+        self.wait_ready([*(base for bases in self.apis.values() for base in bases), *([self.reference] if self.reference else [])])
 
     def wait_ready(self, bases: list[str], timeout_s: float = 180) -> None:
         deadline = time.monotonic() + timeout_s
