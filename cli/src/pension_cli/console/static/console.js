@@ -115,7 +115,7 @@ function showEvent(record) {
   const summary = record.summary;
   const row = summary
     ? el("tr", { class: "fresh", "data-id": record.id, "data-name": summary.name, "data-subject": summary.subject },
-        el("td", {}, summary.time), el("td", {}, record.topic), el("td", { title: summary.type }, summary.name),
+        el("td", {}, short(summary.time)), el("td", {}, record.topic), el("td", { title: summary.type }, summary.name),
         el("td", {}, summary.subject), el("td", { class: "num" }, summary.sequence))
     : el("tr", { class: "fresh", "data-id": record.id },
         el("td", {}, "-"), el("td", {}, record.topic), el("td", {}, "(not an event of this platform)"),
@@ -136,16 +136,37 @@ async function refreshConsumers() {
     if (!(error instanceof SignedOut)) $("consumers-at").textContent = `unavailable: ${error.message}`;
     return;
   }
-  $("consumers-at").textContent = `as of ${looked.at}`;
-  $("lag-rows").replaceChildren(...looked.lag.map((r) => el("tr", {},
-    el("td", {}, r.group), el("td", {}, r.topic), el("td", { class: "num" }, r.partition),
+  $("consumers-at").textContent = `as of ${short(looked.at)}`;
+  $("lag-rows").replaceChildren(...perTopic(looked.lag).map((r) => el("tr", {},
+    el("td", {}, r.group), el("td", {}, r.topic), el("td", { class: "num" }, r.partitions),
     el("td", { class: "num" }, r.committed), el("td", { class: "num" }, r.end),
-    el("td", { class: r.lag > 0 ? "num lagging" : "num" }, r.lag))));
+    el("td", { class: r.lag > 0 ? "num lagging" : "num", title: `most behind partition: ${r.worst}` }, r.lag))));
   $("dlq-rows").replaceChildren(...looked.dead_letters.map((r) => el("tr", {},
     el("td", {}, r.topic), el("td", { class: "num" }, r.parked), el("td", { class: "num" }, r.handled ?? "-"),
     el("td", { class: r.waiting > 0 ? "num lagging" : "num" }, r.waiting))));
   $("waiting-letters").replaceChildren(...looked.waiting.map((l) =>
     el("li", {}, `${l.letter} ${l.event_type ?? ""}: ${l.error ?? ""}`)));
+}
+
+// One line per group and topic (the partitions summed; the worst partition's lag in the title).
+function perTopic(rows) {
+  const lines = new Map();
+  for (const r of rows) {
+    const key = `${r.group} ${r.topic}`;
+    const line = lines.get(key) ?? { group: r.group, topic: r.topic, partitions: 0, committed: 0, end: 0, lag: 0, worst: 0 };
+    line.partitions += 1;
+    line.committed += r.committed;
+    line.end += r.end;
+    line.lag += r.lag;
+    line.worst = Math.max(line.worst, r.lag);
+    lines.set(key, line);
+  }
+  return [...lines.values()];
+}
+
+// RFC 3339 to the second: the fraction is noise on a screen.
+function short(moment) {
+  return String(moment ?? "").replace(/\.[0-9]+/, "");
 }
 
 // -- verification, reconciliation, monthly figures: run on demand, the latest kept ---------------
@@ -180,7 +201,7 @@ function failed(name, error) {
 }
 
 function when(finding) {
-  return el("small", {}, ` at ${finding.computed_at} (${finding.took_ms} ms)`);
+  return el("small", {}, ` at ${short(finding.computed_at)} (${finding.took_ms} ms)`);
 }
 
 function showVerification(finding) {
