@@ -88,3 +88,27 @@ def test_verify_consumers_and_replay_work_on_postgresql_and_kafka(production, ca
         conn.execute(events.update().where(events.c.position == registered.position).values(time="2020-01-01T00:00:00+08:00"))
     code, out = pension(capsys, "ledger", "verify", "--target", "production", "--service", "account")
     assert code == 1 and f"event {registered.event_id}: content does not match its hash" in out
+
+
+def test_the_console_follows_the_kafka_topics_live_and_reads_the_postgresql_ledgers(production):
+    platform, prefix, topic_prefix = production
+    client = TestClient(platform.app())
+    _register(client)
+    with client.stream("GET", "/console/api/events", headers=OPERATOR) as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == "retry: 2000"  # watching from here on
+        participant_id = _register(client)
+        for line in lines:
+            if line.startswith("data: "):
+                record = orjson.loads(line[len("data: "):])
+                if record["topic"] == f"{topic_prefix}pension.tax" and record["summary"]["subject"] == participant_id:
+                    break
+    assert record["summary"]["name"] == "TaxpayerRegistered" and "*" in record["event"]["data"]["id_number"]
+
+    looked = client.get("/console/api/consumers", headers=OPERATOR).json()
+    assert {row["group"] for row in looked["lag"]} == {f"{prefix}.{s}" for s in ("account", "fund-account", "tax", "payout")}
+    assert [row["topic"] for row in looked["dead_letters"]] == [
+        f"{topic_prefix}pension.{s}.dlq" for s in ("account", "fund-account", "tax", "payout")]
+    verified = client.post("/console/api/verification", json={}, headers=OPERATOR).json()["result"]
+    assert verified["intact"] and all(s["events"] > 0 for s in verified["services"])
+    assert client.post("/console/api/reconciliation", json={}, headers=OPERATOR).json()["result"]["balanced"]
