@@ -272,3 +272,17 @@ def test_stream_ids_and_subjects_are_independent_streams(tally: TallyService) ->
     with tally.engine.connect() as conn:
         assert [e.sequence for e in tally.store.load(conn, stream_of("P1")).events] == [1, 2]
         assert [e.sequence for e in tally.store.load(conn, stream_of("P2")).events] == [1]
+
+
+def test_the_position_a_command_reports_is_that_of_its_own_last_event(tally) -> None:  # noqa: ANN001
+    tally.add("P1", 1)
+    with tally.engine.begin() as conn:
+        before = tally.store.head_position(conn)
+        stream = tally.store.load(conn, stream_of("P2"))
+        mine = tally.store.append(conn, stream.stream_id, stream.version, [added("P2", 5), added("P2", 6)], meta())
+        later = tally.add("P3", 7) if tally.backend == "postgresql" else []  # another writer commits meanwhile
+        assert tally.store.head_position(conn) == mine[-1].position
+    assert before == 1 and mine[-1].position == 3
+    assert all(e.position > mine[-1].position for e in later)
+    with tally.engine.begin() as conn:  # a new transaction that appended nothing sees the newest
+        assert tally.store.head_position(conn) == (later[-1].position if later else 3)

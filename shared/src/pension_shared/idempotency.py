@@ -15,6 +15,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from pension_shared.db import insert_ignoring_duplicates
 from pension_shared.errors import ConcurrencyConflict, DomainError, IdempotencyKeyReused
 from pension_shared.schema import idempotency_keys
 
@@ -71,7 +72,7 @@ class CommandRunner:
         with self._engine.begin() as conn:
             # A concurrent duplicate waits here for the first to commit, then inserts nothing.
             claimed = conn.execute(
-                _insert_ignoring_duplicates(conn, idempotency_keys)
+                insert_ignoring_duplicates(conn, idempotency_keys)
                 .values(institution=institution, key=key, fingerprint=fingerprint)
                 .returning(idempotency_keys.c.key)
             ).first()
@@ -93,16 +94,6 @@ class CommandRunner:
         if response.status_code >= 400:
             raise RefusedResponse(response)
         return response
-
-
-def _insert_ignoring_duplicates(conn: Connection, table: sa.Table) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING: one round trip where a savepoint around a plain
-    INSERT takes three."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table).on_conflict_do_nothing(index_elements=[c.name for c in table.primary_key.columns])
 
 
 def _replay(conn: Connection, institution: str, key: str, fingerprint: str) -> StoredResponse:

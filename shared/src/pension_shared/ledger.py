@@ -139,6 +139,7 @@ class EventStore:
         except IntegrityError as exc:
             raise ConcurrencyConflict(f"stream {stream_id} was appended to concurrently", stream_id=stream_id) from exc
         recorded = [_with_position(e, p) for e, p in zip(recorded, positions)]
+        conn.info[_LAST_APPENDED] = (conn.get_transaction(), positions[-1])
         conn.execute(
             outbox.insert(),
             [{"event_id": e.id, "topic": self.topic, "key": e.subject, "payload": e.to_json()} for e in recorded],
@@ -213,6 +214,11 @@ class EventStore:
         return [_envelope(row) for row in rows]
 
     def head_position(self, conn: Connection) -> int:
+        """The position of the last event this transaction appended (what a command's response
+        reports, for reading one's own writes), else the newest position it can see."""
+        appended = conn.info.get(_LAST_APPENDED)
+        if appended is not None and appended[0] is conn.get_transaction():
+            return appended[1]
         return conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.position), 0))).scalar_one()
 
     # -- projections ---------------------------------------------------------------------
@@ -236,6 +242,10 @@ class EventStore:
                 apply_batch(conn, batch)
             replayed += len(batch)
         return replayed
+
+
+_LAST_APPENDED = "pension.last_appended"
+"""Key in the DBAPI connection's ``info``: (the transaction, the position of its last append)."""
 
 
 def _one_by_one(projection: Projection) -> Callable[[Connection, Sequence[Envelope]], None]:
