@@ -238,6 +238,19 @@ def test_the_live_stream_delivers_a_contribution_made_through_the_api_within_two
     assert not any(id_number in everything for id_number in running.id_numbers)
 
 
+def test_the_live_streams_end_as_soon_as_the_server_is_asked_to_stop(running):
+    app = running.platform.app()  # a console of its own: its streams end for good
+    with served(app) as base, httpx.Client(base_url=base, timeout=10) as http:
+        with http.stream("GET", "/console/api/events", headers=OPERATOR) as stream:
+            lines = stream.iter_lines()
+            assert next(lines) == "retry: 2000"
+            asked = time.monotonic()
+            app.state.console.live.end_streams()
+            list(lines)  # the stream ends: the server need not wait for it
+            assert time.monotonic() - asked < 2.0
+        assert http.get("/console/api/events", headers=OPERATOR).text.startswith("retry: 2000")  # and new ones end
+
+
 def test_the_stream_without_follow_answers_the_events_kept_and_ends(running):
     response = running.client.get("/console/api/events", params={"follow": "false"}, headers=OPERATOR)
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")

@@ -44,8 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(host: str, port: int, var: Path, log_format: str = "text") -> None:
-    import uvicorn
-
+    from pension_cli.console import serve
     from pension_cli.platform import embedded_platform
     from pension_shared.observability import configure_logging
 
@@ -65,8 +64,7 @@ def _run(host: str, port: int, var: Path, log_format: str = "text") -> None:
         flush=True,
     )
     try:
-        # the console's live streams stay open: stop waiting for them after a few seconds
-        uvicorn.run(platform.app(), host=host, port=port, log_level="info", timeout_graceful_shutdown=3)
+        serve(platform.app(), host=host, port=port, on_exit=platform.end_streams)
     finally:
         platform.stop()
 

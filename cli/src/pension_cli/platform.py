@@ -61,6 +61,7 @@ class Platform:
         first = self.contexts[0]
         console = Console(self.deployment(), first.edge.tokens, first.clock)
         install_console(app, console)
+        app.state.console = console
         self._consoles.append(console)
         return app
 
@@ -98,6 +99,11 @@ class Platform:
         for thread in self._threads:
             thread.join(timeout=10)
         self._threads.clear()
+
+    def end_streams(self) -> None:
+        """The consoles' live streams end (the HTTP server is stopping)."""
+        for console in self._consoles:
+            console.live.end_streams()
 
     def stop(self) -> None:
         self.stop_workers()

@@ -48,25 +48,24 @@ def console_app(deployment, environ: dict[str, str] | None = None):  # noqa: ANN
     app.state.rate_limiter = RateLimiter(50.0, 100)
     console = Console(deployment, tokens, clock)
     install_console(app, console)
+    app.state.console = console
 
     @app.get("/health")
     def health() -> dict[str, str]:
         return {"status": "up"}
 
-    app.state.console = console
     return app
 
 
 def _console(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    from pension_cli.console import serve
     from pension_shared.observability import configure_logging
 
     configure_logging(structured=os.environ.get("PENSION_LOG_FORMAT", "json") == "json")
     app = console_app(deployment_from(args))
     print(f"operators' console: http://{args.host}:{args.port}/console", flush=True)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=3)
+        serve(app, host=args.host, port=args.port, on_exit=app.state.console.live.end_streams)
     finally:
         app.state.console.close()
     return 0

@@ -30,7 +30,7 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from pension_cli.commands.consumers import dlq_rows, lag_rows
-from pension_cli.console.live import LiveEvent, LiveEvents
+from pension_cli.console.live import END, LiveEvent, LiveEvents
 from pension_cli.console.sessions import COOKIE, Sessions
 from pension_cli.dead_letters import letters
 from pension_cli.deployment import SERVICE_NAMES, Deployment, DeploymentError
@@ -280,6 +280,8 @@ class Console:
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
+                if event is END:
+                    return
                 yield _frame(event)
         finally:
             self.live.unwatch(watcher)
@@ -300,3 +302,19 @@ def _months_ending(day: date, count: int) -> list[str]:
 
 def install_console(app: FastAPI, console: Console) -> None:
     app.include_router(console.router())
+
+
+def serve(app: FastAPI, *, host: str, port: int, on_exit: Callable[[], None]) -> None:
+    """uvicorn, telling the consoles to end their live streams as soon as it is asked to stop:
+    it waits for open connections, and a stream would otherwise stay open until cut."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            on_exit()
+            super().handle_exit(sig, frame)
+
+    try:
+        Server(uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)).run()
+    except KeyboardInterrupt:  # uvicorn raises the Ctrl-C again once it has stopped, as uvicorn.run swallows it
+        pass

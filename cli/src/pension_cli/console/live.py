@@ -36,6 +36,10 @@ class LiveEvent:
     """The masked JSON the browser receives."""
 
 
+END = LiveEvent("", "")
+"""Handed to every watcher when the server stops: its stream ends, so nothing holds the stop up."""
+
+
 def live_event(record: IncomingRecord) -> LiveEvent:
     try:
         envelope = parse_cloudevent(record.value)
@@ -77,6 +81,7 @@ class LiveEvents:
         self._watchers: set[Watcher] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._ending = False
         self._thread: threading.Thread | None = None
 
     def watch(self, loop: asyncio.AbstractEventLoop) -> tuple[Watcher, list[LiveEvent]]:
@@ -84,6 +89,8 @@ class LiveEvents:
         self._start()
         watcher = Watcher(loop)
         with self._lock:
+            if self._ending:
+                watcher.offer(END)
             self._watchers.add(watcher)
             return watcher, list(self._kept)
 
@@ -96,7 +103,19 @@ class LiveEvents:
         with self._lock:
             return list(self._kept)
 
+    def end_streams(self) -> None:
+        """End every stream now and any opened from now on (the server is stopping)."""
+        with self._lock:
+            self._ending = True
+            watchers = list(self._watchers)
+        for watcher in watchers:
+            try:
+                watcher.loop.call_soon_threadsafe(watcher.offer, END)
+            except RuntimeError:
+                continue
+
     def stop(self) -> None:
+        self.end_streams()
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
