@@ -99,6 +99,16 @@ class TokenRegistry:
                 return principal
         raise Unauthenticated("the token is not valid")
 
+    def still_accepts(self, token_digest: str) -> bool:
+        """Whether a token accepted before, known here by its digest (a session opened with it),
+        is still accepted: not revoked, and still in the tokens file. Outside production a
+        development token stays accepted until revoked."""
+        self._reload_if_changed()
+        by_digest, revoked = self._state
+        if any(hmac.compare_digest(token_digest, r) for r in revoked):
+            return False
+        return any(hmac.compare_digest(token_digest, known) for known in by_digest) or self._development
+
     def revoke(self, token_digest: str) -> None:
         with self._lock:
             self._revoked_here = self._revoked_here | {token_digest.lower()}
