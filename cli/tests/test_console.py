@@ -20,7 +20,7 @@ from pension_cli.commands.console import console_app
 from pension_cli.commands.consumers import lag_rows
 from pension_cli.console.sessions import COOKIE, Sessions
 from pension_cli.deployment import Deployment, DeploymentError
-from pension_shared.auth import Principal
+from pension_shared.auth import Principal, digest
 
 PROBLEM = "application/problem+json"
 DATA_ROUTES = [
@@ -111,8 +111,21 @@ def test_a_forged_a_stretched_or_an_expired_session_is_refused(running):
     past = Sessions(b"k" * 32, wall=lambda: time.time() - 3600)
     later = Sessions(b"k" * 32)
     with pytest.raises(Exception, match="expired"):
-        later.principal(past.issue(Principal("operator")))
-    assert later.principal(later.issue(Principal("operator"))) == Principal("operator")
+        later.principal(past.issue(Principal("operator"), digest("dev-operator")))
+    assert later.principal(later.issue(Principal("operator"), digest("t"))) == (Principal("operator"), digest("t"))
+
+
+def test_revoking_the_token_ends_the_sessions_it_opened_at_once(running):
+    app = console_app(_embedded(running), environ={})  # a token registry of its own
+    try:
+        client = TestClient(app)
+        _sign_in(client)
+        assert client.get("/console/api/verification").status_code == 200
+        app.state.console.tokens.revoke(digest("dev-operator"))
+        refused = client.get("/console/api/verification")
+        assert refused.status_code == 401 and "no longer accepted" in refused.json()["detail"]
+    finally:
+        app.state.console.close()
 
 
 def test_signing_out_clears_the_session(running):
@@ -260,10 +273,14 @@ def test_the_stream_without_follow_answers_the_events_kept_and_ends(running):
     assert any(r["topic"] == "pension.tax" for r in records)  # the taxpayer's identity, masked
 
 
+def _embedded(running: Running) -> Deployment:
+    """The running platform as `pension console --var` finds it."""
+    return Deployment("embedded", running.platform.deployment().database_urls, str(running.var / "eventlog.db"),
+                      "pension", partitions=3)
+
+
 def test_pension_console_serves_the_console_for_the_deployment_of_the_operator_commands(running):
-    deployment = Deployment("embedded", running.platform.deployment().database_urls, str(running.var / "eventlog.db"),
-                            "pension", partitions=3)
-    app = console_app(deployment, environ={})
+    app = console_app(_embedded(running), environ={})
     try:
         client = TestClient(app)
         assert client.get("/console").status_code == 200 and client.get("/health").json() == {"status": "up"}
@@ -283,12 +300,14 @@ def test_the_production_console_needs_the_operators_tokens_file_and_refuses_deve
         console_app(production, environ={})
     tokens = tmp_path / "tokens.json"
     tokens.write_bytes(orjson.dumps({"tokens": [
-        {"sha256": __import__("hashlib").sha256(b"ops-secret-1").hexdigest(), "role": "operator"}]}))
+        {"sha256": digest("ops-secret-1"), "role": "operator"}]}))
     app = console_app(production, environ={"PENSION_TOKENS_FILE": str(tokens)})
     try:
         client = TestClient(app)
         assert _sign_in(client, "dev-operator").status_code == 401
         assert _sign_in(client, "ops-secret-1").status_code == 200
         assert client.post("/console/api/verification", json={}).json()["result"]["intact"] is True
+        tokens.write_bytes(orjson.dumps({"tokens": []}))  # the operator's token taken out of the file
+        assert client.get("/console/api/verification").status_code == 401  # and its session ends with it
     finally:
         app.state.console.close()

@@ -38,8 +38,9 @@ from pension_cli.ledgers import read_ledgers, verification
 from pension_cli.monthly import monthly_document, monthly_figures
 from pension_cli.output import mask_id_numbers
 from pension_cli.reconciliation import reconcile
-from pension_shared.auth import Principal, TokenRegistry, require_role
+from pension_shared.auth import Principal, TokenRegistry, digest, require_role
 from pension_shared.clock import BusinessClock, rfc3339
+from pension_shared.errors import Unauthenticated
 from pension_shared.web import StrictModel
 
 STATIC = Path(__file__).parent / "static"
@@ -185,7 +186,9 @@ class Console:
         header = request.headers.get("Authorization")
         cookie = request.cookies.get(COOKIE)
         if header is None and cookie:
-            principal = self.sessions.principal(cookie)
+            principal, token_digest = self.sessions.principal(cookie)
+            if not self.tokens.still_accepts(token_digest):
+                raise Unauthenticated("the token this session was opened with is no longer accepted; sign in again")
         else:
             principal = self.tokens.authenticate(header)
         limiter = getattr(request.app.state, "rate_limiter", None)
@@ -211,10 +214,12 @@ class Console:
 
         @router.post("/session")
         def sign_in(request: Request, body: SessionRequest | None = None) -> Response:
-            principal = require_role(self.tokens.authenticate(request.headers.get("Authorization")), "operator")
+            header = request.headers.get("Authorization")
+            principal = require_role(self.tokens.authenticate(header), "operator")
             response = MaskedJSON({"role": principal.role, "expires_in_s": self.sessions.ttl_s})
+            token_digest = digest(header[len("Bearer "):].strip())  # authenticate() read it so
             response.set_cookie(
-                COOKIE, self.sessions.issue(principal), max_age=self.sessions.ttl_s, path="/console",
+                COOKIE, self.sessions.issue(principal, token_digest), max_age=self.sessions.ttl_s, path="/console",
                 httponly=True, samesite="strict", secure=request.url.scheme == "https",
             )
             response.headers["Cache-Control"] = "no-store"

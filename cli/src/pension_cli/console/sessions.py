@@ -4,8 +4,9 @@ A browser's EventSource cannot send an Authorization header, so the page exchang
 bearer token once (``POST /console/session``) for a short-lived session cookie: HttpOnly (no script
 reads it), SameSite=Strict (no other site's page sends it), scoped to ``/console``, and signed with
 HMAC-SHA256 so it cannot be forged or stretched. It carries the principal and its expiry, nothing
-else; the token itself never leaves the exchange. A token revoked after the exchange stops working
-when the session expires (at most ``SESSION_TTL_S``)."""
+else but the token's SHA-256 digest (the form the tokens file keeps), so that a token revoked or
+removed from the file after the exchange ends its sessions at once; the token itself never
+leaves the exchange."""
 
 from __future__ import annotations
 
@@ -36,12 +37,14 @@ class Sessions:
         self.ttl_s = ttl_s
         self._wall = wall
 
-    def issue(self, principal: Principal) -> str:
-        claims = {"role": principal.role, "code": principal.code, "exp": int(self._wall()) + self.ttl_s}
+    def issue(self, principal: Principal, token_digest: str) -> str:
+        claims = {"role": principal.role, "code": principal.code, "tok": token_digest,
+                  "exp": int(self._wall()) + self.ttl_s}
         body = _b64(orjson.dumps(claims))
         return f"{body}.{self._sign(body)}"
 
-    def principal(self, cookie: str) -> Principal:
+    def principal(self, cookie: str) -> tuple[Principal, str]:
+        """The session's principal and the digest of the token that opened it."""
         body, _, signature = cookie.partition(".")
         if not body or not hmac.compare_digest(signature, self._sign(body)):
             raise Unauthenticated("the console session is not valid; sign in again")
@@ -51,9 +54,9 @@ class Sessions:
             raise Unauthenticated("the console session is not valid; sign in again") from exc
         if claims.get("exp", 0) <= self._wall():
             raise Unauthenticated("the console session has expired; sign in again")
-        if claims.get("role") not in ROLES:
+        if claims.get("role") not in ROLES or not isinstance(claims.get("tok"), str):
             raise Unauthenticated("the console session is not valid; sign in again")
-        return Principal(claims["role"], claims.get("code"))
+        return Principal(claims["role"], claims.get("code")), claims["tok"]
 
     def _sign(self, body: str) -> str:
         return _b64(hmac.new(self._secret, body.encode(), hashlib.sha256).digest())
