@@ -15,8 +15,8 @@ from pathlib import Path
 
 from bench import report
 from bench.backlog import Sampler, keeps_up
-from bench.cluster import Cluster
-from bench.ledgers import measure
+from bench.cluster import MODULES, Cluster
+from bench.ledgers import measure_all
 from bench.workload import Workload, World, closed_loop, end_to_end, prepare_world
 
 
@@ -31,12 +31,13 @@ class Plan:
     e2e_duration_s: float
     e2e_track_every: int
     ledger_events: int
+    replicas_duration_s: float
 
 
 FULL = Plan("full", participants=600, withdrawers=20, clients=16, duration_s=60, e2e_rate=300, e2e_duration_s=30,
-            e2e_track_every=10, ledger_events=1_000_000)
+            e2e_track_every=10, ledger_events=1_000_000, replicas_duration_s=30)
 QUICK = Plan("quick", participants=300, withdrawers=5, clients=16, duration_s=15, e2e_rate=100, e2e_duration_s=10,
-             e2e_track_every=4, ledger_events=100_000)
+             e2e_track_every=4, ledger_events=100_000, replicas_duration_s=10)
 MIX = {"contribution": 0.90, "purchase": 0.05, "registration": 0.03, "withdrawal": 0.02}
 
 
@@ -62,17 +63,17 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     machine = report.machine(server_url, infra)
-    cluster = Cluster(workdir, server_url, kafka, prefix=f"bench{uuid.uuid4().hex[:6]}.")
+    # Every service's API runs as two replicas; the load goes to the first only, except in the
+    # phase that compares two replicas with one (issue 9).
+    cluster = Cluster(workdir, server_url, kafka, prefix=f"bench{uuid.uuid4().hex[:6]}.",
+                      api_replicas={service: 1 for service in MODULES})
     try:
         results = run(plan, cluster, log)
     finally:
         cluster.stop()
     if not args.skip_ledgers:
         log(f"ledgers: {plan.ledger_events:,} events per service")
-        from bench.definitions import DEFINITIONS
-
-        results["ledgers"] = [measure(service, DEFINITIONS[service], cluster.database_urls[service],
-                                      target=plan.ledger_events, log=log) for service in DEFINITIONS]
+        results["ledgers"] = measure_all(cluster.database_urls, target=plan.ledger_events, log=log)
     results["elapsed_s"] = time.perf_counter() - started
     print(report.render(plan, machine, results))
 
@@ -118,13 +119,18 @@ def run(plan: Plan, cluster: Cluster, log) -> dict:  # noqa: ANN001
     e2e = asyncio.run(end_to_end(cluster.api, Workload(world, mix=MIX, seed=6), rate_per_s=plan.e2e_rate,
                                  duration_s=plan.e2e_duration_s, track_every=plan.e2e_track_every))
     e2e_drain = sampler.drain_s(timeout_s=120)
+    log(f"two API replicas of every service against one, {plan.replicas_duration_s:.0f} s each")
+    one = phase(cluster.api, world, plan.replicas_duration_s, seed=7)
+    sampler.drain_s(timeout_s=60)
+    two = phase(cluster.apis, world, plan.replicas_duration_s, seed=8)
+    sampler.drain_s(timeout_s=60)
     rss = {p.name: p.peak_rss_mb() for p in cluster.procs}
     dead = [p.name for p in cluster.dead()]
     sampler.close()
     return {
         "setup_s": setup_s, "system": system, "reference": first.merge(second), "samples": samples,
         "keeps_up": keeps_up(samples), "drain_s": drain, "e2e": e2e, "e2e_drain_s": e2e_drain, "rss": rss,
-        "dead": dead,
+        "dead": dead, "replicas": {1: one, 2: two},
     }
 
 

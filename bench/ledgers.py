@@ -121,14 +121,11 @@ def rename_event_id(clone: int, position: int) -> str:
     return f"{clone:08x}-0000-4000-8000-{position:012x}"
 
 
-def measure(service: str, definition: ServiceDefinition, database_url: str, *, target: int,
+def measure(service: str, definition: ServiceDefinition, database_url: str, *, generated: tuple[int, int, float],
             log: Callable[[str], None]) -> LedgerResult:
     engine = sa.create_engine(database_url)
+    template, total, generated_s = generated
     try:
-        t0 = time.perf_counter()
-        template, total = amplify(engine, target)
-        generated = time.perf_counter() - t0
-        log(f"  {service}: {total:,} events ({template:,} recorded by the load, cloned) in {generated:.1f} s")
         store = EventStore(service=definition.name, topic=definition.topic, projections=definition.projections(),
                            upcasters=definition.upcasters())
         t0 = time.perf_counter()
@@ -142,6 +139,35 @@ def measure(service: str, definition: ServiceDefinition, database_url: str, *, t
         verified = time.perf_counter() - t0
         log(f"  {service}: verified {report.events:,} events in {report.streams:,} streams in {verified:.1f} s"
             f" ({'intact' if report.intact else report.first_break})")
-        return LedgerResult(service, total, template, generated, rebuilt, replayed, verified, report.events, report.intact)
+        return LedgerResult(service, total, template, generated_s, rebuilt, replayed, verified, report.events, report.intact)
     finally:
         engine.dispose()
+
+
+def _amplified(args: tuple[str, str, int]) -> tuple[str, int, int, float]:
+    service, database_url, target = args
+    engine = sa.create_engine(database_url)
+    try:
+        t0 = time.perf_counter()
+        template, total = amplify(engine, target)
+        return service, template, total, time.perf_counter() - t0
+    finally:
+        engine.dispose()
+
+
+def measure_all(database_urls: dict[str, str], *, target: int, log: Callable[[str], None]) -> list[LedgerResult]:
+    """Every service's ledger grown to ``target`` events, two services at a time (one process
+    per core: the generation is not what is measured), then each rebuilt and verified alone."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from bench.definitions import DEFINITIONS
+
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        generated = {}
+        for service, template, total, seconds in pool.map(
+            _amplified, [(service, database_urls[service], target) for service in DEFINITIONS]
+        ):
+            log(f"  {service}: {total:,} events ({template:,} recorded by the load, cloned) in {seconds:.1f} s")
+            generated[service] = (template, total, seconds)
+    return [measure(service, DEFINITIONS[service], database_urls[service], generated=generated[service], log=log)
+            for service in DEFINITIONS]

@@ -119,10 +119,23 @@ def render(plan: Any, machine: dict[str, str], r: dict[str, Any]) -> str:
         f" drained {_seconds(r['e2e_drain_s'])} after")
     add("")
 
+    one, two = r["replicas"][1], r["replicas"][2]
+    one_rate = one.op("contribution").accepted / one.duration_s
+    two_rate = two.op("contribution").accepted / two.duration_s
+    add(f"2b. Two API replicas of every service (round robin) against one, the same {plan.clients} clients, "
+        f"{one.duration_s:.0f} s each:")
+    add(f"   {'':30}{'one replica':>20}{'two replicas':>20}{'ratio':>8}")
+    add(f"   {'contributions accepted/s':30}{one_rate:>20.0f}{two_rate:>20.0f}{two_rate / one_rate:>8.2f}")
+    add(f"   {'contribution p50/p95/p99 ms':30}{_ms(one.op('contribution').latencies):>20}"
+        f"{_ms(two.op('contribution').latencies):>20}")
+    add(f"   (on {os.cpu_count()} cores shared by every process: a second replica adds a process, not a core)")
+    add("")
+
     ledgers = r.get("ledgers") or []
     if ledgers:
         add("3. Rebuilding projections from zero (EventStore.rebuild_projections, one transaction) and")
-        add("4. verifying every hash chain (verify_ledger), per service ledger:")
+        add("4. verifying every hash chain (verify_ledger), per service ledger (grown two services at a time")
+        add("   by cloning what the load recorded; then each rebuilt and verified alone):")
         add(f"   {'service':14}{'events':>11}{'generated':>11}{'rebuild s':>11}{'events/s':>11}{'verify s':>10}{'events/s':>11}  intact")
         for ledger in ledgers:
             add(f"   {ledger.service:14}{ledger.events:>11,}{ledger.generate_s:>10.1f}s{ledger.rebuild_s:>11.1f}"

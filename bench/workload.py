@@ -8,6 +8,7 @@ Idempotency-Key, as a bank's system would."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 import uuid
@@ -117,12 +118,21 @@ def yuan(fen: int) -> str:
 
 
 class Api:
-    """One connection pool per service, shared by every simulated bank."""
+    """One connection pool per API process, shared by every simulated bank; a service with
+    several replicas gets its requests in turn (round robin, as a load balancer would)."""
 
-    def __init__(self, bases: dict[str, str], *, connections: int, timeout_s: float = 60) -> None:
+    def __init__(self, bases: dict[str, str | list[str]], *, connections: int, timeout_s: float = 60) -> None:
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        self.clients = {service: httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout_s)
-                        for service, base in bases.items()}
+        self._replicas = {
+            service: itertools.cycle([httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout_s)
+                                      for base in ([bases] if isinstance(bases, str) else bases)])
+            for service, bases in bases.items()
+        }
+        self._clients = [next(self._replicas[service]) for service, b in bases.items()
+                         for _ in ([b] if isinstance(b, str) else b)]
+
+    def client(self, service: str) -> httpx.AsyncClient:
+        return next(self._replicas[service])
 
     async def post(self, service: str, path: str, body: dict, token: str, *, attempts: int = 3) -> httpx.Response:
         """As a bank does: a request that got no answer (a kept-alive connection the server had
@@ -130,17 +140,17 @@ class Api:
         content, sent_headers = orjson.dumps(body), headers(token)
         for attempt in range(1, attempts + 1):
             try:
-                return await self.clients[service].post(path, content=content, headers=sent_headers)
+                return await self.client(service).post(path, content=content, headers=sent_headers)
             except httpx.TransportError:
                 if attempt == attempts:
                     raise
         raise AssertionError("unreachable")
 
     async def get(self, service: str, path: str, token: str = OPERATOR) -> httpx.Response:
-        return await self.clients[service].get(path, headers={"Authorization": f"Bearer {token}"})
+        return await self.client(service).get(path, headers={"Authorization": f"Bearer {token}"})
 
     async def close(self) -> None:
-        for client in self.clients.values():
+        for client in self._clients:
             await client.aclose()
 
 
@@ -301,7 +311,7 @@ class Workload:
         return "withdrawal", "payout", "/v1/withdrawals", body, f"dev-bank-{p.bank}", lambda _r: None
 
 
-async def closed_loop(bases: dict[str, str], workload: Workload, *, clients: int, duration_s: float) -> RunStats:
+async def closed_loop(bases: dict[str, str | list[str]], workload: Workload, *, clients: int, duration_s: float) -> RunStats:
     """``clients`` banks' connections, each sending its next request as soon as the last is answered."""
     api = Api(bases, connections=clients)
     stats = RunStats()

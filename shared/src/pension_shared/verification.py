@@ -149,7 +149,7 @@ _DOCUMENT = f"""'{{' || CASE WHEN causation_id IS NULL THEN '' ELSE '"causationi
 correlation and causation left out), for events whose attributes are ``_PLAIN``."""
 
 _SCREEN = f"""
-WITH hashed AS (
+WITH hashed AS MATERIALIZED (
     SELECT stream_id, sequence, prevhash, hash,
            ({_PLAIN}) AND sha256(convert_to({_DOCUMENT}, 'UTF8')) = decode(hash, 'hex') AS hash_ok
     FROM events
