@@ -17,9 +17,15 @@ log = logging.getLogger(__name__)
 
 
 class KafkaPublisher:
+    """Publishes with an idempotent producer. After a failed publish the producer is closed and a
+    new one made for the next attempt: once its batches have expired (the broker unreachable for
+    longer than the delivery timeout), kafka-python's idempotent producer can stay wedged, every
+    later flush timing out (found by ``make chaos``). The caller publishes the same records
+    again; the consumers' inboxes drop what arrives twice."""
+
     def __init__(self, bootstrap: str, *, client_id: str = "pension", timeout_s: float = 30.0) -> None:
         self._timeout_s = timeout_s
-        self._producer = KafkaProducer(
+        self._settings = dict(
             bootstrap_servers=bootstrap,
             client_id=client_id,
             acks="all",
@@ -29,23 +35,31 @@ class KafkaPublisher:
             linger_ms=2,
             request_timeout_ms=int(timeout_s * 1000),
         )
+        self._producer: KafkaProducer | None = KafkaProducer(**self._settings)
 
     def publish(self, records: Sequence[OutgoingRecord]) -> None:
-        futures = [
-            self._producer.send(
-                r.topic, key=r.key.encode() if r.key is not None else None, value=r.value, headers=list(r.headers),
-            )
-            for r in records
-        ]
-        self._producer.flush(timeout=self._timeout_s)
+        if self._producer is None:
+            self._producer = KafkaProducer(**self._settings)
+        producer = self._producer
         try:
+            futures = [
+                producer.send(
+                    r.topic, key=r.key.encode() if r.key is not None else None, value=r.value, headers=list(r.headers),
+                )
+                for r in records
+            ]
+            producer.flush(timeout=self._timeout_s)
             for future in futures:
                 future.get(timeout=self._timeout_s)
         except KafkaError as exc:
+            log.warning("publish failed (%s); the producer is replaced for the next attempt", type(exc).__name__)
+            self._producer = None
+            producer.close(timeout=0)
             raise PublishFailed(str(exc)) from exc
 
     def close(self) -> None:
-        self._producer.close(timeout=5)
+        if self._producer is not None:
+            self._producer.close(timeout=5)
 
 
 class KafkaSubscription:
