@@ -4,6 +4,7 @@
 #   make infra-up    start local PostgreSQL (127.0.0.1:55432) and Kafka (127.0.0.1:19092)
 #   make infra-down  stop them and delete their data
 #   make bench       the benchmark of issue 7 on its own PostgreSQL + Kafka (QUICK=1: the short run)
+#   make chaos       fault injection under load, 10 min, on its own PostgreSQL + Kafka (QUICK=1: 90 s)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -17,7 +18,7 @@ export PENSION_INFRA_DIR := $(INFRA_DIR)
 
 PYTEST_ARGS ?=
 
-.PHONY: help sync run test bench tools infra-up infra-down compose-config clean
+.PHONY: help sync run test bench chaos tools infra-up infra-down compose-config clean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -34,6 +35,9 @@ test:
 
 bench:
 	scripts/bench.sh $(if $(QUICK),--quick)
+
+chaos:
+	scripts/chaos.sh $(if $(QUICK),--quick) $(CHAOS_ARGS)
 
 tools:
 	scripts/ensure-tools.sh
