@@ -9,7 +9,7 @@ import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from sqlalchemy.engine import Engine
 
@@ -61,6 +61,8 @@ class Deployment:
     partitions: int
     topic_prefix: str = ""
     """Prepended to every topic name (PENSION_TOPIC_PREFIX), for deployments sharing a cluster."""
+    embedded_log: Any = field(default=None, repr=False)
+    """The EmbeddedLog of a platform running in this process (``pension run``), to share."""
     _engines: dict[str, Engine] = field(default_factory=dict, repr=False)
     """One engine per service, made on first use: a long-lived reader (the console) asks again
     and again. Disposing one only closes its idle connections; it stays usable."""
@@ -77,7 +79,7 @@ class Deployment:
 
     def log(self) -> LogAccess:
         if self.target == "embedded":
-            return EmbeddedLogAccess(Path(self.log_location), partitions=self.partitions)
+            return EmbeddedLogAccess(Path(self.log_location), partitions=self.partitions, shared=self.embedded_log)
         if not self.log_location:
             raise DeploymentError("production target: PENSION_KAFKA_BOOTSTRAP is not set")
         return KafkaLogAccess(self.log_location)

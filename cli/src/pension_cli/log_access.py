@@ -5,9 +5,8 @@ Kafka. Operator reads never join a consumer group, so they never move anyone's o
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 
 from pension_shared.messaging import IncomingRecord, OutgoingRecord
 
@@ -30,10 +29,13 @@ class LogAccess(Protocol):
 
 
 class EmbeddedLogAccess:
-    def __init__(self, path: Path, *, partitions: int, poll_interval_s: float = 0.2) -> None:
+    def __init__(self, path: Path, *, partitions: int, poll_interval_s: float = 0.2, shared: Any = None) -> None:
+        """``shared``: the EmbeddedLog of the platform in this process, if any; following it, a
+        reader wakes as soon as something is appended instead of at the next poll."""
         from pension_shared.messaging.embedded import EmbeddedLog
 
-        self._log = EmbeddedLog(path, partitions=partitions)
+        self._log = shared or EmbeddedLog(path, partitions=partitions)
+        self._owned = shared is None
         self._poll_interval_s = poll_interval_s
 
     def end_offsets(self, topic: str) -> dict[int, int]:
@@ -65,13 +67,14 @@ class EmbeddedLogAccess:
             if not fetched:
                 if not follow:
                     return
-                time.sleep(self._poll_interval_s)
+                self._log.wait_for_append(self._poll_interval_s)
 
     def publish(self, records: Sequence[OutgoingRecord]) -> None:
         self._log.append(records)
 
     def close(self) -> None:
-        self._log.close()
+        if self._owned:
+            self._log.close()
 
 
 class KafkaLogAccess:

@@ -73,7 +73,8 @@ class Platform:
         urls = {ctx.definition.name: ctx.engine.url.render_as_string(hide_password=False) for ctx in self.contexts}
         if isinstance(self.transport, EmbeddedTransport):
             return Deployment("embedded", urls, str(settings.embedded_log_path), settings.consumer_group_prefix,
-                              partitions=self.transport.log.partitions, topic_prefix=settings.topic_prefix)
+                              partitions=self.transport.log.partitions, topic_prefix=settings.topic_prefix,
+                              embedded_log=self.transport.log)
         return Deployment("production", urls, settings.kafka_bootstrap or "", settings.consumer_group_prefix,
                           partitions=settings.topic_partitions, topic_prefix=settings.topic_prefix)
 
