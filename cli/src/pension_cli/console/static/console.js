@@ -3,7 +3,9 @@
 
 const KEPT_ROWS = 200;
 const CONSUMERS_EVERY_MS = 5000;
-const seen = new Set();
+const SEEN_KEPT = 2000;
+const seen = new Set();  // ids shown lately: a reconnected stream sends the kept events again
+let shown = 0;
 let stream = null;
 let consumersTimer = null;
 
@@ -112,6 +114,8 @@ function watchEvents() {
 function showEvent(record) {
   if (seen.has(record.id)) return;
   seen.add(record.id);
+  shown += 1;
+  if (seen.size > SEEN_KEPT) seen.delete(seen.values().next().value);  // the oldest first
   const summary = record.summary;
   const row = summary
     ? el("tr", { class: "fresh", "data-id": record.id, "data-name": summary.name, "data-subject": summary.subject },
@@ -123,7 +127,7 @@ function showEvent(record) {
   const rows = $("live-rows");
   rows.prepend(row);
   while (rows.children.length > KEPT_ROWS) rows.lastElementChild.remove();
-  $("live-count").textContent = `${seen.size} seen`;
+  $("live-count").textContent = `${shown} seen`;
 }
 
 // -- consumers and dead letters ----------------------------------------------------------------
