@@ -7,7 +7,8 @@ console``, an operator process configured like every other operator command (the
 databases and the log, see ``deployment.py``). Everything it shows is computed by the code of
 the operator commands; it only serves it. Verification, reconciliation and the monthly figures
 read whole ledgers, so they run when an operator asks and the latest result is kept with its
-time; the page never recomputes them by loading.
+time; loading the page shows what is kept (it asks for the monthly figures only when none were
+computed yet).
 
 Routes are for the page only and left out of the OpenAPI document (the institutions' contract).
 The page and its script are public; every data route needs the operator role, by bearer token or
