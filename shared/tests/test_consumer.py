@@ -169,6 +169,37 @@ def test_a_database_outage_is_not_the_messages_fault_it_is_redelivered_not_dead_
     assert dead_letters(log) == []
 
 
+def test_a_database_outage_while_the_broker_is_gone_too_loses_nothing(tally: TallyService, log: EmbeddedLog) -> None:
+    """Found by ``make chaos``: when the database failed mid-batch and the offset commit failed
+    as well, the rest of the batch was never sought back, so the consumer went on past it."""
+    events = [tally.add("P1", n)[0] for n in (1, 2, 3)]
+    log.publisher().publish([OutgoingRecord(TOPIC, "P1", e.to_json()) for e in events])
+    outage = {"on": True}
+
+    def fragile(conn: Connection, e: Envelope) -> None:
+        if outage["on"] and e.data["amount"] == 2:
+            raise OperationalError("UPDATE tally_received", {}, Exception("server closed the connection"))
+        receive(conn, e)
+
+    consumer = consumer_for(log, tally, {ADDED: fragile})
+    subscription = consumer._subscription
+    commit = subscription.commit
+
+    def broker_gone(records) -> None:  # noqa: ANN001
+        if outage["on"]:
+            raise ConnectionError("the broker is unreachable")
+        commit(records)
+
+    subscription.commit = broker_gone
+    with pytest.raises(InfrastructureUnavailable):
+        consumer.consume_once(timeout_s=0.1)
+    outage["on"] = False
+    drain(consumer)
+    with tally.engine.connect() as conn:
+        assert received(conn) == {"P1": (6, 3)}
+    assert dead_letters(log) == []
+
+
 def test_the_consumer_reads_old_event_versions_through_upcasters(tally: TallyService, log: EmbeddedLog) -> None:
     [event] = tally.add("P1", 5)
     log.publisher().publish([OutgoingRecord(TOPIC, "P1", event.to_json())])

@@ -78,10 +78,15 @@ class InboxConsumer:
             for start in range(0, len(records), self._batch_size):
                 self._apply_batch(records[start:start + self._batch_size], counts, done)
         except Exception:
-            # Whatever stopped the batch (the database gone, the DLQ unpublishable), keep what
-            # was committed and make the rest come back: the log has already moved past them.
-            self._subscription.commit(done)
+            # Whatever stopped the batch (the database gone, the DLQ unpublishable), make the
+            # rest come back (the log has already moved past them), then keep what was applied.
+            # The seek comes first: when the broker is gone too, the commit fails, and had it
+            # come first the rest would have been skipped for good (found by ``make chaos``).
             self._seek_back(records[len(done):])
+            try:
+                self._subscription.commit(done)
+            except Exception:  # committed with a later batch; a redelivery meanwhile is a duplicate
+                log.warning("consumer %s: could not commit the offsets of %d applied record(s)", self.name, len(done))
             raise
         self._subscription.commit(done)
         return Outcome(**counts)

@@ -105,7 +105,10 @@ class KafkaSubscription:
             tp = TopicPartition(r.topic, r.partition)
             lowest[tp] = min(lowest.get(tp, r.offset), r.offset)
         for tp, offset in lowest.items():
-            self._consumer.seek(tp, offset)
+            try:
+                self._consumer.seek(tp, offset)
+            except Exception:  # no longer assigned here: its new owner starts from the committed offset
+                log.warning("could not seek %s[%d] back to %d: not assigned any more", tp.topic, tp.partition, offset)
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)
