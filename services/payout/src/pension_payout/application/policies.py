@@ -66,9 +66,12 @@ def policies(store: EventStore) -> dict[str, Policy]:
                                              "condition": source.data["condition"]})
 
     def fund_account_opened(conn: Connection, source: Envelope) -> None:
+        """Noted even before the participant's registration: the two come on different topics,
+        which are not ordered with each other, and the payee's state does not depend on the order."""
         data = source.data
         note(conn, source, FUND_ACCOUNT_NOTED, {"participant_id": source.subject, "fund_account_id": data["fund_account_id"],
-                                                "bank_code": data["bank_code"], "branch_city": data["branch_city"]})
+                                                "bank_code": data["bank_code"], "branch_city": data["branch_city"]},
+             require_known=False)
 
     def participant_died(conn: Connection, source: Envelope) -> None:
         """Death opens the inheritance (A-INH-1): the whole balance, holdings redeemed, goes to the
