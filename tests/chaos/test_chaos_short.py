@@ -1,8 +1,8 @@
 """The short form of ``make chaos`` (issue 8): the same harness, ``scripts/chaos.sh --quick``,
 on a PostgreSQL and a Kafka of its own (it restarts them, so it cannot use the suite's), on
-private ports and in a directory of its own under the infra directory (not pytest's temporary
-directory: pytest deletes old ones while a concurrent session may still run): about a minute and a half of load with every kind of
-fault injected twice, then zero violations of the invariants."""
+private ports, in a directory of its own under the infra directory (not pytest's temporary
+directory: pytest deletes old ones while a concurrent session may still use them). About a
+minute and a half of load with every kind of fault injected twice, then zero violations."""
 
 from __future__ import annotations
 
