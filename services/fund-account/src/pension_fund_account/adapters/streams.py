@@ -7,6 +7,7 @@ from typing import Any, Mapping
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from pension_fund_account.adapters.tables import fund_accounts
 from pension_shared.ledger import Stream
 from pension_shared.schema import stream_heads
 
@@ -21,3 +22,11 @@ def lock_stream(conn: Connection, stream_id: str) -> None:
     queue instead of racing, so 50 at once do not exhaust the optimistic retries; the expected
     version check at append stays the guarantee."""
     conn.execute(sa.select(stream_heads.c.version).where(stream_heads.c.stream_id == stream_id).with_for_update())
+
+
+def participant_of_account(conn: Connection, fund_account_id: str) -> str | None:
+    """The participant a fund account belongs to, from the read model kept in the same
+    transaction as the events (a fund account's participant never changes)."""
+    return conn.execute(
+        sa.select(fund_accounts.c.participant_id).where(fund_accounts.c.fund_account_id == fund_account_id)
+    ).scalar_one_or_none()

@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 
 from sqlalchemy.engine import Connection
 
-from pension_fund_account.adapters.streams import lock_stream, named_events
+from pension_fund_account.adapters.streams import lock_stream, named_events, participant_of_account
 from pension_fund_account.application.commands import (
     Contribute, CreditIncome, ListProduct, OpenFundAccount, PurchaseProduct, RedeemProduct, RequestBankChange,
 )
@@ -41,9 +41,12 @@ def open_fund_account(conn: Connection, store: EventStore, cmd: OpenFundAccount,
 def contribute(conn: Connection, store: EventStore, cmd: Contribute, meta: Metadata) -> Mapping[str, Any]:
     """Both streams in one transaction, each at its expected version: never a fen over the cap
     across banks, never a contribution lost to a race."""
-    stream, account = _held_account(conn, store, cmd.fund_account_id, cmd.bank_code)
-    participant_id = account.participant_id
-    assert participant_id is not None
+    # The account's participant never changes: read it from the read model, lock the person,
+    # then load the account once, under the lock.
+    participant_id = participant_of_account(conn, cmd.fund_account_id)
+    if participant_id is None:  # no such account: refused as the aggregate refuses it
+        _held_account(conn, store, cmd.fund_account_id, cmd.bank_code)
+        raise AssertionError(f"fund account {cmd.fund_account_id} has no read model row but exists")
     lock_stream(conn, participant_stream(participant_id))
     participant = store.load(conn, participant_stream(participant_id))
     stream, account = _held_account(conn, store, cmd.fund_account_id, cmd.bank_code)
