@@ -286,3 +286,15 @@ def test_the_position_a_command_reports_is_that_of_its_own_last_event(tally) -> 
     assert all(e.position > mine[-1].position for e in later)
     with tally.engine.begin() as conn:  # a new transaction that appended nothing sees the newest
         assert tally.store.head_position(conn) == (later[-1].position if later else 3)
+
+
+def test_appending_after_the_head_of_an_existing_stream_chains_on_its_last_event(tally) -> None:  # noqa: ANN001
+    first = tally.add("P1", 1, times=2)
+    with tally.engine.begin() as conn:
+        [recorded] = tally.store.append_to_existing(conn, stream_of("P1"), [added("P1", 9)], meta())
+        with pytest.raises(LookupError):
+            tally.store.append_to_existing(conn, stream_of("NOBODY"), [added("NOBODY", 1)], meta())
+    assert (recorded.sequence, recorded.prevhash) == (3, first[-1].hash)
+    with tally.engine.connect() as conn:
+        assert verify_ledger(conn).intact
+    assert tally.totals()["P1"] == (11, 3)

@@ -105,6 +105,20 @@ class EventStore:
             )
         return self._record(conn, stream_id, expected_version, prevhash, new_events, meta)
 
+    def append_to_existing(
+        self, conn: Connection, stream_id: str, new_events: Sequence[NewEvent], meta: Metadata,
+    ) -> list[Envelope]:
+        """Append after whatever the stream holds, for a writer whose decision does not depend
+        on the stream's content (recording what another service reported): the head is read
+        instead of the whole stream. Raises ``LookupError`` if the stream has no events; the
+        head's versioned write still refuses a concurrent writer (``ConcurrencyConflict``)."""
+        head = conn.execute(
+            sa.select(stream_heads.c.version, stream_heads.c.head_hash).where(stream_heads.c.stream_id == stream_id)
+        ).one_or_none()
+        if head is None:
+            raise LookupError(f"stream {stream_id} has no events")
+        return self._record(conn, stream_id, head.version, head.head_hash, new_events, meta)
+
     def append_to(self, conn: Connection, stream: Stream, new_events: Sequence[NewEvent], meta: Metadata) -> list[Envelope]:
         """``append`` after a stream loaded in this transaction, without reading its head again:
         the head's hash is the hash of the stream's last event. The head's versioned write still

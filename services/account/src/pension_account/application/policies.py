@@ -39,10 +39,18 @@ def _participant(store: EventStore, conn: Connection, source: Envelope) -> Strea
 def _record(
     store: EventStore, conn: Connection, source: Envelope, name: str, data: dict[str, Any], stream: Stream | None = None,
 ) -> None:
-    stream = stream or _participant(store, conn, source)
+    """Record what another service reported on the participant's stream: after the stream the
+    caller loaded to decide, else after its head (the record does not depend on the history)."""
     meta = Metadata(time=source.time, correlation_id=source.correlationid, causation_id=source.id)
     cited = {**data, "source_event": {"id": source.id, "type": source.type, "source": source.source}}
-    store.append(conn, stream.stream_id, stream.version, [NewEvent(name, cited, subject=source.subject)], meta)
+    recorded = [NewEvent(name, cited, subject=source.subject)]
+    if stream is not None:
+        store.append(conn, stream.stream_id, stream.version, recorded, meta)
+        return
+    try:
+        store.append_to_existing(conn, participant_stream(source.subject), recorded, meta)
+    except LookupError:
+        raise LookupError(f"participant {source.subject} is not registered on the platform") from None
 
 
 def policies(store: EventStore) -> dict[str, Policy]:
