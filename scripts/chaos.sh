@@ -3,9 +3,11 @@
 #   uv + workspace -> a PostgreSQL and a Kafka of its own on loopback (the broker with one proxied
 #   listener per service) -> python -m chaos, which restarts both many times -> stop both.
 #
-# Its servers live under ${PENSION_CHAOS_INFRA_DIR:-<infra>/chaos} on 127.0.0.1:${PENSION_CHAOS_PG_PORT:-55590}
-# and 127.0.0.1:${PENSION_CHAOS_KAFKA_PORT:-19290} (the broker also listens on the next five ports, and the
+# Its servers live under ${PENSION_CHAOS_INFRA_DIR:-<infra>/chaos} on 127.0.0.1:${PENSION_CHAOS_PG_PORT:-29590}
+# and 127.0.0.1:${PENSION_CHAOS_KAFKA_PORT:-29290} (the broker also listens on the next five ports, and the
 # services' proxies on the five after), so it never touches the test, development or benchmark servers.
+# The ports lie below Linux's ephemeral range (32768-60999): while a server restarts, its ports are
+# free, and no outgoing connection may take one of them meanwhile.
 # Arguments are passed to `python -m chaos` (see `python -m chaos --help`).
 set -euo pipefail
 
@@ -13,8 +15,8 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 MAIN_INFRA="${PENSION_INFRA_DIR:-$REPO/.infra}"
 CHAOS_INFRA="${PENSION_CHAOS_INFRA_DIR:-$MAIN_INFRA/chaos}"
-PG_PORT="${PENSION_CHAOS_PG_PORT:-55590}"
-KAFKA_PORT="${PENSION_CHAOS_KAFKA_PORT:-19290}"
+PG_PORT="${PENSION_CHAOS_PG_PORT:-29590}"
+KAFKA_PORT="${PENSION_CHAOS_KAFKA_PORT:-29290}"
 # A shared machine can be slow to start a JVM.
 export PENSION_KAFKA_START_TIMEOUT="${PENSION_KAFKA_START_TIMEOUT:-300}"
 
