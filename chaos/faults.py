@@ -189,16 +189,27 @@ class Injector:
                     return False, "the process was not running"
             return True, ""
         if kind == "kafka restart":
-            return _script("kafka.sh", "restart")
+            return _bring_back(_script("kafka.sh", "restart"), lambda: _script("kafka.sh", "restart"))
         if kind == "postgres restart":
             mode = "immediate" if self.counts()["postgres restart"] % 2 else "fast"
-            ok, note = _script("postgres.sh", "restart", mode)
+            ok, note = _bring_back(_script("postgres.sh", "restart", mode), lambda: _script("postgres.sh", "restart", mode))
             return ok, note or mode
         proxy = self.proxies[target]
         proxy.cut()
         self._stop.wait(self.random.uniform(*self.cut_s))
         proxy.heal()
         return True, ""
+
+
+def _bring_back(outcome: tuple[bool, str], again: Callable[[], tuple[bool, str]], attempts: int = 5) -> tuple[bool, str]:
+    """A restart that failed is not a fault injected, and the server must not stay down: try again."""
+    ok, note = outcome
+    for _ in range(attempts):
+        if ok:
+            break
+        time.sleep(2)
+        ok, _ = again()
+    return outcome[0], note
 
 
 def _script(name: str, *args: str) -> tuple[bool, str]:
