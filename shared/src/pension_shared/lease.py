@@ -31,6 +31,7 @@ class Lease:
         self._key = lock_key(name)
         self._conn: Connection | None = None
         self._exclusive = engine.dialect.name == "postgresql"
+        self._standing_by = False
 
     @property
     def held(self) -> bool:
@@ -54,8 +55,12 @@ class Lease:
             raise
         if not got:
             conn.close()
+            if not self._standing_by:
+                log.info("lease %s is held by another process; standing by", self._name)
+                self._standing_by = True
             return False
         log.info("lease %s acquired", self._name)
+        self._standing_by = False
         self._conn = conn
         return True
 
