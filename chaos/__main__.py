@@ -47,7 +47,7 @@ class Plan:
     race_every_s: float
 
 
-FULL = Plan("full", duration_s=600, faults=30, participants=240, cap_pool=25, withdrawers=40, clients=12, race_every_s=3)
+FULL = Plan("full", duration_s=600, faults=30, participants=240, cap_pool=25, withdrawers=40, clients=6, race_every_s=3)
 QUICK = Plan("quick", duration_s=90, faults=2, participants=50, cap_pool=6, withdrawers=6, clients=4, race_every_s=3)
 
 
@@ -130,7 +130,8 @@ def _run(plan: Plan, cluster: Cluster, supervisor: Supervisor, proxies: dict[str
     log(f"load done after {load_s:.0f} s")
     injector.stop()
     t0 = time.monotonic()
-    caught_up = catch_up(cluster, supervisor, sampler)
+    # After a long run on a busy machine the consumers may have much to catch up on.
+    caught_up = catch_up(cluster, supervisor, sampler, timeout_s=max(600.0, 1.5 * load_s))
     catch_up_s = time.monotonic() - t0
     sampler.close()
     log(f"caught up in {catch_up_s:.0f} s" if caught_up is None else f"NOT caught up: {caught_up}")
