@@ -123,13 +123,13 @@ class Api:
 
     def __init__(self, bases: dict[str, str | list[str]], *, connections: int, timeout_s: float = 60) -> None:
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-        self._replicas = {
-            service: itertools.cycle([httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout_s)
-                                      for base in ([bases] if isinstance(bases, str) else bases)])
-            for service, bases in bases.items()
+        clients = {
+            service: [httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout_s)
+                      for base in ([replicas] if isinstance(replicas, str) else replicas)]
+            for service, replicas in bases.items()
         }
-        self._clients = [next(self._replicas[service]) for service, b in bases.items()
-                         for _ in ([b] if isinstance(b, str) else b)]
+        self._clients = [client for replicas in clients.values() for client in replicas]
+        self._replicas = {service: itertools.cycle(replicas) for service, replicas in clients.items()}
 
     def client(self, service: str) -> httpx.AsyncClient:
         return next(self._replicas[service])
