@@ -303,3 +303,40 @@ def test_a_failure_to_dead_letter_loses_no_message(tally: TallyService, tmp_path
     # and the group's committed offset is past everything
     assert log.committed("c", TOPIC) == {0: 4}
     log.close()
+
+
+def test_a_batch_that_applies_cleanly_takes_one_transaction_and_no_savepoint(tally: TallyService, log: EmbeddedLog) -> None:
+    for n in range(20):
+        tally.add(f"P{n % 5}", n + 1)
+    OutboxRelay(tally.engine, log.publisher()).relay_once()
+    statements: list[str] = []
+    commits: list[None] = []
+    sa.event.listen(tally.engine, "before_cursor_execute", lambda _c, _cur, statement, *_: statements.append(statement))
+    sa.event.listen(tally.engine, "commit", lambda _conn: commits.append(None))
+    assert drain(consumer_for(log, tally))["processed"] == 20
+    assert not [s for s in statements if "SAVEPOINT" in s.upper()]
+    assert len(commits) <= 3  # one per partition's batch at most (3 partitions), not one per record
+    expected = tally.totals()
+    with tally.engine.connect() as conn:
+        assert received(conn) == expected
+
+
+def test_a_batch_with_a_failing_record_is_applied_again_record_by_record(tally: TallyService, log: EmbeddedLog) -> None:
+    """The first pass without savepoints is rolled back whole; the careful pass applies every
+    other record exactly once and parks the failing one."""
+    events = [tally.add("P1", n)[0] for n in (1, 2, 3, 4)]
+    log.publisher().publish([OutgoingRecord(TOPIC, "P1", e.to_json()) for e in events])
+    calls: dict[int, int] = {}
+
+    def failing_on_3(conn: Connection, e: Envelope) -> None:
+        calls[e.data["amount"]] = calls.get(e.data["amount"], 0) + 1
+        if e.data["amount"] == 3:
+            raise ValueError("no such account")
+        receive(conn, e)
+
+    totals = drain(consumer_for(log, tally, {ADDED: failing_on_3}))
+    assert (totals["processed"], totals["dead_lettered"], totals["duplicates"]) == (3, 1, 0)
+    with tally.engine.connect() as conn:
+        assert received(conn) == {"P1": (7, 3)}
+    assert [letter["event_id"] for letter in dead_letters(log)] == [events[2].id]
+    assert calls[3] == 1 + 3  # once as it came, then the careful pass's three attempts

@@ -2,10 +2,12 @@
 
 For each record: the inbox row and the handler's effects are written together (a duplicate
 delivery finds its inbox row and is skipped), and the offset is committed to the log only after
-they are. Records are applied in batches, one transaction per batch and a savepoint per record:
-one commit (one WAL flush) for many records, while a record that fails takes back only its own
-writes. When a batch stops midway, what came before the failing record is committed and the
-rest redelivered. A message that cannot be parsed, or whose handler keeps
+they are. Records are applied in batches, one transaction per batch: one commit (one WAL flush)
+for many records. A batch is first applied as it comes, without savepoints (two round trips
+fewer per record); if any record of it fails, that transaction is rolled back whole and the batch
+applied again carefully, a savepoint per record, so a record that fails takes back only its own
+writes. When a careful batch stops midway, what came before the failing record is committed and
+the rest redelivered. A message that cannot be parsed, or whose handler keeps
 failing, is parked in ``<topic>.dlq`` with its error and its offset committed, so it does not
 block other participants' messages. Infrastructure failures (the database unreachable) are not
 the message's fault: the batch is redelivered later instead of being dead-lettered."""
@@ -41,6 +43,10 @@ class Outcome:
     duplicates: int = 0
     ignored: int = 0
     dead_lettered: int = 0
+
+
+class _NeedsCare(Exception):
+    """A record the batch cannot apply as it comes (a message to park)."""
 
 
 class InfrastructureUnavailable(RuntimeError):
@@ -92,6 +98,39 @@ class InboxConsumer:
         return Outcome(**counts)
 
     def _apply_batch(self, batch: Sequence[IncomingRecord], counts: dict[str, int], done: list[IncomingRecord]) -> None:
+        handled = self._apply_as_it_comes(batch)
+        if handled is None:
+            self._apply_carefully(batch, counts, done)
+            return
+        for record, outcome in handled:
+            counts[outcome] += 1
+            done.append(record)
+
+    def _apply_as_it_comes(self, batch: Sequence[IncomingRecord]) -> list[tuple[IncomingRecord, str]] | None:
+        """The batch in one transaction without savepoints, or ``None`` (nothing applied) when a
+        record of it cannot be applied so: it fails, or is to be parked, or the database fails."""
+        handled: list[tuple[IncomingRecord, str]] = []
+        try:
+            with self._engine.begin() as conn:
+                for record in batch:
+                    try:
+                        envelope = self._upcasters.upcast(parse_cloudevent(record.value))
+                    except Exception:  # malformed, or its upcaster fails: the careful path parks it
+                        raise _NeedsCare from None
+                    correlation = correlation_id.set(envelope.correlationid)
+                    try:
+                        handled.append((record, self._apply(conn, record, envelope, self._policies.get(envelope.type))))
+                    finally:
+                        correlation_id.reset(correlation)
+        except _NeedsCare:
+            return None
+        except Exception as exc:  # the careful path tells the message's fault from the database's
+            log.info("consumer %s: a batch of %d failed (%s); applying it record by record",
+                     self.name, len(batch), type(exc).__name__)
+            return None
+        return handled
+
+    def _apply_carefully(self, batch: Sequence[IncomingRecord], counts: dict[str, int], done: list[IncomingRecord]) -> None:
         """The batch in one transaction, each record in its own savepoint. A record that raises
         ends the batch: the records before it are committed, then the error goes on."""
         handled: list[tuple[IncomingRecord, str]] = []
