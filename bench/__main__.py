@@ -36,8 +36,8 @@ class Plan:
 
 FULL = Plan("full", participants=600, withdrawers=20, clients=16, duration_s=60, e2e_rate=300, e2e_duration_s=30,
             e2e_track_every=10, ledger_events=1_000_000, replicas_duration_s=30)
-QUICK = Plan("quick", participants=300, withdrawers=5, clients=16, duration_s=15, e2e_rate=100, e2e_duration_s=10,
-             e2e_track_every=4, ledger_events=100_000, replicas_duration_s=10)
+QUICK = Plan("quick", participants=200, withdrawers=4, clients=16, duration_s=10, e2e_rate=100, e2e_duration_s=8,
+             e2e_track_every=4, ledger_events=60_000, replicas_duration_s=6)
 MIX = {"contribution": 0.90, "purchase": 0.05, "registration": 0.03, "withdrawal": 0.02}
 
 
