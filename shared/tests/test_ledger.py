@@ -298,3 +298,19 @@ def test_appending_after_the_head_of_an_existing_stream_chains_on_its_last_event
     with tally.engine.connect() as conn:
         assert verify_ledger(conn).intact
     assert tally.totals()["P1"] == (11, 3)
+
+
+def test_events_appended_together_take_positions_and_outbox_rows_in_sequence_order(tally: TallyService) -> None:
+    with tally.engine.begin() as conn:
+        recorded = tally.store.append(conn, "tally-P1", 0, [added("P1", n) for n in range(1, 6)], meta())
+    assert [e.sequence for e in recorded] == [1, 2, 3, 4, 5]
+    assert [e.position for e in recorded] == sorted(e.position for e in recorded)
+    with tally.engine.connect() as conn:
+        stored = conn.execute(sa.select(events.c.event_id, events.c.position).order_by(events.c.sequence)).all()
+        published = conn.execute(sa.select(outbox.c.event_id).order_by(outbox.c.id)).scalars().all()
+    assert [(r.event_id, r.position) for r in stored] == [(e.id, e.position) for e in recorded]
+    assert published == [e.id for e in recorded]
+    # A stale append writes nothing: no event, no head move, no outbox row.
+    with pytest.raises(ConcurrencyConflict), tally.engine.begin() as conn:
+        tally.store.append(conn, "tally-P1", 3, [added("P1", 9), added("P1", 10)], meta())
+    assert tally.count(events) == tally.count(outbox) == 5

@@ -7,6 +7,7 @@ rebuildable from zero)."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
@@ -94,9 +95,7 @@ class EventStore:
         transaction must then be rolled back."""
         if not new_events:
             return []
-        head = conn.execute(
-            sa.select(stream_heads.c.version, stream_heads.c.head_hash).where(stream_heads.c.stream_id == stream_id)
-        ).one_or_none()
+        head = conn.execute(_SELECT_HEAD, {"stream_id": stream_id}).one_or_none()
         current_version, prevhash = (head.version, head.head_hash) if head else (0, None)
         if current_version != expected_version:
             raise ConcurrencyConflict(
@@ -112,9 +111,7 @@ class EventStore:
         on the stream's content (recording what another service reported): the head is read
         instead of the whole stream. Raises ``LookupError`` if the stream has no events; the
         head's versioned write still refuses a concurrent writer (``ConcurrencyConflict``)."""
-        head = conn.execute(
-            sa.select(stream_heads.c.version, stream_heads.c.head_hash).where(stream_heads.c.stream_id == stream_id)
-        ).one_or_none()
+        head = conn.execute(_SELECT_HEAD, {"stream_id": stream_id}).one_or_none()
         if head is None:
             raise LookupError(f"stream {stream_id} has no events")
         return self._record(conn, stream_id, head.version, head.head_hash, new_events, meta)
@@ -148,16 +145,19 @@ class EventStore:
             recorded.append(envelope)
             prevhash = envelope.hash
         try:
-            self._write_head(conn, stream_id, expected_version, sequence, prevhash)
-            positions = self._insert_events(conn, recorded)
+            if conn.dialect.name == "postgresql":
+                positions = self._write_in_one_statement(conn, stream_id, expected_version, recorded)
+            else:
+                self._write_head(conn, stream_id, expected_version, sequence, prevhash)
+                positions = self._insert_events(conn, recorded)
+                conn.execute(
+                    outbox.insert(),
+                    [{"event_id": e.id, "topic": self.topic, "key": e.subject, "payload": e.to_json()} for e in recorded],
+                )
         except IntegrityError as exc:
             raise ConcurrencyConflict(f"stream {stream_id} was appended to concurrently", stream_id=stream_id) from exc
         recorded = [_with_position(e, p) for e, p in zip(recorded, positions)]
         conn.info[_LAST_APPENDED] = (conn.get_transaction(), positions[-1])
-        conn.execute(
-            outbox.insert(),
-            [{"event_id": e.id, "topic": self.topic, "key": e.subject, "payload": e.to_json()} for e in recorded],
-        )
         for envelope in recorded:
             self._project(conn, envelope)
         for observe in self.observers:
@@ -175,6 +175,28 @@ class EventStore:
         )
         if updated.rowcount != 1:
             raise ConcurrencyConflict(f"stream {stream_id} moved past version {expected}", stream_id=stream_id)
+
+    def _write_in_one_statement(
+        self, conn: Connection, stream_id: str, expected: int, recorded: Sequence[Envelope],
+    ) -> list[int]:
+        """The head, the events and their outbox rows in one round trip (PostgreSQL): the
+        events are inserted only if the head moved from ``expected`` (else nothing is written
+        and the writer that got there first wins), the outbox rows only for the events."""
+        params: dict[str, Any] = {"stream_id": stream_id, "expected": expected, "version": recorded[-1].sequence,
+                                  "head_hash": recorded[-1].hash, "topic": self.topic}
+        for i, e in enumerate(recorded):
+            params.update({
+                f"event_id_{i}": e.id, f"sequence_{i}": e.sequence, f"type_{i}": e.type, f"source_{i}": e.source,
+                f"subject_{i}": e.subject, f"time_{i}": e.time,
+                f"data_{i}": orjson.dumps(e.data, option=orjson.OPT_SORT_KEYS).decode(),
+                f"correlation_id_{i}": e.correlationid, f"causation_id_{i}": e.causationid,
+                f"prevhash_{i}": e.prevhash, f"hash_{i}": e.hash, f"payload_{i}": e.to_json(),
+            })
+        rows = conn.execute(_append_statement(len(recorded), new_stream=expected == 0), params).all()
+        if len(rows) != len(recorded):
+            raise ConcurrencyConflict(f"stream {stream_id} moved past version {expected}", stream_id=stream_id)
+        position_of = {row.event_id: row.position for row in rows}
+        return [position_of[e.id] for e in recorded]
 
     def _insert_events(self, conn: Connection, recorded: Sequence[Envelope]) -> list[int]:
         rows = [
@@ -197,9 +219,7 @@ class EventStore:
     # -- reading -------------------------------------------------------------------------
 
     def load(self, conn: Connection, stream_id: str) -> Stream:
-        rows = conn.execute(
-            sa.select(events).where(events.c.stream_id == stream_id).order_by(events.c.sequence)
-        ).all()
+        rows = conn.execute(_SELECT_STREAM, {"stream_id": stream_id}).all()
         loaded = [self.upcasters.upcast(_envelope(row)) for row in rows]
         return Stream(stream_id, loaded[-1].sequence if loaded else 0, loaded)
 
@@ -281,6 +301,50 @@ def _envelope_of_tuple(row: tuple) -> Envelope:
     id_, source, type_, time, subject, streamid, sequence, data, prevhash, hash_, correlation, causation, position = row
     return Envelope(id_, source, type_, time, subject, streamid, sequence, orjson.loads(data), prevhash, hash_,
                     correlation, causation, position)
+
+
+# Built once: building a statement (and its cache key) costs more Python than running it.
+_SELECT_HEAD = sa.select(stream_heads.c.version, stream_heads.c.head_hash).where(
+    stream_heads.c.stream_id == sa.bindparam("stream_id"))
+_SELECT_STREAM = sa.select(events).where(events.c.stream_id == sa.bindparam("stream_id")).order_by(events.c.sequence)
+
+_EVENT_COLUMNS = (
+    ("event_id", "varchar"), ("sequence", "integer"), ("type", "varchar"), ("source", "varchar"),
+    ("subject", "varchar"), ("time", "varchar"), ("data", "text"), ("correlation_id", "varchar"),
+    ("causation_id", "varchar"), ("prevhash", "varchar"), ("hash", "varchar"), ("payload", "bytea"),
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _append_statement(count: int, *, new_stream: bool) -> sa.TextClause:
+    """``EventStore._write_in_one_statement``'s SQL for ``count`` events: data-modifying CTEs,
+    the events inserted in sequence order (so positions follow sequences) only if the head was
+    written, the outbox rows only for the events inserted."""
+    head = (
+        "INSERT INTO stream_heads (stream_id, version, head_hash) "
+        "VALUES (CAST(:stream_id AS varchar), CAST(:version AS integer), CAST(:head_hash AS varchar)) RETURNING stream_id"
+        if new_stream else
+        "UPDATE stream_heads SET version = CAST(:version AS integer), head_hash = CAST(:head_hash AS varchar) "
+        "WHERE stream_id = CAST(:stream_id AS varchar) AND version = CAST(:expected AS integer) RETURNING stream_id"
+    )
+    values = ", ".join(
+        "(" + ", ".join([str(i), *(f"CAST(:{name}_{i} AS {kind})" for name, kind in _EVENT_COLUMNS)]) + ")"
+        for i in range(count)
+    )
+    names = ", ".join(name for name, _ in _EVENT_COLUMNS)
+    columns = "event_id, stream_id, sequence, type, source, subject, time, data, correlation_id, causation_id, prevhash, hash"
+    return sa.text(
+        f"WITH head AS ({head}), "
+        f"new_events (ordinal, {names}) AS (VALUES {values}), "
+        f"inserted AS (INSERT INTO events ({columns}) "
+        f"SELECT n.event_id, head.stream_id, n.sequence, n.type, n.source, n.subject, n.time, n.data, "
+        f"n.correlation_id, n.causation_id, n.prevhash, n.hash FROM head CROSS JOIN new_events n ORDER BY n.ordinal "
+        f"RETURNING event_id, position), "
+        f"published AS (INSERT INTO outbox (event_id, topic, key, payload) "
+        f"SELECT n.event_id, CAST(:topic AS varchar), n.subject, n.payload FROM inserted JOIN new_events n USING (event_id) "
+        f"ORDER BY inserted.position) "
+        f"SELECT event_id, position FROM inserted"
+    )
 
 
 def _with_position(envelope: Envelope, position: int) -> Envelope:
