@@ -14,12 +14,13 @@ the message's fault: the batch is redelivered later instead of being dead-letter
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import orjson
 from sqlalchemy.engine import Connection, Engine
@@ -119,7 +120,9 @@ class InboxConsumer:
                         raise _NeedsCare from None
                     correlation = correlation_id.set(envelope.correlationid)
                     try:
-                        handled.append((record, self._apply(conn, record, envelope, self._policies.get(envelope.type))))
+                        outcome = self._apply(conn, record, envelope, self._policies.get(envelope.type))
+                        log.debug("consumer %s: %s %s %s", self.name, envelope.type, envelope.id, outcome)
+                        handled.append((record, outcome))
                     finally:
                         correlation_id.reset(correlation)
         except _NeedsCare:
@@ -197,12 +200,10 @@ class InboxConsumer:
         return "dead_lettered"
 
     def _apply(self, conn: Connection, record: IncomingRecord, envelope: Envelope, policy: Policy | None) -> str:
-        claimed = conn.execute(
-            insert_ignoring_duplicates(conn, inbox)
-            .values(consumer=self.name, event_id=envelope.id, topic=record.topic, partition=record.partition,
-                    offset=record.offset)
-            .returning(inbox.c.event_id)
-        ).first()
+        claimed = conn.execute(_inbox_claim(conn.dialect.name), {
+            "consumer": self.name, "event_id": envelope.id, "topic": record.topic, "partition": record.partition,
+            "offset": record.offset,
+        }).first()
         if claimed is None:
             return "duplicates"
         if policy is None:
@@ -238,6 +239,12 @@ class InboxConsumer:
 
     def close(self) -> None:
         self._subscription.close()
+
+
+@functools.lru_cache(maxsize=None)
+def _inbox_claim(dialect: str) -> Any:
+    """INSERT INTO inbox ... ON CONFLICT DO NOTHING RETURNING event_id, built once per dialect."""
+    return insert_ignoring_duplicates(dialect, inbox).returning(inbox.c.event_id)
 
 
 def _is_infrastructure_failure(exc: Exception) -> bool:
