@@ -45,11 +45,12 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
-def insert_ignoring_duplicates(conn: sa.Connection, table: sa.Table) -> Any:
+def insert_ignoring_duplicates(dialect: sa.Connection | str, table: sa.Table) -> Any:
     """INSERT ... ON CONFLICT (primary key) DO NOTHING: with RETURNING it tells in one round trip
     whether the row was new, where a savepoint around a plain INSERT takes three. A concurrent
-    insert of the same key waits for the other transaction, then inserts nothing."""
-    if conn.dialect.name == "postgresql":
+    insert of the same key waits for the other transaction, then inserts nothing. ``dialect``:
+    the connection it runs on, or its dialect's name."""
+    if (dialect if isinstance(dialect, str) else dialect.dialect.name) == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert

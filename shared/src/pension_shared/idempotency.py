@@ -7,6 +7,7 @@ A different body under the same key is refused with IDEMPOTENCY_KEY_REUSED."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -72,9 +73,7 @@ class CommandRunner:
         with self._engine.begin() as conn:
             # A concurrent duplicate waits here for the first to commit, then inserts nothing.
             claimed = conn.execute(
-                insert_ignoring_duplicates(conn, idempotency_keys)
-                .values(institution=institution, key=key, fingerprint=fingerprint)
-                .returning(idempotency_keys.c.key)
+                _claim(conn.dialect.name), {"institution": institution, "key": key, "fingerprint": fingerprint}
             ).first()
             if claimed is None:
                 return _replay(conn, institution, key, fingerprint)
@@ -86,14 +85,24 @@ class CommandRunner:
                 raise
             except DomainError as refusal:
                 response = self._render_problem(refusal)
-            conn.execute(
-                idempotency_keys.update()
-                .where(idempotency_keys.c.institution == institution, idempotency_keys.c.key == key)
-                .values(status_code=response.status_code, body=orjson.dumps(response.body))
-            )
+            conn.execute(_REMEMBER, {"b_institution": institution, "b_key": key,
+                                     "new_status_code": response.status_code, "new_body": orjson.dumps(response.body)})
         if response.status_code >= 400:
             raise RefusedResponse(response)
         return response
+
+
+@functools.lru_cache(maxsize=None)
+def _claim(dialect: str) -> Any:
+    return insert_ignoring_duplicates(dialect, idempotency_keys).returning(idempotency_keys.c.key)
+
+
+_REMEMBER = (
+    idempotency_keys.update()
+    .where(idempotency_keys.c.institution == sa.bindparam("b_institution"), idempotency_keys.c.key == sa.bindparam("b_key"))
+    .values(status_code=sa.bindparam("new_status_code"), body=sa.bindparam("new_body"))
+)
+"""The response stored under its key (built once)."""
 
 
 def _replay(conn: Connection, institution: str, key: str, fingerprint: str) -> StoredResponse:

@@ -8,6 +8,7 @@ before the next projection sees it changes nothing."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
@@ -55,7 +56,7 @@ def insert_many(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, A
         if conn.dialect.name == "postgresql" and len(group) > 1 and all(_plain(table.c[name]) for name in columns):
             _copy(conn, table, columns, group)
         else:
-            conn.execute(table.insert(), group)
+            conn.execute(_insert(table), group)
 
 
 def _copy(conn: Connection, table: sa.Table, columns: tuple[str, ...], rows: list[Mapping[str, Any]]) -> None:
@@ -78,25 +79,15 @@ def _plain(column: sa.Column) -> bool:
 def upsert_many(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert each row, or overwrite the columns it carries where its primary key already exists
     (at most one row per key)."""
-    key = [c.name for c in table.primary_key.columns]
     for columns, group in _by_columns(rows):
-        changed = [name for name in columns if name not in key]
-        statement = _dialect_insert(conn, table)
-        statement = (
-            statement.on_conflict_do_update(index_elements=key, set_={n: statement.excluded[n] for n in changed})
-            if changed else statement.on_conflict_do_nothing(index_elements=key)
-        )
-        conn.execute(statement, group)
+        conn.execute(_upsert(conn.dialect.name, table, columns), group)
 
 
 def update_many(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Overwrite the columns each row carries in the existing row with its primary key."""
     key = [c.name for c in table.primary_key.columns]
     for columns, group in _by_columns(rows):
-        statement = table.update().where(*(table.c[k] == sa.bindparam(f"key_{k}") for k in key)).values(
-            {name: sa.bindparam(f"new_{name}") for name in columns if name not in key}
-        )
-        conn.execute(statement, [
+        conn.execute(_update(table, columns), [
             {**{f"key_{k}": row[k] for k in key}, **{f"new_{n}": row[n] for n in columns if n not in key}}
             for row in group
         ])
@@ -109,9 +100,8 @@ def existing_rows(conn: Connection, table: sa.Table, keys: Iterable[tuple]) -> d
     found: dict[tuple, dict[str, Any]] = {}
     for start in range(0, len(wanted), 1000):
         chunk = wanted[start:start + 1000]
-        condition = (key_columns[0].in_([k[0] for k in chunk]) if len(key_columns) == 1
-                     else sa.tuple_(*key_columns).in_(chunk))
-        for row in conn.execute(sa.select(table).where(condition)).mappings():
+        keys_param = [k[0] for k in chunk] if len(key_columns) == 1 else chunk
+        for row in conn.execute(_select_by_keys(table), {"keys": keys_param}).mappings():
             found[tuple(row[c.name] for c in key_columns)] = dict(row)
     return found
 
@@ -123,9 +113,39 @@ def _by_columns(rows: Sequence[Mapping[str, Any]]) -> list[tuple[tuple[str, ...]
     return list(groups.items())
 
 
-def _dialect_insert(conn: Connection, table: sa.Table) -> Any:
-    if conn.dialect.name == "postgresql":
+# The statements are built once per table and shape: building one (and its cache key) costs more
+# Python than executing it when a projection writes a row per event.
+
+
+@functools.lru_cache(maxsize=None)
+def _insert(table: sa.Table) -> sa.Insert:
+    return table.insert()
+
+
+@functools.lru_cache(maxsize=None)
+def _upsert(dialect: str, table: sa.Table, columns: tuple[str, ...]) -> Any:
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    return insert(table)
+    key = [c.name for c in table.primary_key.columns]
+    changed = [name for name in columns if name not in key]
+    statement = insert(table)
+    return (statement.on_conflict_do_update(index_elements=key, set_={n: statement.excluded[n] for n in changed})
+            if changed else statement.on_conflict_do_nothing(index_elements=key))
+
+
+@functools.lru_cache(maxsize=None)
+def _update(table: sa.Table, columns: tuple[str, ...]) -> sa.Update:
+    key = [c.name for c in table.primary_key.columns]
+    return table.update().where(*(table.c[k] == sa.bindparam(f"key_{k}") for k in key)).values(
+        {name: sa.bindparam(f"new_{name}") for name in columns if name not in key}
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def _select_by_keys(table: sa.Table) -> sa.Select:
+    key_columns = list(table.primary_key.columns)
+    keys = sa.bindparam("keys", expanding=True)
+    condition = key_columns[0].in_(keys) if len(key_columns) == 1 else sa.tuple_(*key_columns).in_(keys)
+    return sa.select(table).where(condition)

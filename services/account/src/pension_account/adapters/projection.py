@@ -15,7 +15,7 @@ from pension_account.domain.records import (
 )
 from pension_shared.clock import business_year, parse_rfc3339
 from pension_shared.envelope import Envelope
-from pension_shared.projection_batch import FoldedRows, upsert_many
+from pension_shared.projection_batch import FoldedRows, insert_many, update_many, upsert_many
 
 
 RECORD_KINDS = {WITHDRAWAL_RECORDED: "withdrawal", DEDUCTION_RECORDED: "deduction", TAX_RECORDED: "tax"}
@@ -28,16 +28,11 @@ class ParticipantsProjection:
     def apply(self, conn: Connection, event: Envelope) -> None:
         for how, table, row in self._writes(event):
             if how == "insert":
-                conn.execute(table.insert().values(**row))
+                insert_many(conn, table, [row])
             elif how == "update":
-                row = dict(row)
-                conn.execute(participants.update().where(participants.c.participant_id == row.pop("participant_id"))
-                             .values(**row))
+                update_many(conn, participants, [row])
             else:
-                key = (contribution_years.c.participant_id == row["participant_id"]) & (contribution_years.c.year == row["year"])
-                values = {k: v for k, v in row.items() if k not in ("participant_id", "year")}
-                if conn.execute(contribution_years.update().where(key).values(**values)).rowcount == 0:
-                    conn.execute(contribution_years.insert().values(**row))
+                upsert_many(conn, contribution_years, [row])
 
     def apply_batch(self, conn: Connection, batch: Sequence[Envelope]) -> None:
         """Each participant's row and each year's totals written once; records inserted together."""

@@ -20,7 +20,7 @@ from pension_fund_account.domain.events import (
 from pension_fund_account.domain.fund_account import ACTIVE, CLOSED, FROZEN, RECEIVING
 from pension_fund_account.domain.participant_funds import ABORTED, COMPLETED, REQUESTED
 from pension_shared.envelope import Envelope
-from pension_shared.projection_batch import FoldedRows, insert_many, upsert_many
+from pension_shared.projection_batch import FoldedRows, insert_many, update_many, upsert_many
 
 
 class ParticipantRecognisedProjection:
@@ -46,11 +46,7 @@ class FundAccountsProjection:
         if change is None:
             return
         opened, row = change
-        if opened:
-            conn.execute(fund_accounts.insert().values(**row))
-        else:
-            key = row.pop("fund_account_id")
-            conn.execute(fund_accounts.update().where(fund_accounts.c.fund_account_id == key).values(**row))
+        (insert_many if opened else update_many)(conn, fund_accounts, [row])
         _move_holdings(conn, event)
 
     def apply_batch(self, conn: Connection, batch: Sequence[Envelope]) -> None:
@@ -137,15 +133,7 @@ class ContributionQuotaProjection:
     tables = (participant_quota,)
 
     def apply(self, conn: Connection, event: Envelope) -> None:
-        if event.event_type.name != CONTRIBUTION_QUOTA_REGISTERED:
-            return
-        data = event.data
-        key = (participant_quota.c.participant_id == data["participant_id"]) & (participant_quota.c.year == data["year"])
-        updated = conn.execute(participant_quota.update().where(key).values(contributed=data["contributed_this_year"]))
-        if updated.rowcount == 0:
-            conn.execute(participant_quota.insert().values(
-                participant_id=data["participant_id"], year=data["year"], contributed=data["contributed_this_year"],
-            ))
+        self.apply_batch(conn, (event,))
 
     def apply_batch(self, conn: Connection, batch: Sequence[Envelope]) -> None:
         """The registry holds each year's running total: the last one of the batch wins."""

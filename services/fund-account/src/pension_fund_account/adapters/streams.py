@@ -21,12 +21,16 @@ def lock_stream(conn: Connection, stream_id: str) -> None:
     SQLite already serialises writers with BEGIN IMMEDIATE). Contributions to one person then
     queue instead of racing, so 50 at once do not exhaust the optimistic retries; the expected
     version check at append stays the guarantee."""
-    conn.execute(sa.select(stream_heads.c.version).where(stream_heads.c.stream_id == stream_id).with_for_update())
+    conn.execute(_LOCK_HEAD, {"stream_id": stream_id})
 
 
 def participant_of_account(conn: Connection, fund_account_id: str) -> str | None:
     """The participant a fund account belongs to, from the read model kept in the same
     transaction as the events (a fund account's participant never changes)."""
-    return conn.execute(
-        sa.select(fund_accounts.c.participant_id).where(fund_accounts.c.fund_account_id == fund_account_id)
-    ).scalar_one_or_none()
+    return conn.execute(_PARTICIPANT_OF_ACCOUNT, {"fund_account_id": fund_account_id}).scalar_one_or_none()
+
+
+# Built once, run on every contribution.
+_LOCK_HEAD = sa.select(stream_heads.c.version).where(stream_heads.c.stream_id == sa.bindparam("stream_id")).with_for_update()
+_PARTICIPANT_OF_ACCOUNT = sa.select(fund_accounts.c.participant_id).where(
+    fund_accounts.c.fund_account_id == sa.bindparam("fund_account_id"))
