@@ -172,3 +172,22 @@ def test_concurrent_requests_with_the_same_key_run_the_work_once(tally: TallySer
     assert work.runs == 1
     assert tally.totals() == {"P1": (5, 1)}
     assert tally.count(events) == 1
+
+
+def test_a_refusal_yields_to_a_duplicate_that_answered_while_it_was_being_stored(tally: TallyService) -> None:
+    """A refused command's transaction is rolled back whole, the key row with it, and the refusal
+    stored in a second one. A duplicate that got the key in between (and here succeeded, the state
+    having changed) holds the answer: the refused request replays it instead of storing its own."""
+    duplicate = AddCommand(tally, "P1", 5)
+
+    def render_while_a_duplicate_runs(refusal: DomainError) -> StoredResponse:
+        runner.run(duplicate, institution="bank:ICBC", key="k-1", fingerprint=FP)
+        return render_domain_error(refusal)
+
+    runner = CommandRunner(tally.engine, render_while_a_duplicate_runs)
+    answer = runner.run(AddCommand(tally, "P1", 5000), institution="bank:ICBC", key="k-1", fingerprint=FP)
+    assert answer == StoredResponse(201, {"subject": "P1", "version": 1})
+    assert duplicate.runs == 1
+    assert tally.totals() == {"P1": (5, 1)}
+    with tally.engine.connect() as conn:
+        assert conn.execute(sa.select(idempotency_keys.c.status_code)).scalar_one() == 201

@@ -1,9 +1,12 @@
 """Idempotency-Key handling (INTERFACES.md §1), in the same transaction as the command.
 
 The key row is inserted first; a concurrent duplicate blocks on it and then finds the stored
-response. The command runs inside a savepoint: if it is refused, its effects are rolled back
-but the refusal is stored, so the same key with the same body always gets the first response.
-A different body under the same key is refused with IDEMPOTENCY_KEY_REUSED."""
+response. If the command is refused, its transaction is rolled back whole (the key row with it)
+and the refusal is stored under the key in a second transaction, unless a duplicate stored its
+answer in between, which is then the answer: the same key with the same body always gets the
+first stored response, and a refused command leaves nothing but that response. (A refusal is
+rare; a command that succeeds needs no savepoint.) A different body under the same key is
+refused with IDEMPOTENCY_KEY_REUSED."""
 
 from __future__ import annotations
 
@@ -70,26 +73,45 @@ class CommandRunner:
             with self._engine.begin() as conn:
                 status, body = work(conn)
                 return StoredResponse(status, body)
-        with self._engine.begin() as conn:
-            # A concurrent duplicate waits here for the first to commit, then inserts nothing.
-            claimed = conn.execute(
-                _claim(conn.dialect.name), {"institution": institution, "key": key, "fingerprint": fingerprint}
-            ).first()
-            if claimed is None:
-                return _replay(conn, institution, key, fingerprint)
-            try:
-                with conn.begin_nested():
+        try:
+            with self._engine.begin() as conn:
+                # A concurrent duplicate waits here for the first to commit, then inserts nothing.
+                if not _claimed(conn, institution, key, fingerprint):
+                    return _replay(conn, institution, key, fingerprint)
+                try:
                     status, body = work(conn)
+                except ConcurrencyConflict:
+                    raise
+                except DomainError as refusal:
+                    raise _Refused(refusal) from refusal  # leaves the block: everything rolled back
                 response = StoredResponse(status, body)
-            except ConcurrencyConflict:
-                raise
-            except DomainError as refusal:
-                response = self._render_problem(refusal)
-            conn.execute(_REMEMBER, {"b_institution": institution, "b_key": key,
-                                     "new_status_code": response.status_code, "new_body": orjson.dumps(response.body)})
+                _remember(conn, institution, key, response)
+        except _Refused as refused:
+            response = self._render_problem(refused.refusal)
+            with self._engine.begin() as conn:
+                if not _claimed(conn, institution, key, fingerprint):
+                    return _replay(conn, institution, key, fingerprint)
+                _remember(conn, institution, key, response)
         if response.status_code >= 400:
             raise RefusedResponse(response)
         return response
+
+
+class _Refused(Exception):
+    def __init__(self, refusal: DomainError) -> None:
+        super().__init__(str(refusal))
+        self.refusal = refusal
+
+
+def _claimed(conn: Connection, institution: str, key: str, fingerprint: str) -> bool:
+    return conn.execute(
+        _claim(conn.dialect.name), {"institution": institution, "key": key, "fingerprint": fingerprint}
+    ).first() is not None
+
+
+def _remember(conn: Connection, institution: str, key: str, response: StoredResponse) -> None:
+    conn.execute(_REMEMBER, {"b_institution": institution, "b_key": key,
+                             "new_status_code": response.status_code, "new_body": orjson.dumps(response.body)})
 
 
 @functools.lru_cache(maxsize=None)
