@@ -45,10 +45,11 @@ class Lease:
             if self._alive():
                 return True
             self.release()
-        conn = self._engine.connect()
+        # Autocommit: a session-level lock needs no transaction, and each check is then one
+        # round trip instead of three (BEGIN, the query, COMMIT).
+        conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
             got = conn.execute(sa.select(sa.func.pg_try_advisory_lock(self._key))).scalar_one()
-            conn.commit()
         except Exception:
             conn.invalidate()
             conn.close()
@@ -71,7 +72,6 @@ class Lease:
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted "
                 "AND ((classid::bigint << 32) | objid::bigint) = :key"
             ), {"key": self._key & 0xFFFFFFFFFFFFFFFF}).scalar_one()
-            self._conn.commit()
             return bool(held)
         except Exception:
             log.warning("lease %s lost with its connection", self._name)
@@ -82,7 +82,6 @@ class Lease:
             return
         try:
             self._conn.execute(sa.select(sa.func.pg_advisory_unlock(self._key)))
-            self._conn.commit()
             self._conn.close()
         except Exception:  # the session is gone: the database has released the lock already
             self._conn.invalidate()

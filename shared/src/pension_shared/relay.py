@@ -22,6 +22,17 @@ from pension_shared.schema import outbox
 log = logging.getLogger(__name__)
 
 
+_UNPUBLISHED = (
+    sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload)
+    .where(outbox.c.published_at.is_(None))
+    .order_by(outbox.c.id)
+    .limit(sa.bindparam("limit"))
+)
+_MARK_PUBLISHED = (
+    outbox.update().where(outbox.c.id.in_(sa.bindparam("ids", expanding=True))).values(published_at=sa.bindparam("at"))
+)
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -38,25 +49,32 @@ class OutboxRelay:
 
     def relay_once(self) -> int:
         """Publish one batch; return how many rows were published."""
-        with self._engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload)
-                .where(outbox.c.published_at.is_(None))
-                .order_by(outbox.c.id)
-                .limit(self._batch_size)
-            ).all()
-            conn.rollback()
+        if self._engine.dialect.name != "postgresql":
+            # SQLite: every transaction takes the write lock; never hold it while publishing.
+            with self._engine.connect() as conn:
+                rows = conn.execute(_UNPUBLISHED, {"limit": self._batch_size}).all()
+                conn.rollback()
+            ids = self._publish(rows)
+            if ids:
+                with self._engine.begin() as conn:
+                    conn.execute(_MARK_PUBLISHED, {"ids": ids, "at": datetime.now(timezone.utc)})
+            return len(ids)
+        # PostgreSQL: one connection for the batch, in autocommit (the read needs no transaction
+        # of its own, the marking is one statement): a round trip each instead of three.
+        with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            ids = self._publish(conn.execute(_UNPUBLISHED, {"limit": self._batch_size}).all())
+            if ids:
+                conn.execute(_MARK_PUBLISHED, {"ids": ids, "at": datetime.now(timezone.utc)})
+        return len(ids)
+
+    def _publish(self, rows: Sequence[sa.Row]) -> list[int]:
         if not rows:
-            return 0
+            return []
         self._publisher.publish([OutgoingRecord(r.topic, r.key, bytes(r.payload)) for r in rows])
         ids = [r.id for r in rows]
         if self._after_publish is not None:
             self._after_publish(ids)
-        with self._engine.begin() as conn:
-            conn.execute(
-                outbox.update().where(outbox.c.id.in_(ids)).values(published_at=datetime.now(timezone.utc))
-            )
-        return len(rows)
+        return ids
 
     def backlog(self) -> int:
         with self._engine.connect() as conn:
