@@ -45,12 +45,12 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
-def insert_ignoring_duplicates(dialect: sa.Connection | str, table: sa.Table) -> Any:
-    """INSERT ... ON CONFLICT (primary key) DO NOTHING: with RETURNING it tells in one round trip
-    whether the row was new, where a savepoint around a plain INSERT takes three. A concurrent
-    insert of the same key waits for the other transaction, then inserts nothing. ``dialect``:
-    the connection it runs on, or its dialect's name."""
-    if (dialect if isinstance(dialect, str) else dialect.dialect.name) == "postgresql":
+def insert_ignoring_duplicates(dialect: str, table: sa.Table) -> Any:
+    """INSERT ... ON CONFLICT (primary key) DO NOTHING for the dialect named (``conn.dialect.name``):
+    with RETURNING it tells in one round trip whether the row was new, where a savepoint around a
+    plain INSERT takes three. A concurrent insert of the same key waits for the other transaction,
+    then inserts nothing."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from pension_shared.envelope import Envelope, EventType, Upcasters, chain_hash, event_type
+from pension_shared.envelope import Envelope, EventType, Upcasters, canonical_json, chain_hash, event_type
 from pension_shared.errors import ConcurrencyConflict
 from pension_shared.reading import batches_of_rows
 from pension_shared.schema import events, outbox, stream_heads
@@ -185,13 +185,8 @@ class EventStore:
         params: dict[str, Any] = {"stream_id": stream_id, "expected": expected, "version": recorded[-1].sequence,
                                   "head_hash": recorded[-1].hash, "topic": self.topic}
         for i, e in enumerate(recorded):
-            params.update({
-                f"event_id_{i}": e.id, f"sequence_{i}": e.sequence, f"type_{i}": e.type, f"source_{i}": e.source,
-                f"subject_{i}": e.subject, f"time_{i}": e.time,
-                f"data_{i}": orjson.dumps(e.data, option=orjson.OPT_SORT_KEYS).decode(),
-                f"correlation_id_{i}": e.correlationid, f"causation_id_{i}": e.causationid,
-                f"prevhash_{i}": e.prevhash, f"hash_{i}": e.hash, f"payload_{i}": e.to_json(),
-            })
+            params.update({f"{column}_{i}": value for column, value in _event_row(e).items()})
+            params[f"payload_{i}"] = e.to_json()
         rows = conn.execute(_append_statement(len(recorded), new_stream=expected == 0), params).all()
         if len(rows) != len(recorded):
             raise ConcurrencyConflict(f"stream {stream_id} moved past version {expected}", stream_id=stream_id)
@@ -199,15 +194,7 @@ class EventStore:
         return [position_of[e.id] for e in recorded]
 
     def _insert_events(self, conn: Connection, recorded: Sequence[Envelope]) -> list[int]:
-        rows = [
-            {
-                "event_id": e.id, "stream_id": e.streamid, "sequence": e.sequence, "type": e.type,
-                "source": e.source, "subject": e.subject, "time": e.time, "data": orjson.dumps(e.data, option=orjson.OPT_SORT_KEYS).decode(),
-                "correlation_id": e.correlationid, "causation_id": e.causationid,
-                "prevhash": e.prevhash, "hash": e.hash,
-            }
-            for e in recorded
-        ]
+        rows = [_event_row(e) for e in recorded]
         result = conn.execute(events.insert().returning(events.c.position, sort_by_parameter_order=True), rows)
         return [row.position for row in result]
 
@@ -345,6 +332,15 @@ def _append_statement(count: int, *, new_stream: bool) -> sa.TextClause:
         f"ORDER BY inserted.position) "
         f"SELECT event_id, position FROM inserted"
     )
+
+
+def _event_row(e: Envelope) -> dict[str, Any]:
+    """The ``events`` row of an envelope, as both writers store it (data as canonical JSON)."""
+    return {
+        "event_id": e.id, "stream_id": e.streamid, "sequence": e.sequence, "type": e.type, "source": e.source,
+        "subject": e.subject, "time": e.time, "data": canonical_json(e.data).decode(),
+        "correlation_id": e.correlationid, "causation_id": e.causationid, "prevhash": e.prevhash, "hash": e.hash,
+    }
 
 
 def _with_position(envelope: Envelope, position: int) -> Envelope:
