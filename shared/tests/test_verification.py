@@ -183,25 +183,54 @@ def test_events_with_characters_json_escapes_are_checked_exactly_and_pass(tally:
     assert (report.streams, report.events) == (2, 3)
 
 
-def test_a_hash_forged_over_the_unescaped_text_is_reported(tally: TallyService) -> None:
-    """A forger who hashes the attributes without JSON escaping (as a naive concatenation in SQL
-    would) must not get past the screen: only the canonical document counts."""
+def naive_hash(event, *, stream_id: str | None = None) -> str:  # noqa: ANN001
+    """SHA-256 of the event's attributes put into the document without JSON escaping (as a naive
+    concatenation in SQL would), with ``stream_id`` in place of its own when given."""
     import hashlib
 
+    assert event.correlation_id is None and event.causation_id is None  # the naive text leaves them out
+    naive = (
+        f'{{"data":{event.data},"datacontenttype":"application/json","id":"{event.event_id}","prevhash":null,'
+        f'"sequence":1,"source":"{event.source}","specversion":"1.0","streamid":"{stream_id or event.stream_id}",'
+        f'"subject":"{event.subject}","time":"{event.time}","type":"{event.type}"}}'
+    )
+    return hashlib.sha256(naive.encode()).hexdigest()
+
+
+def test_a_hash_forged_over_the_unescaped_text_is_reported(tally: TallyService) -> None:
+    """A forger who hashes the attributes without JSON escaping must not get past the screen:
+    only the canonical document counts."""
     tally.add(QUOTED, 5)
     victim = stored(tally, f"tally-{QUOTED}", 1)
-    naive = (
-        f'{{"data":{victim.data},"datacontenttype":"application/json","id":"{victim.event_id}","prevhash":null,'
-        f'"sequence":1,"source":"{victim.source}","specversion":"1.0","streamid":"{victim.stream_id}",'
-        f'"subject":"{victim.subject}","time":"{victim.time}","type":"{victim.type}"}}'
-    )
-    assert victim.correlation_id is None and victim.causation_id is None  # the naive text leaves them out
-    forged = hashlib.sha256(naive.encode()).hexdigest()
+    forged = naive_hash(victim)
     tamper(tally, events.update().where(events.c.event_id == victim.event_id).values(hash=forged))
     tamper(tally, stream_heads.update().where(stream_heads.c.stream_id == victim.stream_id).values(head_hash=forged))
     found = only_break(tally)
     assert (found.stream_id, found.sequence, found.event_id) == (victim.stream_id, 1, victim.event_id)
     assert "edited" in found.reason
+
+
+def test_a_stream_id_forged_with_characters_json_escapes_is_reported(tally: TallyService) -> None:
+    """The screen checks a stream's id once per stream: a stream renamed to an id with a quote,
+    whose hashes are forged over the unescaped text, still goes to the exact check."""
+    tally.add("P9", 5)
+    victim = stored(tally, "tally-P9", 1)
+    renamed = 'tally-P"9\\'
+    forged = naive_hash(victim, stream_id=renamed)
+    tamper(tally, events.update().where(events.c.event_id == victim.event_id).values(stream_id=renamed, hash=forged))
+    tamper(tally, stream_heads.update().where(stream_heads.c.stream_id == victim.stream_id)
+           .values(stream_id=renamed, head_hash=forged))
+    found = only_break(tally)
+    assert (found.stream_id, found.sequence, found.event_id) == (renamed, 1, victim.event_id)
+    assert "edited" in found.reason
+
+
+def test_a_stored_hash_that_is_not_hex_is_reported(tally: TallyService) -> None:
+    tally.add("P1", 5, times=2)
+    victim = stored(tally, "tally-P1", 2)
+    tamper(tally, events.update().where(events.c.event_id == victim.event_id).values(hash="not hex at all"))
+    found = only_break(tally)
+    assert (found.stream_id, found.sequence, found.event_id) == ("tally-P1", 2, victim.event_id)
 
 
 def test_the_screen_and_the_exact_check_agree_on_every_kind_of_break(tally: TallyService) -> None:

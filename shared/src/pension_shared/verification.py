@@ -10,8 +10,8 @@ functions, and names the streams that do not pass. Only those streams are then c
 event here, which also words the break exactly. The screen can only send streams to that exact
 check, never excuse one: it builds the hashed document byte for byte as ``chain_hash_of_stored``
 does for attributes without quotes, backslashes or control characters (the only characters whose
-JSON differs between the two), treats any other event as suspect, and compares against the stored
-hash, so an event passes the screen only when its content hashes to what was stored."""
+JSON differs between the two), treats any other stream as suspect, and compares against the
+stored hash, so an event passes the screen only when its content hashes to what was stored."""
 
 from __future__ import annotations
 
@@ -133,9 +133,17 @@ def _rows_in_stream_order(conn: Connection, batch_size: int, streams: Collection
 
 # -- the database's screen (PostgreSQL) ------------------------------------------------------------
 
-_PLAIN = r"""(coalesce(causation_id, '') || coalesce(correlation_id, '') || event_id || coalesce(prevhash, '')
-              || source || stream_id || subject || time || type) !~ '["\\\x01-\x1f]'"""
-"""True when no string attribute holds a character JSON escapes (PostgreSQL text has no NUL)."""
+def _plain(attributes: str) -> str:
+    """True when no character of the text ``attributes`` is one JSON escapes (a quote, a backslash
+    or a control character; PostgreSQL text has no NUL): its JSON string is then just it quoted."""
+    return f"octet_length(to_json({attributes})::text) = octet_length({attributes}) + 2"
+
+
+_PLAIN = _plain("coalesce(causation_id, '') || coalesce(correlation_id, '') || event_id || source || subject || time || type")
+"""An event's own string attributes are plain. Two are left to cheaper checks that already
+hold when its stream passes: the stream id, checked once per stream (every event of the window's
+partition has the same), and the previous hash, which the link makes equal to the previous
+event's hash (NULL for the first), whose stored text the hash check makes lowercase hex."""
 
 _DOCUMENT = f"""'{{' || CASE WHEN causation_id IS NULL THEN '' ELSE '"causationid":"' || causation_id || '",' END
     || CASE WHEN correlation_id IS NULL THEN '' ELSE '"correlationid":"' || correlation_id || '",' END
@@ -149,51 +157,62 @@ _DOCUMENT = f"""'{{' || CASE WHEN causation_id IS NULL THEN '' ELSE '"causationi
 correlation and causation left out), for events whose attributes are ``_PLAIN``."""
 
 _SCREEN = f"""
-WITH hashed AS MATERIALIZED (
-    SELECT stream_id, sequence, prevhash, hash,
-           ({_PLAIN}) AND sha256(convert_to({_DOCUMENT}, 'UTF8')) = decode(hash, 'hex') AS hash_ok
-    FROM events
-    WHERE abs(hashtext(stream_id)) %% %(parts)s = %(part)s
-), linked AS (
+WITH linked AS (
     SELECT stream_id, sequence, hash,
            hash_ok AND sequence = coalesce(lag(sequence) OVER w, 0) + 1
                    AND prevhash IS NOT DISTINCT FROM lag(hash) OVER w AS ok,
            lead(sequence) OVER w IS NULL AS last
-    FROM hashed
-    WINDOW w AS (PARTITION BY stream_id ORDER BY sequence)
+    FROM (
+        SELECT hashtext(stream_id) AS bucket, stream_id COLLATE "C" AS stream_id, sequence, prevhash, hash,
+               {_PLAIN} AND encode(sha256(convert_to({_DOCUMENT}, 'UTF8')), 'hex') = hash AS hash_ok
+        FROM events
+        WHERE abs(hashtext(stream_id)) %% %(parts)s = %(part)s
+        OFFSET 0
+    ) hashed
+    WINDOW w AS (PARTITION BY bucket, stream_id ORDER BY sequence)
 )
 SELECT count(*), count(*) FILTER (WHERE l.last),
        coalesce(array_agg(DISTINCT l.stream_id) FILTER (
-           WHERE NOT l.ok OR (l.last AND (h.stream_id IS NULL OR h.version <> l.sequence OR h.head_hash <> l.hash))
+           WHERE NOT l.ok OR (l.last AND (NOT {_plain("l.stream_id")} OR h.stream_id IS NULL
+                                           OR h.version <> l.sequence OR h.head_hash <> l.hash))
        ), '{{}}')
 FROM linked l LEFT JOIN stream_heads h ON l.last AND h.stream_id = l.stream_id
 """
 """One part of the ledger (its streams by hash): events and streams counted, and the streams
-where an event's hash, sequence or link, or the stream head, does not check."""
+where an event's hash, sequence or link, or the stream head, does not check. Each event's hash
+is computed below the window (``OFFSET 0`` keeps it there), so only the few columns the window
+needs are sorted, in memory; the sort key leads with the stream's hash (an integer compared at
+once, where stream ids share long prefixes) and compares stream ids bytewise. No stored value
+can make it fail: a hash that is not hex just differs."""
 
-_HEADLESS = """SELECT h.stream_id FROM stream_heads h WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.stream_id = h.stream_id)"""
+_HEADLESS = """
+SELECT h.stream_id FROM stream_heads h
+WHERE abs(hashtext(h.stream_id)) %% %(parts)s = %(part)s
+  AND NOT EXISTS (SELECT 1 FROM events e WHERE e.stream_id = h.stream_id)
+"""
+"""The part's stream heads without events (the screen starts from the events)."""
 
 
 def _screened(conn: Connection, batch_size: int, parts: int) -> VerificationReport:
     if not conn.in_transaction():
         conn.execution_options(isolation_level="REPEATABLE READ")
     snapshot = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
-    suspects: set[str] = set(conn.exec_driver_sql(_HEADLESS).scalars())
 
     def screen(part: int) -> tuple[int, int, list[str]]:
         with conn.engine.connect().execution_options(isolation_level="REPEATABLE READ") as worker:
             worker.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
             worker.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
-            worker.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+            worker.exec_driver_sql("SET LOCAL work_mem = '256MB'")
             worker.exec_driver_sql("SET LOCAL jit = off")
-            counted = worker.exec_driver_sql(_SCREEN, {"parts": parts, "part": part}).one()
+            where = {"parts": parts, "part": part}
+            counted = worker.exec_driver_sql(_SCREEN, where).one()
+            headless = worker.exec_driver_sql(_HEADLESS, where).scalars().all()
             worker.rollback()
-            return counted[0], counted[1], counted[2]
+            return counted[0], counted[1], [*counted[2], *headless]
 
     with ThreadPoolExecutor(max_workers=parts, thread_name_prefix="verify") as pool:
         screened = list(pool.map(screen, range(parts)))
-    for _, _, streams in screened:
-        suspects.update(streams)
+    suspects = {stream for _, _, streams in screened for stream in streams}
     report = _checked(conn, batch_size, suspects) if suspects else VerificationReport()
     report.events = sum(events_ for events_, _, _ in screened)
     report.streams = sum(streams for _, streams, _ in screened)
