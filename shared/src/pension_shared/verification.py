@@ -171,26 +171,23 @@ WITH linked AS (
     ) hashed
     WINDOW w AS (PARTITION BY bucket, stream_id ORDER BY sequence)
 )
-SELECT count(*), count(*) FILTER (WHERE l.last),
-       coalesce(array_agg(DISTINCT l.stream_id) FILTER (
-           WHERE NOT l.ok OR (l.last AND (NOT {_plain("l.stream_id")} OR h.stream_id IS NULL
-                                           OR h.version <> l.sequence OR h.head_hash <> l.hash))
+SELECT count(l.stream_id), count(*) FILTER (WHERE l.last),
+       coalesce(array_agg(DISTINCT coalesce(l.stream_id, h.stream_id)) FILTER (
+           WHERE l.stream_id IS NULL OR NOT l.ok
+              OR (l.last AND (NOT {_plain("l.stream_id")} OR h.stream_id IS NULL
+                              OR h.version <> l.sequence OR h.head_hash <> l.hash))
        ), '{{}}')
-FROM linked l LEFT JOIN stream_heads h ON l.last AND h.stream_id = l.stream_id
+FROM linked l FULL JOIN (
+    SELECT stream_id, version, head_hash FROM stream_heads WHERE abs(hashtext(stream_id)) %% %(parts)s = %(part)s
+) h ON h.stream_id = CASE WHEN l.last THEN l.stream_id END
 """
 """One part of the ledger (its streams by hash): events and streams counted, and the streams
-where an event's hash, sequence or link, or the stream head, does not check. Each event's hash
-is computed below the window (``OFFSET 0`` keeps it there), so only the few columns the window
-needs are sorted, in memory; the sort key leads with the stream's hash (an integer compared at
-once, where stream ids share long prefixes) and compares stream ids bytewise. No stored value
-can make it fail: a hash that is not hex just differs."""
-
-_HEADLESS = """
-SELECT h.stream_id FROM stream_heads h
-WHERE abs(hashtext(h.stream_id)) %% %(parts)s = %(part)s
-  AND NOT EXISTS (SELECT 1 FROM events e WHERE e.stream_id = h.stream_id)
-"""
-"""The part's stream heads without events (the screen starts from the events)."""
+where an event's hash, sequence or link, or the stream head, does not check, or whose head has
+no events (the full join matches each head with its stream's last event only). Each event's
+hash is computed below the window (``OFFSET 0`` keeps it there), so only the few columns the
+window needs are sorted, in memory; the sort key leads with the stream's hash (an integer
+compared at once, where stream ids share long prefixes) and compares stream ids bytewise. No
+stored value can make it fail: a hash that is not hex just differs."""
 
 
 def _screened(conn: Connection, batch_size: int, parts: int) -> VerificationReport:
@@ -204,11 +201,9 @@ def _screened(conn: Connection, batch_size: int, parts: int) -> VerificationRepo
             worker.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
             worker.exec_driver_sql("SET LOCAL work_mem = '256MB'")
             worker.exec_driver_sql("SET LOCAL jit = off")
-            where = {"parts": parts, "part": part}
-            counted = worker.exec_driver_sql(_SCREEN, where).one()
-            headless = worker.exec_driver_sql(_HEADLESS, where).scalars().all()
+            counted = worker.exec_driver_sql(_SCREEN, {"parts": parts, "part": part}).one()
             worker.rollback()
-            return counted[0], counted[1], [*counted[2], *headless]
+            return counted[0], counted[1], counted[2]
 
     with ThreadPoolExecutor(max_workers=parts, thread_name_prefix="verify") as pool:
         screened = list(pool.map(screen, range(parts)))
