@@ -93,6 +93,13 @@ def update_many(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, A
         ])
 
 
+def delete_many(conn: Connection, table: sa.Table, keys: Sequence[tuple]) -> None:
+    """Delete the rows with these primary keys."""
+    if keys:
+        names = [c.name for c in table.primary_key.columns]
+        conn.execute(_delete(table), [{f"key_{name}": value for name, value in zip(names, key)} for key in keys])
+
+
 def existing_rows(conn: Connection, table: sa.Table, keys: Iterable[tuple]) -> dict[tuple, dict[str, Any]]:
     """The current rows with these primary keys, by key, in statements of a thousand keys."""
     key_columns = list(table.primary_key.columns)
@@ -141,6 +148,11 @@ def _update(table: sa.Table, columns: tuple[str, ...]) -> sa.Update:
     return table.update().where(*(table.c[k] == sa.bindparam(f"key_{k}") for k in key)).values(
         {name: sa.bindparam(f"new_{name}") for name in columns if name not in key}
     )
+
+
+@functools.lru_cache(maxsize=None)
+def _delete(table: sa.Table) -> sa.Delete:
+    return table.delete().where(*(c == sa.bindparam(f"key_{c.name}") for c in table.primary_key.columns))
 
 
 @functools.lru_cache(maxsize=None)

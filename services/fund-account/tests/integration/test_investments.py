@@ -131,12 +131,16 @@ def test_another_bank_cannot_move_money_in_an_account_it_does_not_hold(service, 
     assert service.ledger(funded) == before
 
 
-def test_the_projections_rebuild_identically_from_the_events(service, funded):
+@pytest.mark.parametrize("batch_size", [2, 2000])
+def test_the_projections_rebuild_identically_from_the_events(service, funded, batch_size):
+    """Whether a holding's moves (bought, sold out, bought again) fall in one batch or several."""
     other = service.open_account(service.recognise(), bank_code="CCB")
     assert service.contribute(other, "3000.00", bank_code="CCB").status_code == 201
     assert post(service, funded, "purchases", {"product_code": "WM0001", "amount": "2500.00"}).status_code == 201
     assert post(service, funded, "redemptions", {"product_code": "WM0001", "units": "2500", "proceeds": "2600.00"}).status_code == 201
     assert post(service, funded, "purchases", {"product_code": "TB0001", "amount": "1000.00"}).status_code == 201
+    assert post(service, funded, "purchases", {"product_code": "WM0001", "amount": "400.00"}).status_code == 201
+    assert post(service, funded, "redemptions", {"product_code": "WM0001", "units": "100", "proceeds": "101.00"}).status_code == 201
     assert post(service, funded, "income", {"amount": "5.00", "kind": "interest"}).status_code == 201
 
     def snapshot():
@@ -146,8 +150,9 @@ def test_the_projections_rebuild_identically_from_the_events(service, funded):
 
     before = snapshot()
     with service.ctx.engine.begin() as conn:
-        replayed = service.ctx.store.rebuild_projections(conn)
+        replayed = service.ctx.store.rebuild_projections(conn, batch_size=batch_size)
 
     assert replayed > 0
     assert snapshot() == before
+    assert {row[1]: row[2:] for row in before["holdings"]} == {"TB0001": (1000000000, 100000), "WM0001": (300000000, 30000)}
     assert before["holdings"] and before["fund_accounts"] and before["participant_quota"] and before["products"]

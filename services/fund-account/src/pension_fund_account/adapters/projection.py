@@ -3,9 +3,8 @@ function of the events in order, so dropping the tables and replaying gives the 
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from pension_fund_account.adapters.tables import (
@@ -20,7 +19,9 @@ from pension_fund_account.domain.events import (
 from pension_fund_account.domain.fund_account import ACTIVE, CLOSED, FROZEN, RECEIVING
 from pension_fund_account.domain.participant_funds import ABORTED, COMPLETED, REQUESTED
 from pension_shared.envelope import Envelope
-from pension_shared.projection_batch import FoldedRows, insert_many, update_many, upsert_many
+from pension_shared.projection_batch import (
+    FoldedRows, delete_many, existing_rows, insert_many, update_many, upsert_many,
+)
 
 
 class ParticipantRecognisedProjection:
@@ -47,7 +48,7 @@ class FundAccountsProjection:
             return
         opened, row = change
         (insert_many if opened else update_many)(conn, fund_accounts, [row])
-        _move_holdings(conn, event)
+        _move_holdings(conn, (event,))
 
     def apply_batch(self, conn: Connection, batch: Sequence[Envelope]) -> None:
         """Each account's row written once: the rows opened in this batch inserted with every
@@ -59,8 +60,8 @@ class FundAccountsProjection:
                 continue
             opened, row = change
             rows.insert(row) if opened else rows.update(row)
-            _move_holdings(conn, event)
         rows.write(conn)
+        _move_holdings(conn, batch)
 
 
 def _account_change(event: Envelope) -> tuple[bool, dict[str, Any]] | None:
@@ -80,16 +81,46 @@ def _account_change(event: Envelope) -> tuple[bool, dict[str, Any]] | None:
     return None
 
 
-def _move_holdings(conn: Connection, event: Envelope) -> None:
+def _move_holdings(conn: Connection, batch: Sequence[Envelope]) -> None:
+    """The holdings the events move, each read once and written once with its moves applied in order."""
+    moves = [move for event in batch if (move := _holding_move(event))]
+    if not moves:
+        return
+    stored = {key: (row["units"], row["cost"])
+              for key, row in existing_rows(conn, holdings, (key for key, _, _ in moves)).items()}
+    held: dict[tuple[str, str], tuple[int, int] | None] = {}
+    for key, units, cost in moves:
+        held[key] = _after_move(held[key] if key in held else stored.get(key), units, cost)
+    rows = {key: {"fund_account_id": key[0], "product_code": key[1], "units": now[0], "cost": now[1]}
+            for key, now in held.items() if now is not None}
+    delete_many(conn, holdings, [key for key, now in held.items() if now is None and key in stored])
+    update_many(conn, holdings, [row for key, row in rows.items() if key in stored and held[key] != stored[key]])
+    insert_many(conn, holdings, [row for key, row in rows.items() if key not in stored])
+
+
+def _holding_move(event: Envelope) -> tuple[tuple[str, str], int, int] | None:
+    """((fund account, product), units, cost) the event adds to a holding (negative: takes away)."""
     name, data = event.event_type.name, event.data
     if name == PRODUCT_PURCHASED:
-        _move_holding(conn, data, units=data["units"], cost=data["amount"])
+        units, cost = data["units"], data["amount"]
     elif name == PRODUCT_REDEEMED:
-        _move_holding(conn, data, units=-data["units"], cost=-data["cost_released"])
+        units, cost = -data["units"], -data["cost_released"]
     elif name == HOLDING_TRANSFERRED_IN:
-        _move_holding(conn, data, units=data["units"], cost=data["cost"])
+        units, cost = data["units"], data["cost"]
     elif name == HOLDING_TRANSFERRED_OUT:
-        _move_holding(conn, data, units=-data["units"], cost=-data["cost"])
+        units, cost = -data["units"], -data["cost"]
+    else:
+        return None
+    return (data["fund_account_id"], data["product_code"]), units, cost
+
+
+def _after_move(held: tuple[int, int] | None, units: int, cost: int) -> tuple[int, int] | None:
+    """(units, cost) of a holding after a move: opened by the first, gone when no unit is left."""
+    if held is None:
+        return units, cost
+    if held[0] + units == 0:
+        return None
+    return held[0] + units, held[1] + cost
 
 
 STATUS_AFTER = {FUND_ACCOUNT_FROZEN: FROZEN, FUND_ACCOUNT_UNFROZEN: ACTIVE, FUND_ACCOUNT_CLOSED: CLOSED,
@@ -98,19 +129,6 @@ MOVES_MONEY = (
     CONTRIBUTION_RECEIVED, PRODUCT_PURCHASED, PRODUCT_REDEEMED, INCOME_CREDITED, CASH_TRANSFERRED_OUT,
     TRANSFER_IN_RECEIVED, HOLDING_TRANSFERRED_OUT, HOLDING_TRANSFERRED_IN, PAYOUT_DEBITED, PAYOUT_REFUNDED,
 )
-
-
-def _move_holding(conn: Connection, data: Mapping[str, Any], *, units: int, cost: int) -> None:
-    key = (holdings.c.fund_account_id == data["fund_account_id"]) & (holdings.c.product_code == data["product_code"])
-    row = conn.execute(sa.select(holdings.c.units, holdings.c.cost).where(key)).one_or_none()
-    if row is None:
-        conn.execute(holdings.insert().values(
-            fund_account_id=data["fund_account_id"], product_code=data["product_code"], units=units, cost=cost,
-        ))
-    elif row.units + units == 0:
-        conn.execute(holdings.delete().where(key))
-    else:
-        conn.execute(holdings.update().where(key).values(units=row.units + units, cost=row.cost + cost))
 
 
 class ProductsProjection:
