@@ -3,6 +3,7 @@ the events in order, so dropping the tables and replaying gives the same rows.""
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping, Sequence
 
 import sqlalchemy as sa
@@ -21,7 +22,12 @@ WITHHELD, REVERSED = "withheld", "reversed"
 
 
 def _columns(table: sa.Table, data: Mapping[str, Any]) -> dict[str, Any]:
-    return {c.name: data[c.name] for c in table.columns if c.name in data}
+    return {name: data[name] for name in _names(table) if name in data}
+
+
+@functools.cache
+def _names(table: sa.Table) -> tuple[str, ...]:
+    return tuple(column.name for column in table.columns)
 
 
 class TaxpayerRegisteredProjection:
@@ -86,15 +92,18 @@ class WithholdingsProjection:
     tables = (withholdings,)
 
     def apply(self, conn: Connection, event: Envelope) -> None:
-        name, data = event.event_type.name, event.data
-        if name == WITHDRAWAL_TAX_WITHHELD:
-            conn.execute(withholdings.insert().values(
-                **_columns(withholdings, data), position=event.position, status=WITHHELD,
-            ))
-        elif name == WITHDRAWAL_TAX_WITHHOLDING_REVERSED:
-            conn.execute(withholdings.update().where(withholdings.c.payout_id == data["payout_id"]).values(
-                status=REVERSED, reversed_at=data["reversed_at"],
-            ))
+        self.apply_batch(conn, (event,))
+
+    def apply_batch(self, conn: Connection, batch: Sequence[Envelope]) -> None:
+        """Payouts withheld in the batch are inserted with any later reversal folded in."""
+        rows = FoldedRows(withholdings)
+        for event in batch:
+            name, data = event.event_type.name, event.data
+            if name == WITHDRAWAL_TAX_WITHHELD:
+                rows.insert({**_columns(withholdings, data), "position": event.position, "status": WITHHELD})
+            elif name == WITHDRAWAL_TAX_WITHHOLDING_REVERSED:
+                rows.update({"payout_id": data["payout_id"], "status": REVERSED, "reversed_at": data["reversed_at"]})
+        rows.write(conn)
 
 
 class TaxYearsProjection:
