@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from pension_cli.platform import embedded_platform
+from pension_tax.adapters.tables import metadata as read_models, withholdings
 from tests.support.requests import auth, eventually
 from tests.support.tax_scenario import (
     OPERATOR, TAX_BUREAU, contribute, open_fund_account, payout_made, payout_reversed, register, vouchers,
@@ -110,6 +112,21 @@ def test_the_withholding_return_lists_each_payout_for_its_bank_and_month(platfor
     eventually(lambda: [i for i in client.get("/v1/tax/withholdings?bank_code=ICBC&month=2025-10",
                                               headers=TAX_BUREAU).json()["items"]
                         if i["payout_id"] == second_id and i["status"] == "reversed"])
+
+    tax = platform.context("tax")
+    for batch_size in (1, 2000):  # the reversal applied to a stored row, or folded into its row in the batch
+        with tax.engine.begin() as conn:
+            before = _read_models(conn)
+            tax.store.rebuild_projections(conn, batch_size=batch_size)
+            assert _read_models(conn) == before
+    with tax.engine.connect() as conn:
+        statuses = dict(conn.execute(sa.select(withholdings.c.payout_id, withholdings.c.status)
+                                     .where(withholdings.c.payout_id.in_([first_id, second_id]))).all())
+    assert statuses == {first_id: "withheld", second_id: "reversed"}
+
+
+def _read_models(conn) -> dict[str, list[tuple]]:
+    return {table.name: sorted(tuple(row) for row in conn.execute(sa.select(table))) for table in read_models.sorted_tables}
 
 
 def test_the_statement_is_readable_any_time_and_issued_once_when_the_year_is_over(platform, client, taxpayer):
