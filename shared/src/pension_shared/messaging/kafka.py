@@ -74,6 +74,9 @@ class KafkaSubscription:
             max_poll_records=500,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
+            # A subscribed topic created after the group's assignment is found (and the group
+            # rebalanced onto it) at the next metadata refresh: within 30 s rather than 5 minutes.
+            metadata_max_age_ms=30_000,
         )
 
     def poll(self, timeout_s: float, max_records: int) -> list[IncomingRecord]:
@@ -117,7 +120,10 @@ class KafkaSubscription:
 def ensure_topics(
     bootstrap: str, topics: Sequence[str], *, partitions: int, replication_factor: int = 1, timeout_s: float = 30.0,
 ) -> None:
-    """Create the topics if they do not exist (infinite retention: they are ledgers)."""
+    """Create the topics if they do not exist (infinite retention: they are ledgers), and return
+    once every partition of each has a leader. The broker acknowledges a creation before its
+    metadata has the new topic: a consumer group assigned in between gets no partition of it
+    ("No partition metadata") and would only find it at its next metadata refresh."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="pension-admin", request_timeout_ms=int(timeout_s * 1000))
     try:
         existing = set(admin.list_topics())
@@ -130,5 +136,6 @@ def ensure_topics(
                 admin.create_topics(missing, timeout_ms=int(timeout_s * 1000))
             except TopicAlreadyExistsError:
                 pass
+        admin.wait_for_topics(list(topics), timeout_ms=int(timeout_s * 1000))
     finally:
         admin.close()
