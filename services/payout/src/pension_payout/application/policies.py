@@ -72,6 +72,9 @@ def policies(store: EventStore) -> dict[str, Policy]:
         note(conn, source, FUND_ACCOUNT_NOTED, {"participant_id": source.subject, "fund_account_id": data["fund_account_id"],
                                                 "bank_code": data["bank_code"], "branch_city": data["branch_city"]},
              require_known=False)
+        stream, payee = load_payee(store, conn, source.subject)
+        if payee.inheritance_due:  # the death came first, on the other topic
+            start_inheritance(conn, stream.version, payee, source)
 
     def participant_died(conn: Connection, source: Envelope) -> None:
         """Death opens the inheritance (A-INH-1): the whole balance, holdings redeemed, goes to the
@@ -86,12 +89,16 @@ def policies(store: EventStore) -> dict[str, Policy]:
                 store.append(conn, w_stream.stream_id, w_stream.version, [NewEvent(
                     WITHDRAWAL_COMPLETED, {"withdrawal_id": withdrawal_id, "reason": "superseded_by_inheritance"},
                     subject=source.subject)], _meta(source))
-        if payee.fund_account_id is None:
-            return
+        if payee.inheritance_due:  # else it starts when the fund account is noted (or there is none)
+            start_inheritance(conn, stream.version, payee, source)
+
+    def start_inheritance(conn: Connection, payee_version: int, payee: Payee, source: Envelope) -> None:
+        """The inheritance, started by the later of the death and the fund account's opening,
+        whichever topic brought it; its id derives from that event, so a redelivery starts nothing."""
         withdrawal_id = f"WI{uuid.uuid5(uuid.NAMESPACE_URL, source.id).hex[:20].upper()}"
-        start_withdrawal(store, conn, payee, stream.version, withdrawal_id=withdrawal_id, kind="inheritance",
+        start_withdrawal(store, conn, payee, payee_version, withdrawal_id=withdrawal_id, kind="inheritance",
                          plan_data={"method": "lump_sum"}, first_due=business_date(parse_rfc3339(source.time)).isoformat(),
-                         meta=_meta(source), heirs=data["heirs"])
+                         meta=_meta(source), heirs=payee.heirs)
 
     def payout_debited(conn: Connection, source: Envelope) -> None:
         data = source.data

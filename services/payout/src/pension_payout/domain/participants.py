@@ -34,6 +34,12 @@ class Payee:
     fund_bank_code: str | None = None
     withholding_city: str | None = None
     withdrawal_ids: list[str] = field(default_factory=list)
+    inheritance_started: bool = False
+
+    @property
+    def inheritance_due(self) -> bool:
+        """Deceased, their fund account known, and no inheritance started yet (A-INH-1)."""
+        return self.deceased and self.fund_account_id is not None and not self.inheritance_started
 
     @classmethod
     def from_events(cls, participant_id: str, events: Iterable[tuple[str, Mapping[str, Any]]]) -> "Payee":
@@ -52,4 +58,5 @@ class Payee:
                 payee.deceased, payee.heirs, payee.heirs_sealed = True, list(data["heirs"]), data["heirs_sealed"]
             elif name == WITHDRAWAL_ASSIGNED:
                 payee.withdrawal_ids.append(data["withdrawal_id"])
+                payee.inheritance_started |= data.get("kind") == "inheritance"
         return payee
