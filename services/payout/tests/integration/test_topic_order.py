@@ -28,13 +28,7 @@ def _event(service: str, name: str, subject: str, data: dict) -> Envelope:
 
 
 def test_a_fund_account_opened_before_the_registration_arrives_is_noted_not_dead_lettered(tmp_path: Path) -> None:
-    log_path = tmp_path / "log.db"
-    transport = EmbeddedTransport(log_path, partitions=1)
-    ctx = build_context(DEFINITION, ServiceSettings(
-        env="test", database_url=f"sqlite:///{tmp_path / 'payout.db'}", transport="embedded", embedded_log_path=log_path,
-    ), transport=transport)
-    ctx.migrate()
-    transport.prepare(["pension.account", "pension.fund-account", "pension.account.dlq", "pension.fund-account.dlq"])
+    ctx, transport = _service(tmp_path)
     participant = f"P{uuid.uuid4().hex[:20].upper()}"
     opened = _event("fund-account", "FundAccountOpened", participant, {
         "fund_account_id": "FA1", "participant_id": participant, "bank_code": "ICBC", "branch_city": "410100",

@@ -4,7 +4,7 @@ the events in order, so dropping the tables and replaying gives the same rows.""
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -74,15 +74,12 @@ class VouchersProjection:
 
     def apply_batch(self, conn: Connection, batch: Sequence[Envelope]) -> None:
         """Vouchers issued in the batch are inserted with any later voiding folded in."""
-        rows = FoldedRows(vouchers)
-        for event in batch:
-            name, data = event.event_type.name, event.data
-            if name == DEDUCTION_VOUCHER_ISSUED:
-                rows.insert({**_columns(vouchers, data), "position": event.position, "status": ISSUED})
-            elif name == DEDUCTION_VOUCHER_VOIDED:
-                rows.update({"voucher_no": data["voucher_no"], "status": VOIDED, "voided_at": data["voided_at"],
-                             "void_reason": data["reason"]})
-        rows.write(conn)
+        _inserted_then_changed(
+            conn, vouchers, batch,
+            DEDUCTION_VOUCHER_ISSUED, lambda e: {**_columns(vouchers, e.data), "position": e.position, "status": ISSUED},
+            DEDUCTION_VOUCHER_VOIDED, lambda data: {"voucher_no": data["voucher_no"], "status": VOIDED,
+                                                    "voided_at": data["voided_at"], "void_reason": data["reason"]},
+        )
 
 
 class WithholdingsProjection:
@@ -96,14 +93,28 @@ class WithholdingsProjection:
 
     def apply_batch(self, conn: Connection, batch: Sequence[Envelope]) -> None:
         """Payouts withheld in the batch are inserted with any later reversal folded in."""
-        rows = FoldedRows(withholdings)
-        for event in batch:
-            name, data = event.event_type.name, event.data
-            if name == WITHDRAWAL_TAX_WITHHELD:
-                rows.insert({**_columns(withholdings, data), "position": event.position, "status": WITHHELD})
-            elif name == WITHDRAWAL_TAX_WITHHOLDING_REVERSED:
-                rows.update({"payout_id": data["payout_id"], "status": REVERSED, "reversed_at": data["reversed_at"]})
-        rows.write(conn)
+        _inserted_then_changed(
+            conn, withholdings, batch,
+            WITHDRAWAL_TAX_WITHHELD, lambda e: {**_columns(withholdings, e.data), "position": e.position, "status": WITHHELD},
+            WITHDRAWAL_TAX_WITHHOLDING_REVERSED, lambda data: {"payout_id": data["payout_id"], "status": REVERSED,
+                                                               "reversed_at": data["reversed_at"]},
+        )
+
+
+def _inserted_then_changed(
+    conn: Connection, table: sa.Table, batch: Sequence[Envelope],
+    inserting: str, row_of: Callable[[Envelope], dict[str, Any]],
+    changing: str, change_of: Callable[[Mapping[str, Any]], dict[str, Any]],
+) -> None:
+    """A row per ``inserting`` event, changed by each later ``changing`` event of the same key."""
+    rows = FoldedRows(table)
+    for event in batch:
+        name = event.event_type.name
+        if name == inserting:
+            rows.insert(row_of(event))
+        elif name == changing:
+            rows.update(change_of(event.data))
+    rows.write(conn)
 
 
 class TaxYearsProjection:
