@@ -254,27 +254,28 @@ class EventStore:
         for projection in self.projections:
             for table in reversed(projection.tables):
                 conn.execute(table.delete())
-        appliers = [getattr(p, "apply_batch", None) or _one_by_one(p) for p in self.projections]
         upcast = self.upcasters.upcast
         replayed = 0
         for rows in batches_of_rows(conn, sa.select(*_ENVELOPE_COLUMNS).order_by(events.c.position), batch_size):
             batch = [upcast(_envelope_of_tuple(row)) for row in rows]
-            for apply_batch in appliers:
-                apply_batch(conn, batch)
+            self.replay(conn, batch)
             replayed += len(batch)
         return replayed
+
+    def replay(self, conn: Connection, batch: Sequence[Envelope]) -> None:
+        """Apply recorded events (upcast, in position order) to every projection: the whole batch
+        to a projection's ``apply_batch`` when it has one, else one by one to its ``apply``."""
+        for projection in self.projections:
+            apply_batch = getattr(projection, "apply_batch", None)
+            if apply_batch is not None:
+                apply_batch(conn, batch)
+            else:
+                for envelope in batch:
+                    projection.apply(conn, envelope)
 
 
 _LAST_APPENDED = "pension.last_appended"
 """Key in the DBAPI connection's ``info``: (the transaction, the position of its last append)."""
-
-
-def _one_by_one(projection: Projection) -> Callable[[Connection, Sequence[Envelope]], None]:
-    def apply_batch(conn: Connection, batch: Sequence[Envelope]) -> None:
-        for envelope in batch:
-            projection.apply(conn, envelope)
-
-    return apply_batch
 
 
 _ENVELOPE_COLUMNS = (
