@@ -113,14 +113,21 @@ class InboxConsumer:
         handled: list[tuple[IncomingRecord, str]] = []
         try:
             with self._engine.begin() as conn:
+                parsed: list[tuple[IncomingRecord, Envelope]] = []
                 for record in batch:
                     try:
-                        envelope = self._upcasters.upcast(parse_cloudevent(record.value))
+                        parsed.append((record, self._upcasters.upcast(parse_cloudevent(record.value))))
                     except Exception:  # malformed, or its upcaster fails: the careful path parks it
                         raise _NeedsCare from None
+                claimed = self._claim_all(conn, parsed)
+                for record, envelope in parsed:
                     correlation = correlation_id.set(envelope.correlationid)
                     try:
-                        outcome = self._apply(conn, record, envelope, self._policies.get(envelope.type))
+                        if envelope.id in claimed:
+                            claimed.discard(envelope.id)  # a second copy in the batch is a duplicate
+                            outcome = self._applied(conn, envelope, self._policies.get(envelope.type))
+                        else:
+                            outcome = "duplicates"
                         log.debug("consumer %s: %s %s %s", self.name, envelope.type, envelope.id, outcome)
                         handled.append((record, outcome))
                     finally:
@@ -200,12 +207,20 @@ class InboxConsumer:
         return "dead_lettered"
 
     def _apply(self, conn: Connection, record: IncomingRecord, envelope: Envelope, policy: Policy | None) -> str:
-        claimed = conn.execute(_inbox_claim(conn.dialect.name), {
-            "consumer": self.name, "event_id": envelope.id, "topic": record.topic, "partition": record.partition,
-            "offset": record.offset,
-        }).first()
-        if claimed is None:
+        if not self._claim_all(conn, [(record, envelope)]):
             return "duplicates"
+        return self._applied(conn, envelope, policy)
+
+    def _claim_all(self, conn: Connection, parsed: Sequence[tuple[IncomingRecord, Envelope]]) -> set[str]:
+        """The inbox rows of these events, in one statement: the ids of those not seen before."""
+        return set(conn.execute(_inbox_claim(conn.dialect.name), [
+            {"consumer": self.name, "event_id": envelope.id, "topic": record.topic, "partition": record.partition,
+             "offset": record.offset}
+            for record, envelope in parsed
+        ]).scalars())
+
+    @staticmethod
+    def _applied(conn: Connection, envelope: Envelope, policy: Policy | None) -> str:
         if policy is None:
             return "ignored"
         policy(conn, envelope)
