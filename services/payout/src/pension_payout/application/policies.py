@@ -44,11 +44,15 @@ def load_withdrawal(store: EventStore, conn: Connection, withdrawal_id: str):  #
 
 
 def policies(store: EventStore) -> dict[str, Policy]:
-    def note(conn: Connection, source: Envelope, name: str, data: dict[str, Any], *, require_known: bool = True) -> None:
+    def note(conn: Connection, source: Envelope, name: str, data: dict[str, Any], *,
+             require_known: bool = True) -> tuple[int, Payee]:
+        """Record ``name`` on the payee's stream; the stream's version and the payee after it."""
         stream, payee = load_payee(store, conn, source.subject)
         if require_known and not payee.registered:
             raise LookupError(f"participant {source.subject} is not known to the payout service yet")
         store.append(conn, stream.stream_id, stream.version, [NewEvent(name, data, subject=source.subject)], _meta(source))
+        return stream.version + 1, Payee.from_events(
+            source.subject, [*((e.event_type.name, e.data) for e in stream.events), (name, data)])
 
     def participant_registered(conn: Connection, source: Envelope) -> None:
         stream, payee = load_payee(store, conn, source.subject)
@@ -69,20 +73,21 @@ def policies(store: EventStore) -> dict[str, Policy]:
         """Noted even before the participant's registration: the two come on different topics,
         which are not ordered with each other, and the payee's state does not depend on the order."""
         data = source.data
-        note(conn, source, FUND_ACCOUNT_NOTED, {"participant_id": source.subject, "fund_account_id": data["fund_account_id"],
-                                                "bank_code": data["bank_code"], "branch_city": data["branch_city"]},
-             require_known=False)
-        stream, payee = load_payee(store, conn, source.subject)
+        version, payee = note(conn, source, FUND_ACCOUNT_NOTED, {
+            "participant_id": source.subject, "fund_account_id": data["fund_account_id"], "bank_code": data["bank_code"],
+            "branch_city": data["branch_city"],
+        }, require_known=False)
         if payee.inheritance_due:  # the death came first, on the other topic
-            start_inheritance(conn, stream.version, payee, source)
+            start_inheritance(conn, version, payee, source)
 
     def participant_died(conn: Connection, source: Envelope) -> None:
         """Death opens the inheritance (A-INH-1): the whole balance, holdings redeemed, goes to the
         heirs by share with 3 % withheld (B-2); any running withdrawal stops."""
         data = source.data
-        note(conn, source, DEATH_NOTED, {"participant_id": source.subject, "date_of_death": data["date_of_death"],
-                                         "heirs": data["heirs"], "heirs_sealed": data["heirs_sealed"]})
-        stream, payee = load_payee(store, conn, source.subject)
+        version, payee = note(conn, source, DEATH_NOTED, {
+            "participant_id": source.subject, "date_of_death": data["date_of_death"], "heirs": data["heirs"],
+            "heirs_sealed": data["heirs_sealed"],
+        })
         for withdrawal_id in payee.withdrawal_ids:
             w_stream, withdrawal = load_withdrawal(store, conn, withdrawal_id)
             if withdrawal.status == "active":
@@ -90,7 +95,7 @@ def policies(store: EventStore) -> dict[str, Policy]:
                     WITHDRAWAL_COMPLETED, {"withdrawal_id": withdrawal_id, "reason": "superseded_by_inheritance"},
                     subject=source.subject)], _meta(source))
         if payee.inheritance_due:  # else it starts when the fund account is noted (or there is none)
-            start_inheritance(conn, stream.version, payee, source)
+            start_inheritance(conn, version, payee, source)
 
     def start_inheritance(conn: Connection, payee_version: int, payee: Payee, source: Envelope) -> None:
         """The inheritance, started by the later of the death and the fund account's opening,
