@@ -86,7 +86,10 @@ def test_only_a_participant_in_receiving_status_may_withdraw(running):
     bank = Bank(running.base)
     participant_id, fund_account_id = bank.register_and_open()
     bank.contribute(fund_account_id, "100.00")
-    refused = bank.post("/v1/withdrawals", {"participant_id": participant_id, "method": "lump_sum"})
+    # The payout service hears of the participant and their fund account through Kafka; until then
+    # it answers 404 PARTICIPANT_NOT_FOUND. A refused command changes nothing: asking again is safe.
+    refused = eventually(lambda: (r := bank.post("/v1/withdrawals", {"participant_id": participant_id,
+                                                                     "method": "lump_sum"})).status_code != 404 and r)
     assert refused.status_code == 409 and refused.json()["code"] == "NOT_ELIGIBLE_FOR_WITHDRAWAL"
 
 
