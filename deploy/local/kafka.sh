@@ -164,7 +164,7 @@ start() {
     : >"$LOGFILE"
   fi
 
-  setsid nohup java -Xmx512m -Xms256m -Djava.awt.headless=true \
+  setsid nohup java -Xmx512m -Xms256m -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
     -Dlog4j.configuration="file:$LOG4J" -cp "$LIBS/*" kafka.Kafka "$CONF" \
     </dev/null >>"$LOGFILE" 2>&1 &
   pid=$!
