@@ -88,13 +88,15 @@ def test_each_consumer_keeps_its_own_inbox(tally: TallyService, log: EmbeddedLog
         assert received(conn) == {"P1": (18, 2)}
 
 
-def test_events_without_a_policy_are_recorded_and_ignored(tally: TallyService, log: EmbeddedLog) -> None:
+def test_events_without_a_policy_are_ignored_without_an_inbox_row(tally: TallyService, log: EmbeddedLog) -> None:
     [event] = tally.add("P1", 9)
     log.publisher().publish([OutgoingRecord(TOPIC, "P1", event.to_json())] * 2)
     totals = drain(consumer_for(log, tally, policies={}))
-    assert (totals["ignored"], totals["duplicates"]) == (1, 1)
+    # No effect to keep from happening twice: both copies ignored, nothing written.
+    assert (totals["ignored"], totals["duplicates"]) == (2, 0)
     with tally.engine.connect() as conn:
         assert received(conn) == {}
+        assert conn.execute(sa.select(sa.func.count()).select_from(inbox)).scalar_one() == 0
 
 
 def _picky(conn: Connection, event: Envelope) -> None:

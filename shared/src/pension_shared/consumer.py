@@ -109,35 +109,40 @@ class InboxConsumer:
 
     def _apply_as_it_comes(self, batch: Sequence[IncomingRecord]) -> list[tuple[IncomingRecord, str]] | None:
         """The batch in one transaction without savepoints, or ``None`` (nothing applied) when a
-        record of it cannot be applied so: it fails, or is to be parked, or the database fails."""
-        handled: list[tuple[IncomingRecord, str]] = []
-        try:
-            with self._engine.begin() as conn:
-                parsed: list[tuple[IncomingRecord, Envelope]] = []
-                for record in batch:
-                    try:
-                        parsed.append((record, self._upcasters.upcast(parse_cloudevent(record.value))))
-                    except Exception:  # malformed, or its upcaster fails: the careful path parks it
-                        raise _NeedsCare from None
-                claimed = self._claim_all(conn, parsed)
-                for record, envelope in parsed:
-                    correlation = correlation_id.set(envelope.correlationid)
-                    try:
-                        if envelope.id in claimed:
-                            claimed.discard(envelope.id)  # a second copy in the batch is a duplicate
-                            outcome = self._applied(conn, envelope, self._policies.get(envelope.type))
-                        else:
-                            outcome = "duplicates"
-                        log.debug("consumer %s: %s %s %s", self.name, envelope.type, envelope.id, outcome)
-                        handled.append((record, outcome))
-                    finally:
-                        correlation_id.reset(correlation)
-        except _NeedsCare:
-            return None
-        except Exception as exc:  # the careful path tells the message's fault from the database's
-            log.info("consumer %s: a batch of %d failed (%s); applying it record by record",
-                     self.name, len(batch), type(exc).__name__)
-            return None
+        record of it cannot be applied so: it fails, or is to be parked, or the database fails.
+        Events this service has no policy for are ignored without an inbox row (they have no
+        effect to keep from happening twice); a batch of only those needs no transaction."""
+        parsed: list[tuple[IncomingRecord, Envelope]] = []
+        for record in batch:
+            try:
+                parsed.append((record, self._upcasters.upcast(parse_cloudevent(record.value))))
+            except Exception:  # malformed, or its upcaster fails: the careful path parks it
+                return None
+        acting = [(record, envelope) for record, envelope in parsed if envelope.type in self._policies]
+        outcomes: dict[tuple[str, int, int], str] = {}
+        if acting:
+            try:
+                with self._engine.begin() as conn:
+                    claimed = self._claim_all(conn, acting)
+                    for record, envelope in acting:
+                        correlation = correlation_id.set(envelope.correlationid)
+                        try:
+                            if envelope.id in claimed:
+                                claimed.discard(envelope.id)  # a second copy in the batch is a duplicate
+                                self._policies[envelope.type](conn, envelope)
+                                outcomes[_key(record)] = "processed"
+                            else:
+                                outcomes[_key(record)] = "duplicates"
+                        finally:
+                            correlation_id.reset(correlation)
+            except Exception as exc:  # the careful path tells the message's fault from the database's
+                log.info("consumer %s: a batch of %d failed (%s); applying it record by record",
+                         self.name, len(batch), type(exc).__name__)
+                return None
+        handled = [(record, outcomes.get(_key(record), "ignored")) for record, _ in parsed]
+        if log.isEnabledFor(logging.DEBUG):
+            for (record, outcome), (_, envelope) in zip(handled, parsed):
+                log.debug("consumer %s: %s %s %s", self.name, envelope.type, envelope.id, outcome)
         return handled
 
     def _apply_carefully(self, batch: Sequence[IncomingRecord], counts: dict[str, int], done: list[IncomingRecord]) -> None:
@@ -207,6 +212,8 @@ class InboxConsumer:
         return "dead_lettered"
 
     def _apply(self, conn: Connection, record: IncomingRecord, envelope: Envelope, policy: Policy | None) -> str:
+        if policy is None:  # no effect to keep from happening twice: no inbox row
+            return "ignored"
         if not self._claim_all(conn, [(record, envelope)]):
             return "duplicates"
         return self._applied(conn, envelope, policy)
@@ -254,6 +261,10 @@ class InboxConsumer:
 
     def close(self) -> None:
         self._subscription.close()
+
+
+def _key(record: IncomingRecord) -> tuple[str, int, int]:
+    return record.topic, record.partition, record.offset
 
 
 @functools.lru_cache(maxsize=None)
