@@ -162,3 +162,62 @@ def test_two_relays_at_once_lose_nothing(pg_tally: TallyService) -> None:
         t.join(30)
     assert {parse_cloudevent(r.value).id for r in log.records} == {e.id for e in recorded}
     assert relays[0].backlog() == 0
+
+
+def _running(relay: OutboxRelay, **kwargs: float) -> tuple[threading.Event, threading.Thread]:
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,), kwargs=kwargs)
+    thread.start()
+    return stop, thread
+
+
+def _published_within(log: RecordingPublisher, count: int, seconds: float) -> float | None:
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        if len(log.records) >= count:
+            return time.monotonic() - started
+        time.sleep(0.005)
+    return None
+
+
+def test_an_idle_relay_is_woken_by_the_commit_of_an_append(pg_tally: TallyService) -> None:
+    """It does not poll while idle: with no notification it would look again only after
+    ``quiet_s`` (a minute here), yet each commit is published at once."""
+    log = RecordingPublisher()
+    stop, thread = _running(OutboxRelay(pg_tally.engine, log), idle_s=0.01, quiet_s=60)
+    try:
+        time.sleep(0.3)  # the relay has looked, found nothing, and sleeps
+        for n in range(1, 4):
+            pg_tally.add("P1", n)
+            assert _published_within(log, n, 5) is not None, f"append {n} not published within 5 s"
+            time.sleep(0.1)
+        with pytest.raises(RuntimeError), pg_tally.engine.begin() as conn:  # a rollback notifies no one
+            pg_tally.store.append(conn, "tally-P9", 0, [added("P9", 1)], meta())
+            raise RuntimeError("rolled back")
+    finally:
+        stop.set()
+        thread.join(70)
+    assert not thread.is_alive()
+    assert [parse_cloudevent(r.value).data["amount"] for r in log.records] == [1, 2, 3]
+
+
+def test_a_relay_whose_listening_connection_is_killed_still_publishes_everything(pg_tally: TallyService) -> None:
+    log = RecordingPublisher()
+    stop, thread = _running(OutboxRelay(pg_tally.engine, log), idle_s=0.01, quiet_s=60)
+    try:
+        time.sleep(0.3)
+        with pg_tally.engine.connect() as conn:
+            killed = conn.execute(sa.text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'LISTEN%'"
+            )).scalar_one()
+        assert killed == 1
+        pg_tally.add("P1", 1)
+        assert _published_within(log, 1, 5) is not None  # polled, then listening again
+        time.sleep(0.3)
+        pg_tally.add("P1", 2)
+        assert _published_within(log, 2, 5) is not None
+    finally:
+        stop.set()
+        thread.join(70)
+    assert not thread.is_alive()

@@ -274,6 +274,9 @@ class EventStore:
                     projection.apply(conn, envelope)
 
 
+OUTBOX_CHANNEL = "pension_outbox"
+"""The PostgreSQL notification channel an append notifies, at its commit, of new outbox rows."""
+
 _LAST_APPENDED = "pension.last_appended"
 """Key in the DBAPI connection's ``info``: (the transaction, the position of its last append)."""
 
@@ -330,8 +333,10 @@ def _append_statement(count: int, *, new_stream: bool) -> sa.TextClause:
         f"RETURNING event_id, position), "
         f"published AS (INSERT INTO outbox (event_id, topic, key, payload) "
         f"SELECT n.event_id, CAST(:topic AS varchar), n.subject, n.payload FROM inserted JOIN new_events n USING (event_id) "
-        f"ORDER BY inserted.position) "
-        f"SELECT event_id, position FROM inserted"
+        f"ORDER BY inserted.position), "
+        # Delivered at commit, to the relay waiting for outbox rows (none if rolled back).
+        f"notified AS (SELECT pg_notify('{OUTBOX_CHANNEL}', '')) "
+        f"SELECT event_id, position FROM inserted, notified"
     )
 
 

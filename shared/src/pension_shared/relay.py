@@ -3,7 +3,12 @@
 It never tracks a high-water mark of ids: rows are taken by "not yet published", in id order,
 so a row whose transaction commits after a later id has been published is still picked up
 (insert order and commit order differ). A relay killed between publishing and marking
-publishes those rows again; consumers deduplicate by event id."""
+publishes those rows again; consumers deduplicate by event id.
+
+On PostgreSQL an idle relay does not poll: every append notifies ``OUTBOX_CHANNEL`` at its
+commit, and the relay sleeps until told (or a second has passed, in case a notification was
+lost with its connection). After publishing it waits a moment before looking again, so that
+rows arriving under load go out in batches."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pension_shared.lease import Lease
+from pension_shared.ledger import OUTBOX_CHANNEL
 from pension_shared.messaging import OutgoingRecord, Publisher
 from pension_shared.schema import outbox
 
@@ -84,27 +90,84 @@ class OutboxRelay:
 
     def run(
         self, stop: threading.Event, *, lease: Lease | None = None, idle_s: float = 0.05,
-        error_backoff_s: float = 1.0, standby_s: float = 1.0,
+        error_backoff_s: float = 1.0, standby_s: float = 1.0, quiet_s: float = 1.0,
     ) -> None:
         """Relay until stopped. With a ``lease``, only while holding it: a standby replica polls
-        for the lease and takes over when the active one's session ends."""
+        for the lease and takes over when the active one's session ends. After a batch smaller
+        than ``batch_size`` the relay waits ``idle_s``; after finding nothing, until an append
+        notifies it (PostgreSQL) or ``quiet_s`` has passed (on SQLite: ``idle_s``)."""
+        wake = _Notifications(self._engine) if self._engine.dialect.name == "postgresql" else None
         try:
-            self._run(stop, lease, idle_s, error_backoff_s, standby_s)
+            self._run(stop, lease, idle_s, error_backoff_s, standby_s, quiet_s, wake)
         finally:
+            if wake is not None:
+                wake.close()
             if lease is not None:
                 lease.release()
 
     def _run(self, stop: threading.Event, lease: Lease | None, idle_s: float, error_backoff_s: float,
-             standby_s: float) -> None:
+             standby_s: float, quiet_s: float, wake: "_Notifications | None") -> None:
         while not stop.is_set():
             try:
                 if lease is not None and not lease.acquire():
                     stop.wait(standby_s)
                     continue
+                if wake is not None:
+                    wake.listen()  # before looking: a row committed after the look wakes the wait
                 published = self.relay_once()
             except Exception:  # the relay must outlive a broker or database outage
                 log.exception("outbox relay failed; retrying")
                 stop.wait(error_backoff_s)
                 continue
-            if published < self._batch_size:
+            if published >= self._batch_size:
+                continue
+            if published or wake is None:
                 stop.wait(idle_s)
+            elif not wake.wait(quiet_s):
+                stop.wait(idle_s)  # the listening connection failed: poll until it is back
+
+
+class _Notifications:
+    """A connection of its own listening on ``OUTBOX_CHANNEL``: the relay sleeps on it until an
+    append commits. Losing it costs nothing but latency: the relay then polls until it is back."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._conn = None  # the driver's (psycopg) connection, detached from the pool
+
+    def listen(self) -> None:
+        if self._conn is not None:
+            return
+        pooled = self._engine.raw_connection()
+        conn = pooled.driver_connection
+        pooled.detach()  # never returned to the pool: it stays in LISTEN for good
+        try:
+            conn.autocommit = True
+            conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
+        except Exception:
+            pooled.close()
+            raise
+        self._conn = conn
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait until notified or ``timeout_s`` passed; ``False`` if the connection failed."""
+        if self._conn is None:
+            return False
+        try:
+            for _ in self._conn.notifies(timeout=timeout_s, stop_after=1):
+                pass
+            for _ in self._conn.notifies(timeout=0):  # the others already received: one look covers them
+                pass
+            return True
+        except Exception:
+            log.warning("outbox relay: the notification connection failed; polling until it is back")
+            self.close()
+            return False
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # already gone
+                pass
+            self._conn = None
