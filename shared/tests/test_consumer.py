@@ -342,3 +342,54 @@ def test_a_batch_with_a_failing_record_is_applied_again_record_by_record(tally: 
         assert received(conn) == {"P1": (7, 3)}
     assert [letter["event_id"] for letter in dead_letters(log)] == [events[2].id]
     assert calls[3] == 1 + 3  # once as it came, then the careful pass's three attempts
+
+
+CHECKED = "cn.pension.tally.Checked.v1"
+
+
+def test_a_batch_keeps_the_appends_of_policies_that_read_only_streams_and_writes_them_together(
+    tally: TallyService, log: EmbeddedLog,
+) -> None:
+    """The consumer's own ledger (a second tally service) records every Added it receives by
+    appending to its own streams, kept and written at the end of the batch; a Checked event's
+    policy reads the read model, so what was kept before it is written first."""
+    from pension_shared.consumer import reads_only_streams
+    from pension_shared.ledger import NewEvent
+    from shared_support.tally import added, meta, stream_of, tally_totals
+
+    ours = TallyService(tally.url, topic="pension.ours")
+    seen_totals: list[tuple[str, int]] = []
+
+    @reads_only_streams
+    def record(conn: Connection, event: Envelope) -> None:
+        stream = ours.store.load(conn, stream_of("copy-" + event.subject))
+        ours.store.append(conn, stream.stream_id, stream.version, [added("copy-" + event.subject, event.data["amount"])], meta())
+
+    def check(conn: Connection, event: Envelope) -> None:
+        total = conn.execute(sa.select(tally_totals.c.total).where(tally_totals.c.subject == "copy-" + event.subject)).scalar()
+        seen_totals.append((event.subject, total))
+
+    with tally.engine.begin() as conn:
+        for n in (1, 2, 3):
+            stream = tally.store.load(conn, stream_of("P1"))
+            tally.store.append(conn, stream.stream_id, stream.version, [added("P1", n)], meta())
+        stream = tally.store.load(conn, stream_of("P1"))
+        tally.store.append(conn, stream.stream_id, stream.version, [NewEvent("Checked", {}, "P1")], meta())
+        stream = tally.store.load(conn, stream_of("P1"))
+        tally.store.append(conn, stream.stream_id, stream.version, [added("P1", 10)], meta())
+    OutboxRelay(tally.engine, log.publisher()).relay_once()
+    statements: list[str] = []
+    sa.event.listen(tally.engine, "before_cursor_execute", lambda _c, _cur, statement, *_: statements.append(statement))
+    consumer = InboxConsumer(
+        name="ours", engine=tally.engine, subscription=log.subscribe(group_id="ours", topics=[TOPIC]),
+        policies={ADDED: record, CHECKED: check}, dead_letters=log.publisher(), store=ours.store,
+    )
+    totals = drain(consumer)
+    assert totals["processed"] == 5
+    assert seen_totals == [("P1", 6)]  # the three Added before it, written first
+    assert ours.totals()["copy-P1"] == (16, 4)
+    if tally.backend == "postgresql":  # one append statement before the check, one after it
+        assert sum("INSERT INTO events" in s for s in statements) == 2
+    with tally.engine.connect() as conn:
+        copies = conn.execute(sa.text("SELECT sequence, data FROM events WHERE stream_id = 'tally-copy-P1' ORDER BY sequence")).all()
+    assert [tuple(r) for r in copies] == [(1, '{"amount":1}'), (2, '{"amount":2}'), (3, '{"amount":3}'), (4, '{"amount":10}')]

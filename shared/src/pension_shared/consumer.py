@@ -14,13 +14,14 @@ the message's fault: the batch is redelivered later instead of being dead-letter
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, ContextManager, Mapping, Sequence
 
 import orjson
 from sqlalchemy.engine import Connection, Engine
@@ -29,6 +30,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from pension_shared.db import insert_ignoring_duplicates
 from pension_shared.envelope import Envelope, MalformedEvent, Upcasters, parse_cloudevent
 from pension_shared.errors import ConcurrencyConflict
+from pension_shared.ledger import EventStore
 from pension_shared.messaging import IncomingRecord, OutgoingRecord, Publisher, Subscription, dlq_topic
 from pension_shared.schema import inbox
 from pension_shared.web import correlation_id
@@ -36,6 +38,14 @@ from pension_shared.web import correlation_id
 log = logging.getLogger(__name__)
 
 Policy = Callable[[Connection, Envelope], None]
+
+
+def reads_only_streams(policy: Policy) -> Policy:
+    """Mark a policy that reads nothing but event streams, through the store (no read model):
+    applying a batch, the consumer keeps such policies' appends and writes them together at the
+    end (``EventStore.deferred``). Any other policy first has the kept appends written."""
+    policy.reads_only_streams = True  # type: ignore[attr-defined]
+    return policy
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,7 @@ class InboxConsumer:
         upcasters: Upcasters | None = None,
         max_attempts: int = 3,
         batch_size: int | None = None,
+        store: EventStore | None = None,
     ) -> None:
         self.name = name
         self._engine = engine
@@ -74,6 +85,8 @@ class InboxConsumer:
         self._dead_letters = dead_letters
         self._upcasters = upcasters or Upcasters()
         self._max_attempts = max_attempts
+        self._store = store
+        """The service's event store: with it, a batch's appends are written together."""
         # SQLite serialises writers: keep its write lock for a few records at a time only.
         self._batch_size = batch_size or (100 if engine.dialect.name == "postgresql" else 10)
 
@@ -122,14 +135,14 @@ class InboxConsumer:
         outcomes: dict[tuple[str, int, int], str] = {}
         if acting:
             try:
-                with self._engine.begin() as conn:
+                with self._engine.begin() as conn, self._kept_together(conn):
                     claimed = self._claim_all(conn, acting)
                     for record, envelope in acting:
                         correlation = correlation_id.set(envelope.correlationid)
                         try:
                             if envelope.id in claimed:
                                 claimed.discard(envelope.id)  # a second copy in the batch is a duplicate
-                                self._policies[envelope.type](conn, envelope)
+                                self._apply_in_batch(conn, self._policies[envelope.type], envelope)
                                 outcomes[_key(record)] = "processed"
                             else:
                                 outcomes[_key(record)] = "duplicates"
@@ -144,6 +157,17 @@ class InboxConsumer:
             for (record, outcome), (_, envelope) in zip(handled, parsed):
                 log.debug("consumer %s: %s %s %s", self.name, envelope.type, envelope.id, outcome)
         return handled
+
+    def _kept_together(self, conn: Connection) -> ContextManager[None]:
+        return self._store.deferred(conn) if self._store is not None else contextlib.nullcontext()
+
+    def _apply_in_batch(self, conn: Connection, policy: Policy, envelope: Envelope) -> None:
+        if self._store is None or getattr(policy, "reads_only_streams", False):
+            policy(conn, envelope)
+            return
+        self._store.flush(conn)  # it may read read models: they have every earlier effect
+        with self._store.immediately(conn):
+            policy(conn, envelope)
 
     def _apply_carefully(self, batch: Sequence[IncomingRecord], counts: dict[str, int], done: list[IncomingRecord]) -> None:
         """The batch in one transaction, each record in its own savepoint. A record that raises

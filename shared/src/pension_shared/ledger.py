@@ -7,8 +7,8 @@ rebuildable from zero)."""
 
 from __future__ import annotations
 
-import functools
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
@@ -95,8 +95,7 @@ class EventStore:
         transaction must then be rolled back."""
         if not new_events:
             return []
-        head = conn.execute(_SELECT_HEAD, {"stream_id": stream_id}).one_or_none()
-        current_version, prevhash = (head.version, head.head_hash) if head else (0, None)
+        current_version, prevhash = self._head(conn, stream_id)
         if current_version != expected_version:
             raise ConcurrencyConflict(
                 f"stream {stream_id} is at version {current_version}, not {expected_version}",
@@ -111,10 +110,10 @@ class EventStore:
         on the stream's content (recording what another service reported): the head is read
         instead of the whole stream. Raises ``LookupError`` if the stream has no events; the
         head's versioned write still refuses a concurrent writer (``ConcurrencyConflict``)."""
-        head = conn.execute(_SELECT_HEAD, {"stream_id": stream_id}).one_or_none()
-        if head is None:
+        version, head_hash = self._head(conn, stream_id)
+        if not version:
             raise LookupError(f"stream {stream_id} has no events")
-        return self._record(conn, stream_id, head.version, head.head_hash, new_events, meta)
+        return self._record(conn, stream_id, version, head_hash, new_events, meta)
 
     def append_to(self, conn: Connection, stream: Stream, new_events: Sequence[NewEvent], meta: Metadata) -> list[Envelope]:
         """``append`` after a stream loaded in this transaction, without reading its head again:
@@ -144,22 +143,85 @@ class EventStore:
             envelope = Envelope(**attributes, hash=chain_hash(**attributes))
             recorded.append(envelope)
             prevhash = envelope.hash
+        kept = _kept(conn, self)
+        if kept is not None:
+            kept.add(stream_id, expected_version, recorded)
+            return recorded
+        return self._write(conn, [(stream_id, expected_version, recorded[-1].sequence, recorded[-1].hash)], recorded)
+
+    def _head(self, conn: Connection, stream_id: str) -> tuple[int, str | None]:
+        """The stream's version and head hash: as kept in this transaction, else as stored."""
+        kept = _kept(conn, self)
+        if kept is not None and stream_id in kept.heads:
+            _, version, head_hash = kept.heads[stream_id]
+            return version, head_hash
+        head = conn.execute(_SELECT_HEAD, {"stream_id": stream_id}).one_or_none()
+        return (head.version, head.head_hash) if head else (0, None)
+
+    @contextmanager
+    def deferred(self, conn: Connection) -> Iterator[None]:
+        """Within it, appends in ``conn``'s transaction are kept and written together when it
+        ends: every stream head, event and outbox row in one statement, and the projections a
+        batch at a time. ``load`` and appends see the kept events (``read_stream``, ``read_all``
+        and ``head_position`` write them first); a read model read meanwhile does not have them
+        yet (``flush`` first). A conflict shows when they are written (``ConcurrencyConflict``).
+        Used by consumers for the policies that read only streams."""
+        if _kept(conn, self) is not None:  # the outer one writes
+            yield
+            return
+        conn.info[_KEPT] = (self, _Kept())
+        try:
+            yield
+            self.flush(conn)
+        finally:
+            conn.info.pop(_KEPT, None)
+
+    @contextmanager
+    def immediately(self, conn: Connection) -> Iterator[None]:
+        """Within ``deferred``, appends written as they are made again (after ``flush``)."""
+        entry = conn.info.pop(_KEPT, None)
+        assert entry is None or not entry[1].events, "flush the kept appends first"
+        try:
+            yield
+        finally:
+            if entry is not None:
+                conn.info[_KEPT] = entry
+
+    def flush(self, conn: Connection) -> None:
+        """Write the appends kept by ``deferred`` so far (nothing outside it)."""
+        kept = _kept(conn, self)
+        if kept is None or not kept.events:
+            return
+        heads = [(stream_id, expected, version, head_hash) for stream_id, (expected, version, head_hash) in kept.heads.items()]
+        recorded = kept.events
+        kept.heads, kept.events, kept.streams = {}, [], {}
+        self._write(conn, heads, recorded)
+
+    def _write(
+        self, conn: Connection, heads: Sequence[tuple[str, int, int, str]], recorded: Sequence[Envelope],
+    ) -> list[Envelope]:
+        """Write the streams' heads (stream id, expected version, new version, new head hash),
+        the events and their outbox rows; then project the events and tell the observers."""
         try:
             if conn.dialect.name == "postgresql":
-                positions = self._write_in_one_statement(conn, stream_id, expected_version, recorded)
+                positions = self._write_in_one_statement(conn, heads, recorded)
             else:
-                self._write_head(conn, stream_id, expected_version, sequence, prevhash)
+                for stream_id, expected, version, head_hash in heads:
+                    self._write_head(conn, stream_id, expected, version, head_hash)
                 positions = self._insert_events(conn, recorded)
                 conn.execute(
                     outbox.insert(),
                     [{"event_id": e.id, "topic": self.topic, "key": e.subject, "payload": e.to_json()} for e in recorded],
                 )
         except IntegrityError as exc:
-            raise ConcurrencyConflict(f"stream {stream_id} was appended to concurrently", stream_id=stream_id) from exc
+            streams = ", ".join(stream_id for stream_id, *_ in heads)
+            raise ConcurrencyConflict(f"stream {streams} was appended to concurrently", stream_id=heads[0][0]) from exc
         recorded = [_with_position(e, p) for e, p in zip(recorded, positions)]
         conn.info[_LAST_APPENDED] = (conn.get_transaction(), positions[-1])
-        for envelope in recorded:
-            self._project(conn, envelope)
+        if len(recorded) == 1:
+            self._project(conn, recorded[0])
+        else:
+            self.replay(conn, [self.upcasters.upcast(e) for e in recorded])
         for observe in self.observers:
             observe(recorded)
         return recorded
@@ -177,20 +239,24 @@ class EventStore:
             raise ConcurrencyConflict(f"stream {stream_id} moved past version {expected}", stream_id=stream_id)
 
     def _write_in_one_statement(
-        self, conn: Connection, stream_id: str, expected: int, recorded: Sequence[Envelope],
+        self, conn: Connection, heads: Sequence[tuple[str, int, int, str]], recorded: Sequence[Envelope],
     ) -> list[int]:
-        """The head, the events and their outbox rows in one round trip (PostgreSQL): the
-        events are inserted only if the head moved from ``expected`` (else nothing is written
-        and the writer that got there first wins), the outbox rows only for the events."""
-        params: dict[str, Any] = {"stream_id": stream_id, "expected": expected, "version": recorded[-1].sequence,
-                                  "head_hash": recorded[-1].hash, "topic": self.topic}
-        for i, e in enumerate(recorded):
-            params.update({f"{column}_{i}": value for column, value in _event_row(e).items()})
-            params[f"payload_{i}"] = e.to_json()
-        rows = conn.execute(_append_statement(len(recorded), new_stream=expected == 0), params).all()
-        if len(rows) != len(recorded):
-            raise ConcurrencyConflict(f"stream {stream_id} moved past version {expected}", stream_id=stream_id)
-        position_of = {row.event_id: row.position for row in rows}
+        """The heads, the events and their outbox rows in one round trip (PostgreSQL): a stream's
+        events are inserted only if its head moved from the expected version (else none of them
+        is, and the writer that got there first wins), the outbox rows only for the events."""
+        rows = [_event_row(e) for e in recorded]
+        params: dict[str, Any] = {name: [row[name] for row in rows] for name, _ in _EVENT_COLUMNS[:-1]}
+        params.update(
+            payload=[e.to_json() for e in recorded], topic=self.topic,
+            h_stream=[h[0] for h in heads], h_expected=[h[1] for h in heads], h_version=[h[2] for h in heads],
+            h_hash=[h[3] for h in heads],
+        )
+        inserted = conn.execute(_APPEND, params).all()
+        if len(inserted) != len(recorded):
+            written = {row.event_id for row in inserted}
+            stale = sorted({e.streamid for e in recorded if e.id not in written})
+            raise ConcurrencyConflict(f"stream {', '.join(stale)} moved past the version expected", stream_id=stale[0])
+        position_of = {row.event_id: row.position for row in inserted}
         return [position_of[e.id] for e in recorded]
 
     def _insert_events(self, conn: Connection, recorded: Sequence[Envelope]) -> list[int]:
@@ -206,12 +272,17 @@ class EventStore:
     # -- reading -------------------------------------------------------------------------
 
     def load(self, conn: Connection, stream_id: str) -> Stream:
+        """The stream as this transaction sees it: its stored events, then any kept (``deferred``)."""
         rows = conn.execute(_SELECT_STREAM, {"stream_id": stream_id}).all()
         loaded = [self.upcasters.upcast(_envelope(row)) for row in rows]
+        kept = _kept(conn, self)
+        if kept is not None and stream_id in kept.streams:
+            loaded.extend(self.upcasters.upcast(e) for e in kept.streams[stream_id])
         return Stream(stream_id, loaded[-1].sequence if loaded else 0, loaded)
 
     def read_all(self, conn: Connection, *, after: int = 0, batch_size: int = 1000, upcast: bool = True) -> Iterator[Envelope]:
         """Every event in position order (the order they were recorded)."""
+        self.flush(conn)
         position = after
         while True:
             rows = conn.execute(
@@ -226,6 +297,7 @@ class EventStore:
 
     def read_stream(self, conn: Connection, stream_id: str, *, after: int = 0, limit: int = 100) -> list[Envelope]:
         """Stored events of one stream after a sequence number, as recorded (not upcast)."""
+        self.flush(conn)
         rows = conn.execute(
             sa.select(events)
             .where(events.c.stream_id == stream_id, events.c.sequence > after)
@@ -237,6 +309,7 @@ class EventStore:
     def head_position(self, conn: Connection) -> int:
         """The position of the last event this transaction appended (what a command's response
         reports, for reading one's own writes), else the newest position it can see."""
+        self.flush(conn)
         appended = conn.info.get(_LAST_APPENDED)
         if appended is not None and appended[0] is conn.get_transaction():
             return appended[1]
@@ -300,44 +373,69 @@ _SELECT_HEAD = sa.select(stream_heads.c.version, stream_heads.c.head_hash).where
 _SELECT_STREAM = sa.select(events).where(events.c.stream_id == sa.bindparam("stream_id")).order_by(events.c.sequence)
 
 _EVENT_COLUMNS = (
-    ("event_id", "varchar"), ("sequence", "integer"), ("type", "varchar"), ("source", "varchar"),
-    ("subject", "varchar"), ("time", "varchar"), ("data", "text"), ("correlation_id", "varchar"),
+    ("event_id", "varchar"), ("stream_id", "varchar"), ("sequence", "integer"), ("type", "varchar"),
+    ("source", "varchar"), ("subject", "varchar"), ("time", "varchar"), ("data", "text"), ("correlation_id", "varchar"),
     ("causation_id", "varchar"), ("prevhash", "varchar"), ("hash", "varchar"), ("payload", "bytea"),
 )
 
 
-@functools.lru_cache(maxsize=64)
-def _append_statement(count: int, *, new_stream: bool) -> sa.TextClause:
-    """``EventStore._write_in_one_statement``'s SQL for ``count`` events: data-modifying CTEs,
-    the events inserted in sequence order (so positions follow sequences) only if the head was
-    written, the outbox rows only for the events inserted."""
-    head = (
-        "INSERT INTO stream_heads (stream_id, version, head_hash) "
-        "VALUES (CAST(:stream_id AS varchar), CAST(:version AS integer), CAST(:head_hash AS varchar)) RETURNING stream_id"
-        if new_stream else
-        "UPDATE stream_heads SET version = CAST(:version AS integer), head_hash = CAST(:head_hash AS varchar) "
-        "WHERE stream_id = CAST(:stream_id AS varchar) AND version = CAST(:expected AS integer) RETURNING stream_id"
-    )
-    values = ", ".join(
-        "(" + ", ".join([str(i), *(f"CAST(:{name}_{i} AS {kind})" for name, kind in _EVENT_COLUMNS)]) + ")"
-        for i in range(count)
-    )
-    names = ", ".join(name for name, _ in _EVENT_COLUMNS)
-    columns = "event_id, stream_id, sequence, type, source, subject, time, data, correlation_id, causation_id, prevhash, hash"
-    return sa.text(
-        f"WITH head AS ({head}), "
-        f"new_events (ordinal, {names}) AS (VALUES {values}), "
-        f"inserted AS (INSERT INTO events ({columns}) "
-        f"SELECT n.event_id, head.stream_id, n.sequence, n.type, n.source, n.subject, n.time, n.data, "
-        f"n.correlation_id, n.causation_id, n.prevhash, n.hash FROM head CROSS JOIN new_events n ORDER BY n.ordinal "
-        f"RETURNING event_id, position), "
-        f"published AS (INSERT INTO outbox (event_id, topic, key, payload) "
-        f"SELECT n.event_id, CAST(:topic AS varchar), n.subject, n.payload FROM inserted JOIN new_events n USING (event_id) "
-        f"ORDER BY inserted.position), "
-        # Delivered at commit, to the relay waiting for outbox rows (none if rolled back).
-        f"notified AS (SELECT pg_notify('{OUTBOX_CHANNEL}', '')) "
-        f"SELECT event_id, position FROM inserted, notified"
-    )
+def _unnest(columns: Sequence[tuple[str, str]], prefix: str = "") -> str:
+    arrays = ", ".join(f"CAST(:{prefix}{name} AS {kind}[])" for name, kind in columns)
+    return f"unnest({arrays})"
+
+
+_HEAD_COLUMNS = (("stream", "varchar"), ("expected", "integer"), ("version", "integer"), ("hash", "varchar"))
+_STORED = "event_id, stream_id, sequence, type, source, subject, time, data, correlation_id, causation_id, prevhash, hash"
+_APPEND = sa.text(
+    f"WITH heads AS (SELECT * FROM {_unnest(_HEAD_COLUMNS, 'h_')} AS h (stream_id, expected, version, head_hash)), "
+    "updated AS (UPDATE stream_heads s SET version = h.version, head_hash = h.head_hash FROM heads h "
+    "WHERE h.expected > 0 AND s.stream_id = h.stream_id AND s.version = h.expected RETURNING s.stream_id), "
+    "created AS (INSERT INTO stream_heads (stream_id, version, head_hash) "
+    "SELECT stream_id, version, head_hash FROM heads WHERE expected = 0 ON CONFLICT (stream_id) DO NOTHING RETURNING stream_id), "
+    "moved AS (SELECT stream_id FROM updated UNION ALL SELECT stream_id FROM created), "
+    f"new_events AS (SELECT * FROM {_unnest(_EVENT_COLUMNS)} WITH ORDINALITY "
+    f"AS n ({', '.join(name for name, _ in _EVENT_COLUMNS)}, ordinal)), "
+    f"inserted AS (INSERT INTO events ({_STORED}) "
+    f"SELECT {', '.join('n.' + name for name in _STORED.split(', '))} FROM new_events n JOIN moved USING (stream_id) "
+    "ORDER BY n.ordinal RETURNING event_id, position), "
+    "published AS (INSERT INTO outbox (event_id, topic, key, payload) "
+    "SELECT n.event_id, CAST(:topic AS varchar), n.subject, n.payload FROM inserted JOIN new_events n USING (event_id) "
+    "ORDER BY inserted.position), "
+    # Delivered at commit, to the relay waiting for outbox rows (none if rolled back).
+    f"notified AS (SELECT pg_notify('{OUTBOX_CHANNEL}', '')) "
+    "SELECT event_id, position FROM inserted, notified"
+)
+"""``EventStore._write_in_one_statement``'s SQL, one text for any number of streams and events
+(given as arrays): data-modifying CTEs, each stream's events inserted in order (so positions
+follow sequences) only if its head was written, the outbox rows only for the events inserted."""
+
+
+class _Kept:
+    """Appends kept by ``EventStore.deferred``, in the order they were made."""
+
+    def __init__(self) -> None:
+        self.heads: dict[str, tuple[int, int, str]] = {}
+        """stream id -> (the version it was at, its version now, its head hash now)"""
+        self.events: list[Envelope] = []
+        self.streams: dict[str, list[Envelope]] = {}
+        """The kept events of each stream."""
+
+    def add(self, stream_id: str, expected: int, recorded: Sequence[Envelope]) -> None:
+        first = self.heads.get(stream_id)
+        if first is not None and first[1] != expected:  # as the database would refuse it
+            raise ConcurrencyConflict(f"stream {stream_id} is at version {first[1]}, not {expected}", stream_id=stream_id)
+        self.heads[stream_id] = (first[0] if first else expected, recorded[-1].sequence, recorded[-1].hash)
+        self.events.extend(recorded)
+        self.streams.setdefault(stream_id, []).extend(recorded)
+
+
+_KEPT = "pension.kept_appends"
+"""Key in the DBAPI connection's ``info``: (the store, its ``_Kept``) while ``deferred``."""
+
+
+def _kept(conn: Connection, store: EventStore) -> _Kept | None:
+    entry = conn.info.get(_KEPT)
+    return entry[1] if entry is not None and entry[0] is store else None
 
 
 def _event_row(e: Envelope) -> dict[str, Any]:

@@ -180,6 +180,7 @@ class ServiceContext:
             dead_letters=self.transport.publisher(f"{self.definition.name}-dlq"),
             upcasters=self.store.upcasters,
             max_attempts=self.settings.consumer_max_attempts,
+            store=self.store,
         )
 
     def ready(self) -> bool:

@@ -18,6 +18,7 @@ from pension_account.domain.records import (
     WITHDRAWAL_RECORDED,
 )
 from pension_shared.clock import business_date, business_year, parse_rfc3339
+from pension_shared.consumer import reads_only_streams
 from pension_shared.envelope import Envelope
 from pension_shared.ledger import EventStore, Metadata, NewEvent, Stream
 from pension_shared.policy import policy_on
@@ -54,6 +55,7 @@ def _record(
 
 
 def policies(store: EventStore) -> dict[str, Policy]:
+    @reads_only_streams
     def fund_account_opened(conn: Connection, source: Envelope) -> None:
         data = source.data
         _record(store, conn, source, FUND_ACCOUNT_BOUND, {
@@ -61,6 +63,7 @@ def policies(store: EventStore) -> dict[str, Policy]:
             "bank_code": data["bank_code"], "branch_city": data["branch_city"], "bound_at": data["opened_at"],
         })
 
+    @reads_only_streams
     def contribution_received(conn: Connection, source: Envelope) -> None:
         data = source.data
         _record(store, conn, source, CONTRIBUTION_RECORDED, {
@@ -70,6 +73,7 @@ def policies(store: EventStore) -> dict[str, Policy]:
             "remaining_quota": data["remaining_quota"],
         })
 
+    @reads_only_streams
     def investment(conn: Connection, source: Envelope) -> None:
         data = source.data
         kind = INVESTMENT_KINDS[source.event_type.name]
@@ -91,6 +95,7 @@ def policies(store: EventStore) -> dict[str, Policy]:
         if answer is not None:
             _record(store, conn, source, *answer, stream=stream)
 
+    @reads_only_streams
     def bank_change_completed(conn: Connection, source: Envelope) -> None:
         stream = _participant(store, conn, source)
         answers = BankChangeAnswers.from_events((e.event_type.name, e.data) for e in stream.events)
@@ -98,6 +103,7 @@ def policies(store: EventStore) -> dict[str, Policy]:
         if recorded is not None:
             _record(store, conn, source, *recorded, stream=stream)
 
+    @reads_only_streams
     def payout_made(conn: Connection, source: Envelope) -> None:
         data = source.data
         _record(store, conn, source, WITHDRAWAL_RECORDED, {
@@ -108,6 +114,7 @@ def policies(store: EventStore) -> dict[str, Policy]:
         })
 
     def deduction(sign: int) -> Policy:
+        @reads_only_streams
         def policy(conn: Connection, source: Envelope) -> None:
             data = source.data
             _record(store, conn, source, DEDUCTION_RECORDED, {
@@ -117,6 +124,7 @@ def policies(store: EventStore) -> dict[str, Policy]:
         return policy
 
     def tax(sign: int) -> Policy:
+        @reads_only_streams
         def policy(conn: Connection, source: Envelope) -> None:
             data = source.data
             _record(store, conn, source, TAX_RECORDED, {

@@ -10,6 +10,7 @@ from typing import Callable
 
 from sqlalchemy.engine import Connection
 
+from pension_shared.consumer import reads_only_streams
 from pension_shared.envelope import Envelope
 from pension_shared.ledger import EventStore, Metadata, NewEvent
 from pension_shared.pii import PersonalDataKey
@@ -47,6 +48,7 @@ def record(conn: Connection, store: EventStore, participant_id: str, version: in
 
 
 def _decide(store: EventStore, decide: Callable[[Taxpayer, Envelope], list[Event]]) -> Policy:
+    @reads_only_streams
     def policy(conn: Connection, source: Envelope) -> None:
         participant_id = source.data["participant_id"]
         version, taxpayer = load_taxpayer(conn, store, participant_id)
