@@ -24,6 +24,12 @@ def lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
+_HELD = sa.text(
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted "
+    "AND objsubid = 1 AND classid::bigint = :high AND objid::bigint = :low"
+)
+
+
 class Lease:
     def __init__(self, engine: Engine, name: str) -> None:
         self._engine = engine
@@ -68,10 +74,9 @@ class Lease:
     def _alive(self) -> bool:
         assert self._conn is not None
         try:
-            held = self._conn.execute(sa.text(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted "
-                "AND ((classid::bigint << 32) | objid::bigint) = :key"
-            ), {"key": self._key & 0xFFFFFFFFFFFFFFFF}).scalar_one()
+            # A bigint key is held as its high and low 32 bits (classid, objid; objsubid 1).
+            unsigned = self._key & 0xFFFFFFFFFFFFFFFF
+            held = self._conn.execute(_HELD, {"high": unsigned >> 32, "low": unsigned & 0xFFFFFFFF}).scalar_one()
             return bool(held)
         except Exception:
             log.warning("lease %s lost with its connection", self._name)
