@@ -17,7 +17,8 @@ from bench import report
 from bench.backlog import Sampler, keeps_up
 from bench.cluster import MODULES, Cluster
 from bench.ledgers import measure_all
-from bench.workload import Workload, World, closed_loop, end_to_end, prepare_world
+from bench.report import TARGETS
+from bench.workload import Workload, World, closed_loop, end_to_end, open_loop, prepare_world
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,14 @@ class Plan:
     e2e_track_every: int
     ledger_events: int
     replicas_duration_s: float
+    rate_duration_s: float
+    """Seconds of the fixed-rate phase (the system), and half that for the reference."""
 
 
 FULL = Plan("full", participants=600, withdrawers=20, clients=16, duration_s=60, e2e_rate=300, e2e_duration_s=30,
-            e2e_track_every=10, ledger_events=1_000_000, replicas_duration_s=30)
+            e2e_track_every=10, ledger_events=1_000_000, replicas_duration_s=30, rate_duration_s=60)
 QUICK = Plan("quick", participants=200, withdrawers=4, clients=16, duration_s=10, e2e_rate=100, e2e_duration_s=8,
-             e2e_track_every=4, ledger_events=60_000, replicas_duration_s=6)
+             e2e_track_every=4, ledger_events=60_000, replicas_duration_s=6, rate_duration_s=6)
 MIX = {"contribution": 0.90, "purchase": 0.05, "registration": 0.03, "withdrawal": 0.02}
 
 
@@ -115,6 +118,22 @@ def run(plan: Plan, cluster: Cluster, log) -> dict:  # noqa: ANN001
     drain = sampler.drain_s()
     log(f"drained {time.perf_counter() - t0:.1f} s after the load; reference, second half")
     second = phase(reference, shadow, plan.duration_s / 2, seed=5)
+    # The latency a throughput is given at: contributions offered at a fixed rate, the issue's
+    # share of what the reference took in the closed loop (its first half, measured before).
+    rate = round(TARGETS["throughput_ratio"] * first.op("contribution").accepted / first.duration_s, 1)
+    log(f"contributions at a fixed {rate:.0f}/s ({TARGETS['throughput_ratio']:.0%} of the reference's), "
+        f"system {plan.rate_duration_s:.0f} s")
+    sampler.start()
+    at_rate = asyncio.run(open_loop(cluster.api, Workload(world, mix=MIX, seed=9), rate_per_s=rate,
+                                    duration_s=plan.rate_duration_s))
+    sampler.stop()
+    rate_samples = list(sampler.samples)
+    rate_drain = sampler.drain_s()
+    log(f"  accepted {at_rate.accepted / plan.rate_duration_s:.0f}/s, p99 "
+        f"{report.percentile(at_rate.latencies, 0.99) * 1000:.0f} ms; drained {rate_drain or float('nan'):.1f} s; "
+        f"the reference at the same rate, {plan.rate_duration_s / 2:.0f} s")
+    ref_at_rate = asyncio.run(open_loop(reference, Workload(shadow, mix=MIX, seed=10), rate_per_s=rate,
+                                        duration_s=plan.rate_duration_s / 2))
     log(f"end to end at {plan.e2e_rate:.0f}/s offered for {plan.e2e_duration_s:.0f} s")
     e2e = asyncio.run(end_to_end(cluster.api, Workload(world, mix=MIX, seed=6), rate_per_s=plan.e2e_rate,
                                  duration_s=plan.e2e_duration_s, track_every=plan.e2e_track_every))
@@ -131,6 +150,8 @@ def run(plan: Plan, cluster: Cluster, log) -> dict:  # noqa: ANN001
         "setup_s": setup_s, "system": system, "reference": first.merge(second), "samples": samples,
         "keeps_up": keeps_up(samples), "drain_s": drain, "e2e": e2e, "e2e_drain_s": e2e_drain, "rss": rss,
         "dead": dead, "replicas": {1: one, 2: two},
+        "at_rate": at_rate, "ref_at_rate": ref_at_rate, "rate_samples": rate_samples,
+        "rate_keeps_up": keeps_up(rate_samples), "rate_drain_s": rate_drain,
     }
 
 

@@ -108,6 +108,25 @@ def render(plan: Any, machine: dict[str, str], r: dict[str, Any]) -> str:
         add(f"     t={sample.at_s:5.1f} s  backlog {backlog} | lag {lag}")
     add("")
 
+    at_rate, ref_at_rate = r["at_rate"], r["ref_at_rate"]
+    rate_p99 = percentile(at_rate.latencies, 0.99) * 1000
+    sustained = (at_rate.accepted >= 0.99 * at_rate.offered_per_s * at_rate.duration_s and not at_rate.not_sent
+                 and not at_rate.errors and r["rate_keeps_up"][0])
+    add(f"1b. Latency at a throughput: contributions offered at a fixed {at_rate.offered_per_s:.0f}/s (open loop, "
+        f"{TARGETS['throughput_ratio']:.0%} of the reference's")
+    add("   closed-loop rate above); each latency counted from when the request was due, so a request the load")
+    add("   generator could not send on time waits in the figure too (no coordinated omission)")
+    add(f"   {'':30}{'system':>20}{'reference':>20}")
+    add(f"   {'seconds':30}{at_rate.duration_s:>20.0f}{ref_at_rate.duration_s:>20.0f}")
+    add(f"   {'accepted/s':30}{at_rate.accepted / at_rate.duration_s:>20.1f}"
+        f"{ref_at_rate.accepted / ref_at_rate.duration_s:>20.1f}")
+    add(f"   {'contribution p50/p95/p99 ms':30}{_ms(at_rate.latencies):>20}{_ms(ref_at_rate.latencies):>20}")
+    add(f"   {'refused / unanswered / not sent':30}{f'{at_rate.refused} / {at_rate.errors} / {at_rate.not_sent}':>20}"
+        f"{f'{ref_at_rate.refused} / {ref_at_rate.errors} / {ref_at_rate.not_sent}':>20}")
+    rate_ok, rate_why = r["rate_keeps_up"]
+    add(f"   the rest keeps up: {'yes' if rate_ok else 'NO'} ({rate_why}); drained {_seconds(r['rate_drain_s'])} after")
+    add("")
+
     e2e = r["e2e"]
     add(f"2. End to end: contributions offered at {e2e.offered_per_s:.0f}/s (open loop) for {e2e.duration_s:.0f} s; "
         f"{e2e.accepted} accepted, {e2e.refused} refused, {e2e.errors} not answered within the run + 15 s,"
@@ -153,9 +172,12 @@ def render(plan: Any, machine: dict[str, str], r: dict[str, Any]) -> str:
 
     service_rss = [v for n, v in rss.items() if not n.endswith("reference") and v is not None]
     checks = [
-        ("throughput >= 70 % of the reference", c_rate / ref_rate >= TARGETS["throughput_ratio"],
-         f"{c_rate / ref_rate:.0%}"),
-        ("contribution p99 < 100 ms", p99 < TARGETS["p99_ms"], f"{p99:.0f} ms"),
+        ("throughput >= 70 % of the reference (closed loop, at saturation)",
+         c_rate / ref_rate >= TARGETS["throughput_ratio"], f"{c_rate / ref_rate:.0%}"),
+        (f"70 % of the reference's throughput sustained ({at_rate.offered_per_s:.0f}/s offered)", sustained,
+         f"{at_rate.accepted / at_rate.duration_s:.1f}/s accepted, {at_rate.errors + at_rate.not_sent} not answered or sent"),
+        ("contribution p99 < 100 ms at that throughput", rate_p99 < TARGETS["p99_ms"],
+         f"{rate_p99:.0f} ms (closed loop of {plan.clients} clients: {p99:.0f} ms)"),
         ("the rest keeps up", ok, why),
         ("voucher visible p99 < 1 s at the offered rate", percentile(e2e.visible_s, 0.99) < TARGETS["visible_p99_s"]
          and e2e.offered_per_s >= 300, f"{percentile(e2e.visible_s, 0.99) * 1000:.0f} ms at {e2e.offered_per_s:.0f}/s"),

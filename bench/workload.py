@@ -338,36 +338,110 @@ async def closed_loop(bases: dict[str, str | list[str]], workload: Workload, *, 
     return stats
 
 
-# -- end-to-end: an accepted contribution until its voucher is readable ----------------------
+# -- open loop: requests sent on a schedule, whether or not earlier ones were answered ----------
 
 
 @dataclass
-class EndToEnd:
+class OpenLoop:
     offered_per_s: float
     duration_s: float
     sent: int = 0
     accepted: int = 0
     refused: int = 0
     errors: int = 0
+    not_sent: int = 0
+    """Due while ``max_in_flight`` requests were already waiting: the system was saturated."""
+    latencies: list[float] = field(default_factory=list)
+    """Seconds from when each accepted request was due to its answer: a request the load
+    generator could not send on time waits in the figure too (no coordinated omission)."""
+
+
+async def _on_schedule(rate_per_s: float, duration_s: float, max_in_flight: int, result: OpenLoop,
+                       send: Callable[[int, float], Any]) -> list[asyncio.Task]:
+    """``send(index, due)`` started for each request as it falls due; the tasks started."""
+    started = time.perf_counter()
+    tasks: list[asyncio.Task] = []
+    in_flight = 0
+
+    async def one(index: int, due: float) -> None:
+        nonlocal in_flight
+        in_flight += 1
+        try:
+            await send(index, due)
+        finally:
+            in_flight -= 1
+
+    for index in range(int(rate_per_s * duration_s)):
+        due = started + index / rate_per_s
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if in_flight >= max_in_flight:
+            result.not_sent += 1
+            continue
+        tasks.append(asyncio.create_task(one(index, due)))
+        result.sent += 1
+    return tasks
+
+
+async def _settle(tasks: list[asyncio.Task], result: OpenLoop, deadline: float) -> None:
+    """What the system could not answer by ``deadline`` is counted, not awaited."""
+    done, late = await asyncio.wait(tasks, timeout=max(deadline - time.perf_counter(), 1)) if tasks else (set(), set())
+    for task in late:
+        task.cancel()
+    result.errors += len(late)
+
+
+async def open_loop(bases: dict[str, str], workload: Workload, *, rate_per_s: float, duration_s: float,
+                    max_in_flight: int = 256) -> OpenLoop:
+    """Contributions at a fixed offered rate, each answer's latency counted from when it was due:
+    the latency the system gives at that throughput."""
+    api = Api(bases, connections=max_in_flight, timeout_s=20)
+    result = OpenLoop(rate_per_s, duration_s)
+
+    async def send(_index: int, due: float) -> None:
+        _, service, path, body, token, done = workload._contribution()
+        try:
+            response = await api.post(service, path, body, token)
+        except httpx.HTTPError:
+            result.errors += 1
+            return
+        done(response)
+        if response.status_code == 201:
+            result.accepted += 1
+            result.latencies.append(time.perf_counter() - due)
+        else:
+            result.refused += 1
+
+    started = time.perf_counter()
+    try:
+        tasks = await _on_schedule(rate_per_s, duration_s, max_in_flight, result, send)
+        await _settle(tasks, result, started + duration_s + 15)
+    finally:
+        await api.close()
+    return result
+
+
+# -- end-to-end: an accepted contribution until its voucher is readable ----------------------
+
+
+@dataclass
+class EndToEnd(OpenLoop):
     visible_s: list[float] = field(default_factory=list)
     """From the contribution's 201 to its voucher first read at the tax API (tracked sample)."""
     tracked: int = 0
     not_visible: int = 0
-    not_sent: int = 0
-    """Due while ``max_in_flight`` requests were already waiting: the system was saturated."""
 
 
 async def end_to_end(bases: dict[str, str], workload: Workload, *, rate_per_s: float, duration_s: float,
                      track_every: int, poll_s: float = 0.02, visible_timeout_s: float = 30,
                      max_in_flight: int = 256) -> EndToEnd:
-    """Contributions at a fixed offered rate (open loop: sent on schedule whether or not earlier
-    ones were answered); every ``track_every``-th accepted one is followed until the tax API shows
-    its voucher."""
+    """Contributions at a fixed offered rate (open loop); every ``track_every``-th accepted one is
+    followed until the tax API shows its voucher."""
     api = Api(bases, connections=max_in_flight, timeout_s=20)
-    in_flight = 0
     result = EndToEnd(rate_per_s, duration_s)
-    tasks: list[asyncio.Task] = []
     followers: list[asyncio.Task] = []
+    fund_accounts = {p.fund_account_id: p.participant_id for p in workload.world.participants}
 
     async def follow(participant_id: str, contribution_id: str, accepted_at: float) -> None:
         deadline = accepted_at + visible_timeout_s
@@ -382,47 +456,29 @@ async def end_to_end(bases: dict[str, str], workload: Workload, *, rate_per_s: f
             await asyncio.sleep(poll_s)
         result.not_visible += 1
 
-    async def send(index: int) -> None:
-        nonlocal in_flight
+    async def send(index: int, due: float) -> None:
         _, service, path, body, token, done = workload._contribution()
-        in_flight += 1
         try:
             response = await api.post(service, path, body, token)
         except httpx.HTTPError:
             result.errors += 1
             return
-        finally:
-            in_flight -= 1
         accepted_at = time.perf_counter()
         done(response)
         if response.status_code != 201:
             result.refused += 1
             return
         result.accepted += 1
+        result.latencies.append(accepted_at - due)
         if index % track_every == 0:
             result.tracked += 1
-            participant_id = next(p.participant_id for p in workload.world.participants
-                                  if p.fund_account_id == path.split("/")[3])
-            followers.append(asyncio.create_task(follow(participant_id, response.json()["contribution_id"], accepted_at)))
+            followers.append(asyncio.create_task(
+                follow(fund_accounts[path.split("/")[3]], response.json()["contribution_id"], accepted_at)))
 
     started = time.perf_counter()
-    total = int(rate_per_s * duration_s)
     try:
-        for index in range(total):
-            delay = started + index / rate_per_s - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if in_flight >= max_in_flight:
-                result.not_sent += 1
-                continue
-            tasks.append(asyncio.create_task(send(index)))
-            result.sent += 1
-        # What the system could not take within the run and a grace period is counted, not awaited.
-        grace = max(started + duration_s + 15 - time.perf_counter(), 1)
-        done, late = await asyncio.wait(tasks, timeout=grace) if tasks else (set(), set())
-        for task in late:
-            task.cancel()
-        result.errors += len(late)
+        tasks = await _on_schedule(rate_per_s, duration_s, max_in_flight, result, send)
+        await _settle(tasks, result, started + duration_s + 15)
         if followers:
             await asyncio.wait(followers, timeout=max(started + duration_s + 30 - time.perf_counter(), 1))
         for task in followers:
