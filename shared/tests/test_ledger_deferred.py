@@ -111,3 +111,15 @@ def test_immediately_writes_appends_as_they_are_made_again(tally: TallyService) 
         tally.store.append(conn, stream_of("P3"), 0, [added("P3", 3)], meta())
         assert conn.execute(sa.select(sa.func.count()).select_from(tally_totals)).scalar_one() == 2  # kept
     assert tally.totals() == {"P1": (1, 1), "P2": (2, 1), "P3": (3, 1)}
+
+
+def test_load_many_gives_each_stream_as_load_does_kept_events_included(tally: TallyService) -> None:
+    tally.add("P1", 1, times=2)
+    tally.add("P2", 5)
+    with tally.engine.begin() as conn, tally.store.deferred(conn):
+        tally.store.append_to_existing(conn, stream_of("P2"), [added("P2", 6)], meta())
+        many = tally.store.load_many(conn, [stream_of("P1"), stream_of("P2"), stream_of("P9")])
+        for stream_id, stream in many.items():
+            one = tally.store.load(conn, stream_id)
+            assert (stream.version, [e.id for e in stream.events]) == (one.version, [e.id for e in one.events])
+    assert [len(many[stream_of(s)].events) for s in ("P1", "P2", "P9")] == [2, 2, 0]

@@ -280,6 +280,18 @@ class EventStore:
             loaded.extend(self.upcasters.upcast(e) for e in kept.streams[stream_id])
         return Stream(stream_id, loaded[-1].sequence if loaded else 0, loaded)
 
+    def load_many(self, conn: Connection, stream_ids: Sequence[str]) -> dict[str, Stream]:
+        """``load`` of several streams in one round trip."""
+        rows = conn.execute(_SELECT_STREAMS, {"stream_ids": list(stream_ids)}).all()
+        loaded: dict[str, list[Envelope]] = {stream_id: [] for stream_id in stream_ids}
+        for row in rows:
+            loaded[row.stream_id].append(self.upcasters.upcast(_envelope(row)))
+        kept = _kept(conn, self)
+        if kept is not None:
+            for stream_id, found in loaded.items():
+                found.extend(self.upcasters.upcast(e) for e in kept.streams.get(stream_id, ()))
+        return {stream_id: Stream(stream_id, found[-1].sequence if found else 0, found) for stream_id, found in loaded.items()}
+
     def read_all(self, conn: Connection, *, after: int = 0, batch_size: int = 1000, upcast: bool = True) -> Iterator[Envelope]:
         """Every event in position order (the order they were recorded)."""
         self.flush(conn)
@@ -371,6 +383,8 @@ def _envelope_of_tuple(row: tuple) -> Envelope:
 _SELECT_HEAD = sa.select(stream_heads.c.version, stream_heads.c.head_hash).where(
     stream_heads.c.stream_id == sa.bindparam("stream_id"))
 _SELECT_STREAM = sa.select(events).where(events.c.stream_id == sa.bindparam("stream_id")).order_by(events.c.sequence)
+_SELECT_STREAMS = sa.select(events).where(events.c.stream_id.in_(sa.bindparam("stream_ids", expanding=True))).order_by(
+    events.c.stream_id, events.c.sequence)
 
 _EVENT_COLUMNS = (
     ("event_id", "varchar"), ("stream_id", "varchar"), ("sequence", "integer"), ("type", "varchar"),

@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 
 from sqlalchemy.engine import Connection
 
-from pension_fund_account.adapters.streams import lock_stream, named_events, participant_of_account
+from pension_fund_account.adapters.streams import lock_participant_of_account, lock_stream, named_events
 from pension_fund_account.application.commands import (
     Contribute, CreditIncome, ListProduct, OpenFundAccount, PurchaseProduct, RedeemProduct, RequestBankChange,
 )
@@ -41,22 +41,24 @@ def open_fund_account(conn: Connection, store: EventStore, cmd: OpenFundAccount,
 def contribute(conn: Connection, store: EventStore, cmd: Contribute, meta: Metadata) -> Mapping[str, Any]:
     """Both streams in one transaction, each at its expected version: never a fen over the cap
     across banks, never a contribution lost to a race."""
-    # The account's participant never changes: read it from the read model, lock the person,
-    # then load the account once, under the lock.
-    participant_id = participant_of_account(conn, cmd.fund_account_id)
+    # The account's participant never changes: read it from the read model and lock the person
+    # (one round trip), then load both streams under the lock (one more), and write both
+    # appends together (one more).
+    participant_id = lock_participant_of_account(conn, cmd.fund_account_id)
     if participant_id is None:  # no such account: refused as the aggregate refuses it
         _held_account(conn, store, cmd.fund_account_id, cmd.bank_code)
         raise AssertionError(f"fund account {cmd.fund_account_id} has no read model row but exists")
-    lock_stream(conn, participant_stream(participant_id))
-    participant = store.load(conn, participant_stream(participant_id))
-    stream, account = _held_account(conn, store, cmd.fund_account_id, cmd.bank_code)
+    loaded = store.load_many(conn, [participant_stream(participant_id), fund_account_stream(cmd.fund_account_id)])
+    participant, stream = loaded[participant_stream(participant_id)], loaded[fund_account_stream(cmd.fund_account_id)]
+    account = FundAccount.from_events(cmd.fund_account_id, named_events(stream)).held_by(cmd.bank_code)
     funds = ParticipantFunds.from_events(participant_id, named_events(participant))
     received, registered = account.receive_contribution(
         funds, contribution_id=f"C{uuid.uuid4().hex[:20].upper()}", amount=cmd.amount, channel=cmd.channel,
         reference=cmd.reference, on=_today(meta),
     )
-    append_decided(conn, store, stream, [received], participant_id, meta)
-    append_decided(conn, store, participant, [registered], participant_id, meta)
+    with store.deferred(conn):
+        append_decided(conn, store, stream, [received], participant_id, meta)
+        append_decided(conn, store, participant, [registered], participant_id, meta)
     return received.data
 
 
