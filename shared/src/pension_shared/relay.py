@@ -89,7 +89,7 @@ class OutboxRelay:
             ).scalar_one()
 
     def run(
-        self, stop: threading.Event, *, lease: Lease | None = None, idle_s: float = 0.05,
+        self, stop: threading.Event, *, lease: Lease | None = None, idle_s: float = 0.1,
         error_backoff_s: float = 1.0, standby_s: float = 1.0, quiet_s: float = 1.0,
     ) -> None:
         """Relay until stopped. With a ``lease``, only while holding it: a standby replica polls
