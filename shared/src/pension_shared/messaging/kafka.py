@@ -72,6 +72,8 @@ class KafkaSubscription:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=500,
+            fetch_min_bytes=1 << 16,
+            fetch_max_wait_ms=100,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
             # A subscribed topic created after the group's assignment is found (and the group
