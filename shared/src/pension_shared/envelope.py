@@ -217,6 +217,10 @@ class Upcasters:
             raise ValueError(f"an upcaster from {old_type} is already registered")
         self._steps[old_type] = (new_type, upcast)
 
+    def upcast_types(self) -> frozenset[str]:
+        """The stored types that are read as a newer version."""
+        return frozenset(self._steps)
+
     def upcast(self, envelope: Envelope) -> Envelope:
         current = envelope
         while current.type in self._steps:

@@ -329,13 +329,20 @@ class EventStore:
 
     # -- projections ---------------------------------------------------------------------
 
-    def rebuild_projections(self, conn: Connection, *, batch_size: int = 2000) -> int:
+    def rebuild_projections(self, conn: Connection, *, batch_size: int = 2000, set_based: bool = True) -> int:
         """Drop every read model's rows and replay all events from zero, in one transaction.
 
-        Events are read in position order as plain rows through a server-side cursor and given
-        to each projection ``batch_size`` at a time: to its ``apply_batch`` when it has one,
-        else to ``apply`` one by one. A projection reads and writes only its own tables, so
-        each still sees every event in order."""
+        On PostgreSQL, when every projection has a set-based form that reads the ledger as
+        stored, the database computes the read models itself (``pension_shared.bulk_rebuild``;
+        ``set_based=False`` declines it). Otherwise events are read in position order as plain
+        rows through a server-side cursor and given to each projection ``batch_size`` at a time:
+        to its ``apply_batch`` when it has one, else to ``apply`` one by one. A projection reads
+        and writes only its own tables, so each still sees every event in order."""
+        from pension_shared.bulk_rebuild import rebuild_set_based
+
+        rebuilt = rebuild_set_based(conn, self.projections, self.upcasters) if set_based else None
+        if rebuilt is not None:
+            return rebuilt
         for projection in self.projections:
             for table in reversed(projection.tables):
                 conn.execute(table.delete())
