@@ -9,7 +9,8 @@ from typing import Any, Callable, Mapping, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from pension_shared.envelope import Envelope
+from pension_shared.bulk_rebuild import SetBased
+from pension_shared.envelope import Envelope, event_type
 from pension_shared.projection_batch import FoldedRows, existing_rows, insert_many, update_many, upsert_many
 from pension_tax.adapters.tables import holding_banks, tax_years, taxpayers, vouchers, withholdings
 from pension_tax.domain.events import (
@@ -30,9 +31,20 @@ def _names(table: sa.Table) -> tuple[str, ...]:
     return tuple(column.name for column in table.columns)
 
 
+def _v1(name: str) -> str:
+    return event_type("tax", name, 1)
+
+
 class TaxpayerRegisteredProjection:
     name = "taxpayers"
     tables = (taxpayers,)
+    set_based = SetBased(reads=frozenset({_v1(TAXPAYER_REGISTERED)}), steps=(f"""
+        INSERT INTO taxpayers (participant_id, id_number, name, registered_at)
+        SELECT d.participant_id, d.id_number, d.name, d.registered_at
+        FROM events e, json_to_record(CAST(e.data AS json))
+             AS d (participant_id text, id_number text, name text, registered_at text)
+        WHERE e.type = '{_v1(TAXPAYER_REGISTERED)}'
+    """,))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         self.apply_batch(conn, (event,))
@@ -46,6 +58,14 @@ class HoldingBankProjection:
 
     name = "holding_banks"
     tables = (holding_banks,)
+    set_based = SetBased(reads=frozenset({_v1(FUND_ACCOUNT_NOTED)}), steps=(f"""
+        INSERT INTO holding_banks (participant_id, fund_account_id, bank_code, branch_city)
+        SELECT DISTINCT ON (d.participant_id COLLATE "C") d.participant_id, d.fund_account_id, d.bank_code, d.branch_city
+        FROM events e, json_to_record(CAST(e.data AS json))
+             AS d (participant_id text, fund_account_id text, bank_code text, branch_city text)
+        WHERE e.type = '{_v1(FUND_ACCOUNT_NOTED)}'
+        ORDER BY d.participant_id COLLATE "C", e.position DESC
+    """,))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         if event.event_type.name != FUND_ACCOUNT_NOTED:
@@ -68,6 +88,31 @@ class HoldingBankProjection:
 class VouchersProjection:
     name = "vouchers"
     tables = (vouchers,)
+    # A voucher is voided by the last voiding of its number, when that comes after its issue.
+    set_based = SetBased(reads=frozenset({_v1(DEDUCTION_VOUCHER_ISSUED), _v1(DEDUCTION_VOUCHER_VOIDED)}), steps=(f"""
+        INSERT INTO vouchers (voucher_no, position, participant_id, id_number, name, year, amount, cumulative_amount,
+                              deductible_amount, issued_at, contribution_id, fund_account_id, verification_code,
+                              status, voided_at, void_reason)
+        WITH stored AS (
+            SELECT e.position, e.type, d.*
+            FROM events e, json_to_record(CAST(e.data AS json)) AS d (
+                voucher_no text, participant_id text, id_number text, name text, year integer, amount bigint,
+                cumulative_amount bigint, deductible_amount bigint, issued_at text, contribution_id text,
+                fund_account_id text, verification_code text, voided_at text, reason text)
+            WHERE e.type IN ('{_v1(DEDUCTION_VOUCHER_ISSUED)}', '{_v1(DEDUCTION_VOUCHER_VOIDED)}')
+        ), voided AS (
+            SELECT DISTINCT ON (voucher_no COLLATE "C") voucher_no, position, voided_at, reason
+            FROM stored WHERE type = '{_v1(DEDUCTION_VOUCHER_VOIDED)}'
+            ORDER BY voucher_no COLLATE "C", position DESC
+        )
+        SELECT d.voucher_no, d.position, d.participant_id, d.id_number, d.name, d.year, d.amount, d.cumulative_amount,
+               d.deductible_amount, d.issued_at, d.contribution_id, d.fund_account_id, d.verification_code,
+               CASE WHEN v.position > d.position THEN '{VOIDED}' ELSE '{ISSUED}' END,
+               CASE WHEN v.position > d.position THEN v.voided_at END,
+               CASE WHEN v.position > d.position THEN v.reason END
+        FROM stored d LEFT JOIN voided v ON v.voucher_no = d.voucher_no
+        WHERE d.type = '{_v1(DEDUCTION_VOUCHER_ISSUED)}'
+    """,))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         self.apply_batch(conn, (event,))
@@ -87,6 +132,31 @@ class WithholdingsProjection:
 
     name = "withholdings"
     tables = (withholdings,)
+    # A withholding is reversed by the last reversal of its payout, when that comes after it.
+    set_based = SetBased(
+        reads=frozenset({_v1(WITHDRAWAL_TAX_WITHHELD), _v1(WITHDRAWAL_TAX_WITHHOLDING_REVERSED)}), steps=(f"""
+        INSERT INTO withholdings (payout_id, position, participant_id, id_number, name, withdrawal_id, kind, gross, tax,
+                                  net, expected_tax, discrepancy, withholding_city, bank_code, paid_at, year, month,
+                                  status, reversed_at)
+        WITH stored AS (
+            SELECT e.position, e.type, d.*
+            FROM events e, json_to_record(CAST(e.data AS json)) AS d (
+                payout_id text, participant_id text, id_number text, name text, withdrawal_id text, kind text,
+                gross bigint, tax bigint, net bigint, expected_tax bigint, discrepancy boolean, withholding_city text,
+                bank_code text, paid_at text, year integer, month text, reversed_at text)
+            WHERE e.type IN ('{_v1(WITHDRAWAL_TAX_WITHHELD)}', '{_v1(WITHDRAWAL_TAX_WITHHOLDING_REVERSED)}')
+        ), reversed AS (
+            SELECT DISTINCT ON (payout_id COLLATE "C") payout_id, position, reversed_at
+            FROM stored WHERE type = '{_v1(WITHDRAWAL_TAX_WITHHOLDING_REVERSED)}'
+            ORDER BY payout_id COLLATE "C", position DESC
+        )
+        SELECT d.payout_id, d.position, d.participant_id, d.id_number, d.name, d.withdrawal_id, d.kind, d.gross, d.tax,
+               d.net, d.expected_tax, d.discrepancy, d.withholding_city, d.bank_code, d.paid_at, d.year, d.month,
+               CASE WHEN r.position > d.position THEN '{REVERSED}' ELSE '{WITHHELD}' END,
+               CASE WHEN r.position > d.position THEN r.reversed_at END
+        FROM stored d LEFT JOIN reversed r ON r.payout_id = d.payout_id
+        WHERE d.type = '{_v1(WITHDRAWAL_TAX_WITHHELD)}'
+    """,))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         self.apply_batch(conn, (event,))
@@ -122,6 +192,52 @@ class TaxYearsProjection:
 
     name = "tax_years"
     tables = (tax_years,)
+    # The year's figures from the rows just rebuilt (a voucher row per issuing, a withholding row
+    # per payout withheld) and the few other events: contributed is the running total of the
+    # last issuing or voiding, deductible the last voiding's total plus what was issued after it.
+    set_based = SetBased(
+        reads=frozenset({_v1(DEDUCTION_VOUCHER_VOIDED), _v1(WITHDRAWAL_TAX_WITHHOLDING_REVERSED),
+                         _v1(ANNUAL_TAX_STATEMENT_ISSUED)}),
+        uses=(vouchers, withholdings),
+        steps=(f"""
+        INSERT INTO tax_years (participant_id, year, contributed, deductible, withdrawn_gross, tax_withheld,
+                               statement_issued_at)
+        WITH stored AS (
+            SELECT e.position, e.type, d.*
+            FROM events e, json_to_record(CAST(e.data AS json)) AS d (
+                participant_id text, year integer, cumulative_amount bigint, deductible_total bigint, gross bigint,
+                tax bigint, issued_at text)
+            WHERE e.type IN ('{_v1(DEDUCTION_VOUCHER_VOIDED)}', '{_v1(WITHDRAWAL_TAX_WITHHOLDING_REVERSED)}',
+                             '{_v1(ANNUAL_TAX_STATEMENT_ISSUED)}')
+        ), last_voided AS (
+            SELECT DISTINCT ON (participant_id COLLATE "C", year) participant_id, year, position, deductible_total
+            FROM stored WHERE type = '{_v1(DEDUCTION_VOUCHER_VOIDED)}'
+            ORDER BY participant_id COLLATE "C", year, position DESC
+        ), last_statement AS (
+            SELECT DISTINCT ON (participant_id COLLATE "C", year) participant_id, year, issued_at
+            FROM stored WHERE type = '{_v1(ANNUAL_TAX_STATEMENT_ISSUED)}'
+            ORDER BY participant_id COLLATE "C", year, position DESC
+        ), changes (participant_id, year, position, contributed, issued, gross, tax) AS (
+            SELECT participant_id, year, position, cumulative_amount, deductible_amount, 0, 0 FROM vouchers
+            UNION ALL
+            SELECT participant_id, year, position, NULL, NULL, gross, tax FROM withholdings
+            UNION ALL
+            SELECT participant_id, year, position,
+                   CASE WHEN type = '{_v1(DEDUCTION_VOUCHER_VOIDED)}' THEN cumulative_amount END, NULL,
+                   CASE WHEN type = '{_v1(WITHDRAWAL_TAX_WITHHOLDING_REVERSED)}' THEN -gross ELSE 0 END,
+                   CASE WHEN type = '{_v1(WITHDRAWAL_TAX_WITHHOLDING_REVERSED)}' THEN -tax ELSE 0 END
+            FROM stored
+        )
+        SELECT c.participant_id, c.year,
+               coalesce((max(ARRAY[c.position, c.contributed]) FILTER (WHERE c.contributed IS NOT NULL))[2], 0),
+               coalesce(v.deductible_total, 0)
+                   + coalesce(sum(c.issued) FILTER (WHERE c.position > coalesce(v.position, 0)), 0),
+               sum(c.gross), sum(c.tax), s.issued_at
+        FROM changes c
+        LEFT JOIN last_voided v ON v.participant_id = c.participant_id AND v.year = c.year
+        LEFT JOIN last_statement s ON s.participant_id = c.participant_id AND s.year = c.year
+        GROUP BY c.participant_id, c.year, v.position, v.deductible_total, s.issued_at
+    """,))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         self.apply_batch(conn, (event,))
