@@ -18,15 +18,39 @@ from pension_fund_account.domain.events import (
 )
 from pension_fund_account.domain.fund_account import ACTIVE, CLOSED, FROZEN, RECEIVING
 from pension_fund_account.domain.participant_funds import ABORTED, COMPLETED, REQUESTED
-from pension_shared.envelope import Envelope
+from pension_shared.bulk_rebuild import SetBased
+from pension_shared.envelope import Envelope, event_type
 from pension_shared.projection_batch import (
     FoldedRows, delete_many, existing_rows, insert_many, update_many, upsert_many,
 )
 
 
+STATUS_AFTER = {FUND_ACCOUNT_FROZEN: FROZEN, FUND_ACCOUNT_UNFROZEN: ACTIVE, FUND_ACCOUNT_CLOSED: CLOSED,
+                FUND_ACCOUNT_RECEIVING: RECEIVING}
+MOVES_MONEY = (
+    CONTRIBUTION_RECEIVED, PRODUCT_PURCHASED, PRODUCT_REDEEMED, INCOME_CREDITED, CASH_TRANSFERRED_OUT,
+    TRANSFER_IN_RECEIVED, HOLDING_TRANSFERRED_OUT, HOLDING_TRANSFERRED_IN, PAYOUT_DEBITED, PAYOUT_REFUNDED,
+)
+
+
+def _v1(name: str) -> str:
+    return event_type("fund-account", name, 1)
+
+
+def _listed(names) -> str:  # noqa: ANN001
+    return ", ".join(f"'{_v1(name)}'" for name in names)
+
+
 class ParticipantRecognisedProjection:
     name = "known_participants"
     tables = (known_participants,)
+    set_based = SetBased(reads=frozenset({_v1(PARTICIPANT_RECOGNISED)}), steps=(f"""
+        INSERT INTO known_participants (participant_id, insurance_type, insured_region, registered_at)
+        SELECT d.participant_id, d.insurance_type, d.insured_region, d.registered_at
+        FROM events e, json_to_record(CAST(e.data AS json))
+             AS d (participant_id text, insurance_type text, insured_region text, registered_at text)
+        WHERE e.type = '{_v1(PARTICIPANT_RECOGNISED)}'
+    """,))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         self.apply_batch(conn, (event,))
@@ -41,6 +65,62 @@ class ParticipantRecognisedProjection:
 class FundAccountsProjection:
     name = "fund_accounts"
     tables = (fund_accounts, holdings)
+    # An account's status is that of its last status change after its opening, its cash the
+    # cash after its last move of money after it, its version the sequence of the last of
+    # those. A holding (the units of every move are not zero) is emptied whenever the running
+    # sum of its units comes back to zero: what is held is the moves after the last emptying.
+    set_based = SetBased(reads=frozenset(_v1(name) for name in (FUND_ACCOUNT_OPENED, *STATUS_AFTER, *MOVES_MONEY)),
+                         steps=(f"""
+        WITH stored AS (
+            SELECT e.position, e.type, e.sequence, d.*
+            FROM events e, json_to_record(CAST(e.data AS json)) AS d (
+                fund_account_id text, participant_id text, bank_code text, branch_city text, opened_at text,
+                status_after json, cash_after bigint, product_code text, units bigint, amount bigint,
+                cost_released bigint, cost bigint)
+            WHERE e.type IN ({_listed((FUND_ACCOUNT_OPENED, *STATUS_AFTER, *MOVES_MONEY))})
+        ), moves AS (
+            SELECT fund_account_id, product_code, position,
+                   CASE type WHEN '{_v1(PRODUCT_PURCHASED)}' THEN units WHEN '{_v1(HOLDING_TRANSFERRED_IN)}' THEN units
+                             ELSE -units END AS units,
+                   CASE type WHEN '{_v1(PRODUCT_PURCHASED)}' THEN amount WHEN '{_v1(PRODUCT_REDEEMED)}' THEN -cost_released
+                             WHEN '{_v1(HOLDING_TRANSFERRED_IN)}' THEN cost ELSE -cost END AS cost
+            FROM stored
+            WHERE type IN ({_listed((PRODUCT_PURCHASED, PRODUCT_REDEEMED, HOLDING_TRANSFERRED_IN, HOLDING_TRANSFERRED_OUT))})
+        ), held AS (
+            SELECT *, sum(units) OVER (PARTITION BY fund_account_id, product_code ORDER BY position) AS held FROM moves
+        ), emptied AS (
+            SELECT *, max(position) FILTER (WHERE held = 0) OVER (PARTITION BY fund_account_id, product_code) AS emptied
+            FROM held
+        ), holding_rows AS (
+            INSERT INTO holdings (fund_account_id, product_code, units, cost)
+            SELECT fund_account_id, product_code, sum(units), sum(cost) FILTER (WHERE position > coalesce(emptied, 0))
+            FROM emptied GROUP BY fund_account_id, product_code HAVING sum(units) <> 0
+        ), last_status AS (
+            SELECT DISTINCT ON (fund_account_id COLLATE "C") fund_account_id, position, sequence,
+                   CASE type {" ".join(f"WHEN '{_v1(name)}' THEN '{status}'" for name, status in STATUS_AFTER.items()
+                                       if name != FUND_ACCOUNT_UNFROZEN)}
+                             ELSE coalesce(status_after #>> '{{}}', '{ACTIVE}') END AS status
+            FROM stored WHERE type IN ({_listed(STATUS_AFTER)})
+            ORDER BY fund_account_id COLLATE "C", position DESC
+        ), last_move AS (
+            SELECT DISTINCT ON (fund_account_id COLLATE "C") fund_account_id, position, sequence, cash_after
+            FROM stored WHERE type IN ({_listed(MOVES_MONEY)})
+            ORDER BY fund_account_id COLLATE "C", position DESC
+        )
+        INSERT INTO fund_accounts (fund_account_id, participant_id, bank_code, branch_city, status, cash, opened_at,
+                                   version)
+        SELECT o.fund_account_id, o.participant_id, o.bank_code, o.branch_city,
+               CASE WHEN s.position > o.position THEN s.status ELSE '{ACTIVE}' END,
+               CASE WHEN m.position > o.position THEN m.cash_after ELSE 0 END,
+               o.opened_at,
+               CASE WHEN s.position > o.position AND (m.position IS NULL OR s.position > m.position) THEN s.sequence
+                    WHEN m.position > o.position THEN m.sequence
+                    ELSE o.sequence END
+        FROM stored o
+        LEFT JOIN last_status s ON s.fund_account_id = o.fund_account_id
+        LEFT JOIN last_move m ON m.fund_account_id = o.fund_account_id
+        WHERE o.type = '{_v1(FUND_ACCOUNT_OPENED)}'
+    """,))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         change = _account_change(event)
@@ -123,17 +203,16 @@ def _after_move(held: tuple[int, int] | None, units: int, cost: int) -> tuple[in
     return held[0] + units, held[1] + cost
 
 
-STATUS_AFTER = {FUND_ACCOUNT_FROZEN: FROZEN, FUND_ACCOUNT_UNFROZEN: ACTIVE, FUND_ACCOUNT_CLOSED: CLOSED,
-                FUND_ACCOUNT_RECEIVING: RECEIVING}
-MOVES_MONEY = (
-    CONTRIBUTION_RECEIVED, PRODUCT_PURCHASED, PRODUCT_REDEEMED, INCOME_CREDITED, CASH_TRANSFERRED_OUT,
-    TRANSFER_IN_RECEIVED, HOLDING_TRANSFERRED_OUT, HOLDING_TRANSFERRED_IN, PAYOUT_DEBITED, PAYOUT_REFUNDED,
-)
-
-
 class ProductsProjection:
     name = "products"
     tables = (products,)
+    set_based = SetBased(reads=frozenset({_v1(PRODUCT_LISTED)}), steps=(f"""
+        INSERT INTO products (product_code, name, product_type, eligible_from, listed_at)
+        SELECT d.product_code, d.name, d.product_type, d.eligible_from, d.listed_at
+        FROM events e, json_to_record(CAST(e.data AS json))
+             AS d (product_code text, name text, product_type text, eligible_from text, listed_at text)
+        WHERE e.type = '{_v1(PRODUCT_LISTED)}'
+    """,))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         if event.event_type.name == PRODUCT_LISTED:
@@ -149,6 +228,14 @@ class ContributionQuotaProjection:
 
     name = "participant_quota"
     tables = (participant_quota,)
+    set_based = SetBased(reads=frozenset({_v1(CONTRIBUTION_QUOTA_REGISTERED)}), steps=(f"""
+        INSERT INTO participant_quota (participant_id, year, contributed)
+        SELECT DISTINCT ON (d.participant_id COLLATE "C", d.year) d.participant_id, d.year, d.contributed_this_year
+        FROM events e, json_to_record(CAST(e.data AS json))
+             AS d (participant_id text, year integer, contributed_this_year bigint)
+        WHERE e.type = '{_v1(CONTRIBUTION_QUOTA_REGISTERED)}'
+        ORDER BY d.participant_id COLLATE "C", d.year, e.position DESC
+    """,))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         self.apply_batch(conn, (event,))
@@ -171,6 +258,46 @@ class BankChangesProjection:
 
     name = "bank_changes"
     tables = (bank_changes,)
+    # A change's status and time are those of its last completion or abortion after its request;
+    # its new account that of its last completion, its reason that of its last abortion.
+    set_based = SetBased(
+        reads=frozenset(_v1(name) for name in (BANK_CHANGE_REQUESTED, BANK_CHANGE_COMPLETED, BANK_CHANGE_ABORTED)),
+        steps=(f"""
+        INSERT INTO bank_changes (bank_change_id, participant_id, old_fund_account_id, old_bank_code, new_bank_code,
+                                  new_branch_city, new_fund_account_id, status, reason, requested_at, updated_at)
+        WITH stored AS (
+            SELECT e.position, e.type, e.time, d.*
+            FROM events e, json_to_record(CAST(e.data AS json)) AS d (
+                bank_change_id text, participant_id text, old_fund_account_id text, old_bank_code text,
+                new_bank_code text, new_branch_city text, requested_at text, new_fund_account_id text, reason text)
+            WHERE e.type IN ({_listed((BANK_CHANGE_REQUESTED, BANK_CHANGE_COMPLETED, BANK_CHANGE_ABORTED))})
+        ), ended AS (
+            SELECT DISTINCT ON (bank_change_id COLLATE "C") bank_change_id, position, time,
+                   CASE WHEN type = '{_v1(BANK_CHANGE_COMPLETED)}' THEN '{COMPLETED}' ELSE '{ABORTED}' END AS status
+            FROM stored WHERE type IN ({_listed((BANK_CHANGE_COMPLETED, BANK_CHANGE_ABORTED))})
+            ORDER BY bank_change_id COLLATE "C", position DESC
+        ), completed AS (
+            SELECT DISTINCT ON (bank_change_id COLLATE "C") bank_change_id, position, new_fund_account_id
+            FROM stored WHERE type = '{_v1(BANK_CHANGE_COMPLETED)}'
+            ORDER BY bank_change_id COLLATE "C", position DESC
+        ), aborted AS (
+            SELECT DISTINCT ON (bank_change_id COLLATE "C") bank_change_id, position, reason
+            FROM stored WHERE type = '{_v1(BANK_CHANGE_ABORTED)}'
+            ORDER BY bank_change_id COLLATE "C", position DESC
+        )
+        SELECT r.bank_change_id, r.participant_id, r.old_fund_account_id, r.old_bank_code, r.new_bank_code,
+               r.new_branch_city,
+               CASE WHEN c.position > r.position THEN c.new_fund_account_id END,
+               CASE WHEN x.position > r.position THEN x.status ELSE '{REQUESTED}' END,
+               CASE WHEN a.position > r.position THEN left(a.reason, 256) END,
+               r.requested_at,
+               CASE WHEN x.position > r.position THEN x.time ELSE r.time END
+        FROM stored r
+        LEFT JOIN ended x ON x.bank_change_id = r.bank_change_id
+        LEFT JOIN completed c ON c.bank_change_id = r.bank_change_id
+        LEFT JOIN aborted a ON a.bank_change_id = r.bank_change_id
+        WHERE r.type = '{_v1(BANK_CHANGE_REQUESTED)}'
+    """,))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         name, data = event.event_type.name, event.data
