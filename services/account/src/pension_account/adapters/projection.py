@@ -13,17 +13,82 @@ from pension_account.domain.participant import PARTICIPANT_REGISTERED
 from pension_account.domain.records import (
     CONTRIBUTION_RECORDED, DEDUCTION_RECORDED, FUND_ACCOUNT_BOUND, INVESTMENT_RECORDED, TAX_RECORDED, WITHDRAWAL_RECORDED,
 )
+from pension_shared.bulk_rebuild import SetBased
 from pension_shared.clock import business_year, parse_rfc3339
-from pension_shared.envelope import Envelope
+from pension_shared.envelope import Envelope, event_type
 from pension_shared.projection_batch import FoldedRows, insert_many, update_many, upsert_many
 
 
 RECORD_KINDS = {WITHDRAWAL_RECORDED: "withdrawal", DEDUCTION_RECORDED: "deduction", TAX_RECORDED: "tax"}
 
 
+def _v1(name: str) -> str:
+    return event_type("account", name, 1)
+
+
+_REGISTERED, _BOUND, _CHANGED = _v1(PARTICIPANT_REGISTERED), _v1(FUND_ACCOUNT_BOUND), _v1(BANK_CHANGE_COMPLETED)
+_CONTRIBUTION, _INVESTMENT = _v1(CONTRIBUTION_RECORDED), _v1(INVESTMENT_RECORDED)
+_RECORDS = {_CONTRIBUTION: "'contribution'", _INVESTMENT: "kind", _CHANGED: "'bank_change'",
+            **{_v1(name): f"'{kind}'" for name, kind in RECORD_KINDS.items()}}
+
+
 class ParticipantsProjection:
     name = "participants"
     tables = (participants, contribution_years, participant_records)
+    # A participant's fund account is the last one bound to it (by an account opened, or a bank
+    # change completed) after its registration; a record per recorded event; each year's
+    # figures those of its last contribution.
+    set_based = SetBased(reads=frozenset({_REGISTERED, _BOUND, *_RECORDS}), steps=(f"""
+        INSERT INTO participants (participant_id, id_number_digest, id_number_masked, insurance_type, insured_region,
+                                  channel, ss_card_bank_code, ss_card_account_masked, status, registered_at,
+                                  registered_by, fund_account_id, fund_account_bank_code)
+        WITH stored AS (
+            SELECT e.position, e.type, e.subject, d.*
+            FROM events e, json_to_record(CAST(e.data AS json)) AS d (
+                participant_id text, id_number_digest text, id_number_masked text, insurance_type text,
+                insured_region text, channel text, ss_card_account json, registered_at text, registered_by text,
+                fund_account_id text, bank_code text, new_fund_account_id text, new_bank_code text)
+            WHERE e.type IN ('{_REGISTERED}', '{_BOUND}', '{_CHANGED}')
+        ), bound AS (
+            SELECT DISTINCT ON (subject COLLATE "C") subject, position,
+                   CASE WHEN type = '{_BOUND}' THEN fund_account_id ELSE new_fund_account_id END AS fund_account_id,
+                   CASE WHEN type = '{_BOUND}' THEN bank_code ELSE new_bank_code END AS bank_code
+            FROM stored WHERE type IN ('{_BOUND}', '{_CHANGED}')
+            ORDER BY subject COLLATE "C", position DESC
+        )
+        SELECT r.participant_id, r.id_number_digest, r.id_number_masked, r.insurance_type, r.insured_region, r.channel,
+               r.ss_card_account ->> 'bank_code', r.ss_card_account ->> 'account_number_masked', 'active',
+               r.registered_at, r.registered_by,
+               CASE WHEN b.position > r.position THEN b.fund_account_id END,
+               CASE WHEN b.position > r.position THEN b.bank_code END
+        FROM stored r LEFT JOIN bound b ON b.subject = r.participant_id
+        WHERE r.type = '{_REGISTERED}'
+    """, f"""
+        WITH stored AS (
+            SELECT e.position, e.type, e.subject, e.time, d.*
+            FROM events e, json_to_record(CAST(e.data AS json)) AS d (
+                year integer, kind text, amount bigint, fund_account_id text, product_code text, source_event json,
+                completed_at text, new_fund_account_id text, contributed_this_year bigint, remaining_quota bigint)
+            WHERE e.type IN ({", ".join(f"'{t}'" for t in _RECORDS)})
+        ), records AS (
+            INSERT INTO participant_records (position, participant_id, year, kind, time, amount, fund_account_id,
+                                             product_code, source_event_id, source_event_type)
+            SELECT position, subject,
+                   CASE WHEN type = '{_CHANGED}' THEN CAST(extract(year FROM CAST(completed_at AS timestamptz)
+                                                                  AT TIME ZONE 'Asia/Shanghai') AS integer)
+                        ELSE year END,
+                   CASE type {" ".join(f"WHEN '{t}' THEN {kind}" for t, kind in _RECORDS.items())} END,
+                   time, amount,
+                   CASE WHEN type = '{_CHANGED}' THEN coalesce(nullif(new_fund_account_id, ''), fund_account_id)
+                        ELSE fund_account_id END,
+                   product_code, source_event ->> 'id', source_event ->> 'type'
+            FROM stored
+        )
+        INSERT INTO contribution_years (participant_id, year, contributed, remaining_quota)
+        SELECT DISTINCT ON (subject COLLATE "C", year) subject, year, contributed_this_year, remaining_quota
+        FROM stored WHERE type = '{_CONTRIBUTION}'
+        ORDER BY subject COLLATE "C", year, position DESC
+    """))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         for how, table, row in self._writes(event):
