@@ -50,8 +50,9 @@ class FoldedRows:
 
 
 def insert_many(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """All the rows at once: PostgreSQL's COPY when every column is a plain string, number or
-    boolean (the values go to the server as they are), else one INSERT executed for many rows."""
+    """All the rows at once: PostgreSQL's COPY when every column is a plain string, number,
+    boolean or date (the values go to the server as they are), else one INSERT executed for many
+    rows."""
     for columns, group in _by_columns(rows):
         if conn.dialect.name == "postgresql" and len(group) > 1 and all(_plain(table.c[name]) for name in columns):
             _copy(conn, table, columns, group)
@@ -73,7 +74,7 @@ def _copy(conn: Connection, table: sa.Table, columns: tuple[str, ...], rows: lis
 
 
 def _plain(column: sa.Column) -> bool:
-    return isinstance(column.type, (sa.String, sa.Integer, sa.Boolean)) and not isinstance(column.type, sa.Enum)
+    return isinstance(column.type, (sa.String, sa.Integer, sa.Boolean, sa.Date)) and not isinstance(column.type, sa.Enum)
 
 
 def upsert_many(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:

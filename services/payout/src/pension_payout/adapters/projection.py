@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Sequence
 
 import orjson
@@ -10,8 +11,13 @@ from sqlalchemy.engine import Connection
 from pension_payout.adapters.tables import payees, withdrawals
 from pension_payout.domain.participants import PAYEE_REGISTERED
 from pension_payout.domain.schedule import due_date
-from pension_payout.domain.withdrawal import Withdrawal, withdrawal_stream
-from pension_shared.envelope import Envelope
+from pension_payout.domain.withdrawal import (
+    PAYMENT_ATTEMPT_FAILED, PAYMENT_FAILED, PAYMENTS_WITHHELD, PAYOUT_COMPENSATED, PAYOUT_DEBIT_RECORDED, PAYOUT_INSTRUCTED,
+    PAYOUT_MADE, PAYOUT_NOT_DEBITED, PAYOUT_REFUND_REQUESTED, TAX_WITHHOLDING_REVERSED, WITHDRAWAL_COMPLETED,
+    WITHDRAWAL_METHOD_CHANGED, WITHDRAWAL_STARTED, Withdrawal, withdrawal_stream,
+)
+from pension_shared.bulk_rebuild import SetBased
+from pension_shared.envelope import Envelope, EventType, event_type
 from pension_shared.ledger import EventStore
 from pension_shared.money import format_fen
 from pension_shared.projection_batch import insert_many, upsert_many
@@ -20,6 +26,13 @@ from pension_shared.projection_batch import insert_many, upsert_many
 class PayeeRegisteredProjection:
     name = "payees"
     tables = (payees,)
+    set_based = SetBased(reads=frozenset({event_type("payout", PAYEE_REGISTERED, 1)}), steps=(f"""
+        INSERT INTO payees (participant_id, bank_code, account_number_masked, payee_sealed)
+        SELECT d.participant_id, d.bank_code, d.account_number_masked, d.payee_sealed
+        FROM events e, json_to_record(CAST(e.data AS json))
+             AS d (participant_id text, bank_code text, account_number_masked text, payee_sealed text)
+        WHERE e.type = '{event_type("payout", PAYEE_REGISTERED, 1)}'
+    """,))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         self.apply_batch(conn, (event,))
@@ -29,12 +42,47 @@ class PayeeRegisteredProjection:
                                    for e in batch if e.event_type.name == PAYEE_REGISTERED])
 
 
+WITHDRAWAL_EVENT_TYPES = frozenset(event_type("payout", name, 1) for name in (
+    WITHDRAWAL_STARTED, WITHDRAWAL_METHOD_CHANGED, PAYOUT_INSTRUCTED, PAYOUT_DEBIT_RECORDED, PAYOUT_NOT_DEBITED,
+    PAYMENTS_WITHHELD, PAYOUT_MADE, PAYMENT_ATTEMPT_FAILED, PAYMENT_FAILED, TAX_WITHHOLDING_REVERSED,
+    PAYOUT_REFUND_REQUESTED, PAYOUT_COMPENSATED, WITHDRAWAL_COMPLETED,
+))
+
+_WITHDRAWAL_STREAMS = """
+    SELECT stream_id, type, data FROM events WHERE left(stream_id, 11) = 'withdrawal-'
+    ORDER BY stream_id COLLATE "C", sequence
+"""
+
+
+def _withdrawals_from_their_streams(conn: Connection) -> None:
+    """Each withdrawal's row folded once, by the domain, from its whole stream as stored."""
+    names: dict[str, str] = {}
+    rows = []
+    for stream_id, stream in itertools.groupby(conn.exec_driver_sql(_WITHDRAWAL_STREAMS), key=lambda row: row[0]):
+        withdrawal_id = stream_id[len("withdrawal-"):]
+        folded = Withdrawal.from_events(withdrawal_id, (
+            (names.get(type_) or names.setdefault(type_, EventType.parse(type_).name), orjson.loads(data))
+            for _, type_, data in stream
+        ))
+        rows.append({"withdrawal_id": withdrawal_id, **_row_of(folded)})
+    insert_many(conn, withdrawals, rows)
+
+
+def _row_of(withdrawal: Withdrawal) -> dict:
+    return {
+        "participant_id": withdrawal.participant_id, "bank_code": withdrawal.bank_code,
+        "status": withdrawal.status, "next_due": _next_due(withdrawal),
+        "awaiting_payment": bool(withdrawal.payments_due()), "view": orjson.dumps(render(withdrawal)).decode(),
+    }
+
+
 class WithdrawalsProjection:
     """One row per withdrawal with what the jobs need (is an instalment due, is a payment
     waiting) and the document GET /v1/withdrawals/{id} returns."""
 
     name = "withdrawals"
     tables = (withdrawals,)
+    set_based = SetBased(reads=WITHDRAWAL_EVENT_TYPES, steps=(_withdrawals_from_their_streams,))
 
     def __init__(self) -> None:
         self._reader = EventStore(service="payout", topic="pension.payout")
@@ -62,12 +110,7 @@ class WithdrawalsProjection:
         """The withdrawal's row as of its event ``sequence``."""
         stream = [e for e in self._reader.read_stream(conn, withdrawal_stream(withdrawal_id), limit=100_000)
                   if e.sequence <= sequence]
-        withdrawal = Withdrawal.from_events(withdrawal_id, ((e.event_type.name, e.data) for e in stream))
-        return {
-            "participant_id": withdrawal.participant_id, "bank_code": withdrawal.bank_code,
-            "status": withdrawal.status, "next_due": _next_due(withdrawal),
-            "awaiting_payment": bool(withdrawal.payments_due()), "view": orjson.dumps(render(withdrawal)).decode(),
-        }
+        return _row_of(Withdrawal.from_events(withdrawal_id, ((e.event_type.name, e.data) for e in stream)))
 
 
 def _next_due(withdrawal: Withdrawal):  # noqa: ANN202
