@@ -15,8 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import uuid
-from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -29,32 +27,14 @@ from pension_cli.platform import embedded_platform
 from pension_shared.contracts import (
     ASYNCAPI_DOCUMENT, DEAD_LETTER_SCHEMA, SCHEMAS_DIR, event_schema, event_types, schema_path,
 )
-from pension_shared.envelope import Envelope
-from pension_shared.messaging import OutgoingRecord
 from pension_shared.runtime import ALL_TOPICS, all_topics_with_dlq
 from pension_tax.application.policies import CONSUMED as CONSUMED_BY_TAX
 from pension_tax.domain.events import EVENT_NAMES as TAX_EVENT_NAMES
 from tests.contracts.event_catalogue import catalogue
-from tests.support.contract_scenario import Workers, drive_life_cycle
-from tests.support.requests import auth, eventually
-from tests.support.tax_scenario import (
-    OPERATOR, TAX_BUREAU, contribute, open_fund_account, payout_made, payout_reversed, register, wait_for_vouchers,
-)
+from tests.support.contract_scenario import Workers, drive_every_flow
 
 REPO = Path(__file__).resolve().parents[2]
 VALIDATOR_SCRIPT = Path(__file__).with_name("validate_asyncapi.cjs")
-ICBC = auth("dev-bank-ICBC")
-
-
-def _fund_account_event(name: str, participant_id: str, data: dict, *, time: str) -> OutgoingRecord:
-    """A fund-account event built to its contract (ContributionReversed has no producer yet)."""
-    unsigned = Envelope(
-        id=str(uuid.uuid4()), source="/pension/fund-account", type=f"cn.pension.fund-account.{name}.v1", time=time,
-        subject=participant_id, streamid=f"contract-test-{uuid.uuid4().hex}", sequence=1,
-        data={"participant_id": participant_id, **data}, prevhash=None, hash="",
-    )
-    return OutgoingRecord("pension.fund-account", participant_id,
-                          replace(unsigned, hash=unsigned.computed_hash()).to_json())
 
 
 @pytest.fixture(scope="module")
@@ -66,38 +46,7 @@ def produced(tmp_path_factory):
     workers = Workers(platform)
     workers.start()
     try:
-        client = TestClient(platform.app())
-        client.put("/v1/ops/clock", json={"now": "2025-03-10T10:00:00+08:00"}, headers=OPERATOR)
-        participant = register(client)
-        fund_account_id = open_fund_account(client, participant)
-        contributions = [contribute(client, participant, amount) for amount in ("5000.00", "4000.00", "3000.00")]
-        product = client.get("/v1/products", headers=ICBC).json()["items"][0]["product_code"]
-        for path, body in (("purchases", {"product_code": product, "amount": "2000.00"}),
-                           ("redemptions", {"product_code": product, "units": "100.000000", "proceeds": "101.00"}),
-                           ("income", {"amount": "1.50", "kind": "interest"})):
-            response = client.post(f"/v1/fund-accounts/{fund_account_id}/{path}", json=body, headers=ICBC)
-            assert response.status_code == 201, response.text
-        wait_for_vouchers(client, participant.participant_id, 3)
-
-        stranger = f"P{uuid.uuid4().hex[:20].upper()}"
-        payout_id, paid = payout_made(participant, gross=1_234_567, tax=37_037, paid_at="2025-10-15T10:00:00+08:00")
-        platform.transport.publisher("contract-test").publish([
-            paid,
-            payout_reversed(participant, payout_id, gross=1_234_567, tax=37_037, reversed_at="2025-10-16T10:00:00+08:00"),
-            _fund_account_event("ContributionReversed", participant.participant_id, {
-                "fund_account_id": fund_account_id, "contribution_id": contributions[2], "amount": 300_000,
-                "year": 2025, "reason": "returned to the payer"}, time="2025-10-17T10:00:00+08:00"),
-            _fund_account_event("ContributionReceived", stranger, {
-                "fund_account_id": "FA-NOT-YET-KNOWN", "contribution_id": f"C{uuid.uuid4().hex[:20].upper()}",
-                "amount": 10_000, "channel": "cash", "reference": "r", "year": 2025, "contributed_this_year": 10_000,
-                "remaining_quota": 1_190_000, "cash_after": 10_000}, time="2025-10-17T10:00:00+08:00"),
-        ])
-        statement = f"/v1/tax/statements/{participant.participant_id}/2025"
-        eventually(lambda: client.get(statement, headers=TAX_BUREAU).json()["tax_withheld"] == "0.00"
-                   and client.get(statement, headers=TAX_BUREAU).json()["contributed"] == "9000.00", timeout_s=60)
-        drive_life_cycle(client, workers)
-        client.put("/v1/ops/clock", json={"now": "2026-01-01T00:00:01+08:00"}, headers=OPERATOR)
-        eventually(lambda: client.get(statement, headers=TAX_BUREAU).json()["status"] == "issued", timeout_s=60)
+        drive_every_flow(platform, TestClient(platform.app()), workers)
 
         found: list[tuple[str, dict]] = []
         for ctx in platform.contexts:

@@ -13,17 +13,23 @@ confirm the bank change before the instalment falls due), without racing the thr
 from __future__ import annotations
 
 import threading
+import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
 from fastapi.testclient import TestClient
 
 from pension_cli.platform import Platform
 from pension_payout.domain.participants import FUND_ACCOUNT_NOTED, payee_stream
+from pension_shared.envelope import Envelope
+from pension_shared.messaging import OutgoingRecord
 from pension_shared.runtime import run_job
 from tests.support.requests import auth, eventually, random_id_number
-from tests.support.tax_scenario import OPERATOR, Participant, contribute, open_fund_account, register
+from tests.support.tax_scenario import (
+    OPERATOR, TAX_BUREAU, Participant, contribute, open_fund_account, payout_made, payout_reversed, register,
+    wait_for_vouchers,
+)
 
 REGION = "410100"
 AGENCY = auth(f"dev-agency-{REGION}")
@@ -275,3 +281,50 @@ def drive_life_cycle(client: TestClient, workers: Workers) -> None:
     register_death(client, retiring, "2025-11-09")
     wait_withdrawal(client, monthly, lambda view: view["status"] == "completed")
     wait_account_closed(client, retiring_new, "CCB")
+
+
+def fund_account_event(name: str, participant_id: str, data: dict, *, time: str) -> OutgoingRecord:
+    """A fund-account event built to its contract (ContributionReversed has no producer yet)."""
+    unsigned = Envelope(
+        id=str(uuid.uuid4()), source="/pension/fund-account", type=f"cn.pension.fund-account.{name}.v1", time=time,
+        subject=participant_id, streamid=f"contract-test-{uuid.uuid4().hex}", sequence=1,
+        data={"participant_id": participant_id, **data}, prevhash=None, hash="",
+    )
+    return OutgoingRecord("pension.fund-account", participant_id,
+                          replace(unsigned, hash=unsigned.computed_hash()).to_json())
+
+
+def drive_every_flow(platform: Platform, client: TestClient, workers: Workers) -> None:
+    """Register, open a fund account, contribute, invest; a payout and its reversal as the payout
+    service's contract describes them, a reversed contribution, a contribution for a participant
+    not known yet; the life-cycle flows above; the year closed and its statements issued."""
+    set_clock(client, "2025-03-10T10:00:00+08:00")
+    participant = register(client)
+    fund_account_id = open_fund_account(client, participant)
+    contributions = [contribute(client, participant, amount) for amount in ("5000.00", "4000.00", "3000.00")]
+    product = _ok(client.get("/v1/products", headers=bank("ICBC")))["items"][0]["product_code"]
+    for path, body in (("purchases", {"product_code": product, "amount": "2000.00"}),
+                       ("redemptions", {"product_code": product, "units": "100.000000", "proceeds": "101.00"}),
+                       ("income", {"amount": "1.50", "kind": "interest"})):
+        _ok(client.post(f"/v1/fund-accounts/{fund_account_id}/{path}", json=body, headers=bank("ICBC")), 201)
+    wait_for_vouchers(client, participant.participant_id, 3)
+
+    stranger = f"P{uuid.uuid4().hex[:20].upper()}"
+    payout_id, paid = payout_made(participant, gross=1_234_567, tax=37_037, paid_at="2025-10-15T10:00:00+08:00")
+    platform.transport.publisher("contract-test").publish([
+        paid,
+        payout_reversed(participant, payout_id, gross=1_234_567, tax=37_037, reversed_at="2025-10-16T10:00:00+08:00"),
+        fund_account_event("ContributionReversed", participant.participant_id, {
+            "fund_account_id": fund_account_id, "contribution_id": contributions[2], "amount": 300_000,
+            "year": 2025, "reason": "returned to the payer"}, time="2025-10-17T10:00:00+08:00"),
+        fund_account_event("ContributionReceived", stranger, {
+            "fund_account_id": "FA-NOT-YET-KNOWN", "contribution_id": f"C{uuid.uuid4().hex[:20].upper()}",
+            "amount": 10_000, "channel": "cash", "reference": "r", "year": 2025, "contributed_this_year": 10_000,
+            "remaining_quota": 1_190_000, "cash_after": 10_000}, time="2025-10-17T10:00:00+08:00"),
+    ])
+    statement = f"/v1/tax/statements/{participant.participant_id}/2025"
+    eventually(lambda: client.get(statement, headers=TAX_BUREAU).json()["tax_withheld"] == "0.00"
+               and client.get(statement, headers=TAX_BUREAU).json()["contributed"] == "9000.00", timeout_s=WAIT_S)
+    drive_life_cycle(client, workers)
+    set_clock(client, "2026-01-01T00:00:01+08:00")
+    eventually(lambda: client.get(statement, headers=TAX_BUREAU).json()["status"] == "issued", timeout_s=WAIT_S)

@@ -114,7 +114,8 @@ class Platform:
             ctx.engine.dispose()
 
 
-def embedded_platform(var_dir: Path, *, partitions: int = 3) -> Platform:
+def embedded_platform(var_dir: Path, *, partitions: int = 3, database_urls: dict[str, str] | None = None) -> Platform:
+    """The embedded default; ``database_urls`` puts services' databases elsewhere (tests on PostgreSQL)."""
     var_dir.mkdir(parents=True, exist_ok=True)
     log_path = var_dir / "eventlog.db"
     clock = SettableClock(var_dir / "clock.json")
@@ -125,7 +126,8 @@ def embedded_platform(var_dir: Path, *, partitions: int = 3) -> Platform:
             definition,
             ServiceSettings(
                 env="development",
-                database_url=f"sqlite:///{var_dir / (definition.name.replace('-', '_') + '.db')}",
+                database_url=(database_urls or {}).get(definition.name)
+                or f"sqlite:///{var_dir / (definition.name.replace('-', '_') + '.db')}",
                 transport="embedded",
                 embedded_log_path=log_path,
                 clock_file=var_dir / "clock.json",
