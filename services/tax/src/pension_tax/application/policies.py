@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 from pension_shared.consumer import reads_only_streams
 from pension_shared.envelope import Envelope
-from pension_shared.ledger import EventStore, Metadata, NewEvent
+from pension_shared.ledger import EventStore, Metadata, NewEvent, Stream
 from pension_shared.pii import PersonalDataKey
 from pension_tax.domain.events import Event, taxpayer_stream
 from pension_tax.domain.taxpayer import (
@@ -34,16 +34,16 @@ CONSUMED = (
 SUBSCRIBES_TO = ("pension.account", "pension.fund-account", "pension.payout")
 
 
-def load_taxpayer(conn: Connection, store: EventStore, participant_id: str) -> tuple[int, Taxpayer]:
+def load_taxpayer(conn: Connection, store: EventStore, participant_id: str) -> tuple[Stream, Taxpayer]:
     stream = store.load(conn, taxpayer_stream(participant_id))
     taxpayer = Taxpayer.from_events(participant_id, ((e.event_type.name, e.data) for e in stream.events))
-    return stream.version, taxpayer
+    return stream, taxpayer
 
 
-def record(conn: Connection, store: EventStore, participant_id: str, version: int, decided: list[Event],
+def record(conn: Connection, store: EventStore, participant_id: str, stream: Stream, decided: list[Event],
            meta: Metadata) -> int:
-    store.append(conn, taxpayer_stream(participant_id), version,
-                 [NewEvent(e.name, e.data, subject=participant_id) for e in decided], meta)
+    """Append the decision after the stream it was taken on (loaded in this transaction)."""
+    store.append_to(conn, stream, [NewEvent(e.name, e.data, subject=participant_id) for e in decided], meta)
     return len(decided)
 
 
@@ -51,9 +51,9 @@ def _decide(store: EventStore, decide: Callable[[Taxpayer, Envelope], list[Event
     @reads_only_streams
     def policy(conn: Connection, source: Envelope) -> None:
         participant_id = source.data["participant_id"]
-        version, taxpayer = load_taxpayer(conn, store, participant_id)
+        stream, taxpayer = load_taxpayer(conn, store, participant_id)
         meta = Metadata(time=source.time, correlation_id=source.correlationid, causation_id=source.id)
-        record(conn, store, participant_id, version, decide(taxpayer, source), meta)
+        record(conn, store, participant_id, stream, decide(taxpayer, source), meta)
 
     return policy
 

@@ -49,6 +49,6 @@ class TaxYearClosing:
 
     def close(self, participant_id: str, year: int, *, at: str) -> int:
         with self.engine.begin() as conn:
-            version, taxpayer = load_taxpayer(conn, self.store, participant_id)
-            return record(conn, self.store, participant_id, version,
+            stream, taxpayer = load_taxpayer(conn, self.store, participant_id)
+            return record(conn, self.store, participant_id, stream,
                           taxpayer.issue_statement(year, rules=self.rules, at=at), Metadata(time=at))
