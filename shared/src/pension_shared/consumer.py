@@ -155,7 +155,11 @@ class InboxConsumer:
         handled = [(record, outcomes.get(_key(record), "ignored")) for record, _ in parsed]
         if log.isEnabledFor(logging.DEBUG):
             for (record, outcome), (_, envelope) in zip(handled, parsed):
-                log.debug("consumer %s: %s %s %s", self.name, envelope.type, envelope.id, outcome)
+                correlation = correlation_id.set(envelope.correlationid)  # each line under its request's id
+                try:
+                    log.debug("consumer %s: %s %s %s", self.name, envelope.type, envelope.id, outcome)
+                finally:
+                    correlation_id.reset(correlation)
         return handled
 
     def _kept_together(self, conn: Connection) -> ContextManager[None]:
