@@ -17,8 +17,13 @@ The rebuild runs in the caller's transaction, as the Python path does:
 2. Their indexes, primary keys and unique constraints included, are dropped, and made again
    from the catalog's own definitions once every form has run: one sort per index instead of an
    index entry per inserted row, under the names the migrations gave them.
-3. The forms run in projection order; a form may read tables that projections before it in the
-   store have just rebuilt (``uses``).
+3. The forms run, two at a time: parsing the events' JSON is most of the work, and it is done
+   by one backend per connection. Forms that read only the events and only ``Load`` rows run on
+   a second connection in the snapshot of the first (``pg_export_snapshot``, taken once the
+   tables are locked, so it sees what the first would see), their rows sent back with COPY;
+   meanwhile the other forms run on the caller's connection. Then the forms that read tables
+   other projections just rebuilt (``uses``) run, in projection order. Forms that read only the
+   events do not depend on each other, so their order does not matter.
 
 Why TRUNCATE rather than DELETE, and why not new tables swapped in: DELETE leaves every old row
 in the heap and in the indexes until a vacuum (the index builds read them all again, and the
@@ -39,17 +44,29 @@ SQLite always takes the Python path."""
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from pension_shared.envelope import EventType, Upcasters
+from pension_shared.projection_batch import insert_many
 
-Step = str | Callable[[Connection], None]
-"""SQL given to the driver as it is (with no parameters: a literal ``%`` is written ``%%``), or a
-function of the connection for a step done in Python."""
+
+@dataclass(frozen=True)
+class Load:
+    """Every row of ``table``: a query over the events giving the table's columns in order, or a
+    function of a connection returning the rows (a fold done in Python)."""
+
+    table: sa.Table
+    rows: str | Callable[[Connection], Iterable[Mapping[str, Any]]]
+
+
+Step = str | Load
+"""A ``Load``, or a statement given to the driver as it is (with no parameters: a literal ``%`` is
+written ``%%``)."""
 
 _TYPE_LITERAL = re.compile(r"'(cn\.pension\.[^']+)'")
 
@@ -66,9 +83,20 @@ class SetBased:
     """Tables of projections before this one in the store that the steps read, rebuilt first."""
 
     def __post_init__(self) -> None:
-        named = {t for step in self.steps if isinstance(step, str) for t in _TYPE_LITERAL.findall(step)}
+        sql = [step if isinstance(step, str) else step.rows for step in self.steps]
+        named = {t for text in sql if isinstance(text, str) for t in _TYPE_LITERAL.findall(text)}
         if not named <= self.reads:
             raise ValueError(f"the SQL reads event types it does not declare: {sorted(named - self.reads)}")
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The names of the events it reads (projections match events by name)."""
+        return frozenset(EventType.parse(type_).name for type_ in self.reads)
+
+    @property
+    def movable(self) -> bool:
+        """Whether it may run on a second connection: it reads only the events, writes only rows."""
+        return not self.uses and all(isinstance(step, Load) for step in self.steps)
 
 
 def rebuild_set_based(conn: Connection, projections: Sequence, upcasters: Upcasters) -> int | None:
@@ -80,30 +108,187 @@ def rebuild_set_based(conn: Connection, projections: Sequence, upcasters: Upcast
     forms = [getattr(projection, "set_based", None) for projection in projections]
     if any(form is None for form in forms) or not _uses_rebuilt_tables(projections, forms):
         return None
-    stored = dict(conn.execute(_STORED_TYPES).all())
-    if not all(_reads_as_stored(form, stored, upcasters) for form in forms):
+    if any(_name(type_) in form.names for form in forms for type_ in upcasters.upcast_types()):
         return None
-    tables = _tables_of(projections)
-    for setting in _SETTINGS:
-        conn.exec_driver_sql(setting)
+    fixed = [form for form in forms if not form.uses and not form.movable]
+    here, beside = _two_lanes([(step, form) for form in forms if form.movable for step in form.steps], fixed,
+                              _estimated_types(conn))
     quote = conn.dialect.identifier_preparer.format_table
-    conn.exec_driver_sql(f"TRUNCATE {', '.join(quote(table) for table in tables)}")
-    rebuild_indexes = [ddl for table in tables for ddl in _drop_indexes(conn, table)]
-    for form in forms:
-        for step in form.steps:
-            if isinstance(step, str):
-                conn.exec_driver_sql(step)
-            else:
-                step(conn)
-    for ddl in rebuild_indexes:
-        conn.exec_driver_sql(ddl)
-    return sum(stored.values())
+    tables = ", ".join(quote(table) for table in _tables_of(projections))
+    conn.exec_driver_sql(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE")
+    # The second connection's snapshot, taken once the tables are locked (before the savepoint:
+    # none is exported from a subtransaction), sees what this one sees from now on. Which
+    # versions the ledger holds is counted there meanwhile: a form that does not read them all
+    # undoes everything from the savepoint on.
+    snapshot = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one() if beside else None
+    with conn.begin_nested() as attempt:
+        for setting in _SETTINGS:
+            conn.exec_driver_sql(setting)
+        conn.exec_driver_sql(f"TRUNCATE {tables}")
+        rebuild_indexes = [ddl for table in _tables_of(projections) for ddl in _drop_indexes(conn, table)]
+        with _Beside(conn, beside, snapshot) as other:
+            for form in fixed:
+                _run(conn, form.steps)
+            _run(conn, here)
+        if not all(_reads_as_stored(form, other.stored) for form in forms):
+            attempt.rollback()
+            return None
+        for write in other.written:
+            write(conn)
+        for form in forms:
+            if form.uses:
+                _run(conn, form.steps)
+        for ddl in rebuild_indexes:
+            conn.exec_driver_sql(ddl)
+    return sum(other.stored.values())
 
 
-_STORED_TYPES = sa.text("SELECT type, count(*) FROM events GROUP BY type")
+def _stored_types(conn: Connection) -> dict[str, int]:
+    return dict(conn.exec_driver_sql("SELECT type, count(*) FROM events GROUP BY type").all())
+
+
+def _estimated_types(conn: Connection) -> dict[str, int]:
+    """How many events of each type the planner's statistics say the ledger holds (none if the
+    events were never analysed)."""
+    row = conn.exec_driver_sql(
+        "SELECT CAST(CAST(s.most_common_vals AS text) AS text[]), s.most_common_freqs, c.reltuples "
+        "FROM pg_stats s JOIN pg_class c ON c.oid = CAST('events' AS regclass) "
+        "WHERE s.schemaname = current_schema() AND s.tablename = 'events' AND s.attname = 'type'"
+    ).one_or_none()
+    if row is None or row[0] is None:
+        return {}
+    types, frequencies, events = row
+    return {type_: int(frequency * max(events, 0)) for type_, frequency in zip(types, frequencies)}
 
 # For this transaction only: the sorts of the folds and of the index builds in memory.
 _SETTINGS = ("SET LOCAL work_mem = '256MB'", "SET LOCAL maintenance_work_mem = '512MB'", "SET LOCAL jit = off")
+
+
+def _run(conn: Connection, steps: Iterable[Step]) -> None:
+    for step in steps:
+        if isinstance(step, str):
+            conn.exec_driver_sql(step)
+        elif isinstance(step.rows, str):
+            conn.exec_driver_sql(f"INSERT INTO {_columns(conn, step.table)} {step.rows}")
+        else:
+            insert_many(conn, step.table, list(step.rows(conn)))
+
+
+def _two_lanes(loads: list[tuple[Load, SetBased]], fixed: list[SetBased],
+               stored: Mapping[str, int]) -> tuple[list[Load], list[Load]]:
+    """The loads for the caller's connection (besides the forms fixed there) and those for the
+    second one, balanced by what they cost: a scan of the events (about as much as parsing a
+    tenth of them) and the parsing of those they read (the types its SQL names, or all its
+    form's for a load done in Python)."""
+    scan = max(sum(stored.values()) // 10, 1)
+
+    def cost(types: Iterable[str]) -> int:
+        return scan + sum(stored.get(type_, 0) for type_ in types)
+
+    costs = [(load, cost(set(_TYPE_LITERAL.findall(load.rows)) if isinstance(load.rows, str) else form.reads))
+             for load, form in loads]
+    lanes: tuple[list[Load], list[Load]] = ([], [])
+    spent = [sum(cost(form.reads) for form in fixed), 0]
+    for load, load_cost in sorted(costs, key=lambda pair: -pair[1]):
+        lane = 1 if spent[1] < spent[0] else 0
+        lanes[lane].append(load)
+        spent[lane] += load_cost
+    return lanes
+
+
+Write = Callable[[Connection], None]
+
+
+class _Beside:
+    """Counts the stored event types, then runs loads, on a second connection, in a thread, in
+    the caller's snapshot. Once out of the ``with``: ``stored`` and ``written``, the functions
+    that write the loads' rows into the caller's transaction (COPY)."""
+
+    def __init__(self, conn: Connection, loads: Sequence[Load], snapshot: str | None) -> None:
+        self._conn, self._loads, self._snapshot = conn, list(loads), snapshot
+        self.stored: dict[str, int] = {}
+        self.written: list[Write] = []
+        self._failed: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "_Beside":
+        if not self._loads:
+            self.stored = _stored_types(self._conn)
+        else:
+            columns = {load.table: _columns(self._conn, load.table) for load in self._loads}
+            types = {load.table: _types(self._conn, load.table) for load in self._loads}
+            self._thread = threading.Thread(target=self._fetch, args=(self._snapshot, columns, types),
+                                            name="rebuild-beside", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread is not None:
+            self._thread.join()
+        if self._failed is not None and exc[0] is None:
+            raise self._failed
+
+    def _fetch(self, snapshot: str, columns: dict, types: dict) -> None:
+        try:
+            with self._conn.engine.connect().execution_options(isolation_level="REPEATABLE READ") as other:
+                other.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                for setting in _SETTINGS:
+                    other.exec_driver_sql(setting)
+                self.stored = _stored_types(other)
+                for load in self._loads:
+                    if isinstance(load.rows, str):
+                        self.written.append(_copy_in(columns[load.table], _copied_out(other, load.rows, types[load.table])))
+                    else:
+                        self.written.append(_insert_in(load.table, list(load.rows(other))))
+                other.rollback()
+        except BaseException as failure:  # noqa: BLE001 - raised again in the caller's thread
+            self._failed = failure
+
+
+def _copied_out(conn: Connection, query: str, types: Sequence[str]) -> list[bytes]:
+    """The query's rows in COPY's binary format, each column cast to the table's type."""
+    cast = ", ".join(f"CAST(c{i} AS {type_})" for i, type_ in enumerate(types))
+    named = ", ".join(f"c{i}" for i in range(len(types)))
+    statement = f"COPY (SELECT {cast} FROM ({query}) AS rows ({named})) TO STDOUT (FORMAT binary)"
+    with conn.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+        return [bytes(chunk) for chunk in copy]
+
+
+def _insert_in(table: sa.Table, rows: list[Mapping[str, Any]]) -> Write:
+    return lambda conn: insert_many(conn, table, rows)
+
+
+def _copy_in(columns: str, data: list[bytes]) -> Write:
+    def write(conn: Connection) -> None:
+        import psycopg
+
+        statement = f"COPY {columns} FROM STDIN (FORMAT binary)"
+        try:
+            with conn.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+                for chunk in data:
+                    copy.write(chunk)
+        except psycopg.Error as exc:  # the same errors as any statement (IntegrityError, ...)
+            raise sa.exc.DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
+    return write
+
+
+def _columns(conn: Connection, table: sa.Table) -> str:
+    """``table (column, ...)``, quoted."""
+    quote = conn.dialect.identifier_preparer
+    return f"{quote.format_table(table)} ({', '.join(quote.quote(c.name) for c in table.columns)})"
+
+
+def _types(conn: Connection, table: sa.Table) -> list[str]:
+    """Each column's type, without its length: a value too long is refused on the way in, as an
+    INSERT refuses it."""
+    stored = dict(conn.execute(_COLUMN_TYPES, {"table": conn.dialect.identifier_preparer.format_table(table)}).all())
+    return [stored[c.name] for c in table.columns]
+
+
+_COLUMN_TYPES = sa.text(
+    "SELECT attname, format_type(atttypid, NULL) FROM pg_attribute "
+    "WHERE attrelid = CAST(:table AS regclass) AND attnum > 0 AND NOT attisdropped"
+)
 
 
 def _uses_rebuilt_tables(projections: Sequence, forms: Sequence[SetBased]) -> bool:
@@ -115,11 +300,9 @@ def _uses_rebuilt_tables(projections: Sequence, forms: Sequence[SetBased]) -> bo
     return True
 
 
-def _reads_as_stored(form: SetBased, stored: dict[str, int], upcasters: Upcasters) -> bool:
-    names = {EventType.parse(type_).name for type_ in form.reads}
-    if any(_name(type_) in names for type_ in upcasters.upcast_types()):
-        return False
-    return all(type_ in form.reads for type_ in stored if _name(type_) in names)
+def _reads_as_stored(form: SetBased, stored: Mapping[str, int]) -> bool:
+    """No stored version of one of its events' names other than those it reads."""
+    return all(type_ in form.reads for type_ in stored if _name(type_) in form.names)
 
 
 def _name(type_: str) -> str | None:

@@ -13,7 +13,7 @@ from pension_account.domain.participant import PARTICIPANT_REGISTERED
 from pension_account.domain.records import (
     CONTRIBUTION_RECORDED, DEDUCTION_RECORDED, FUND_ACCOUNT_BOUND, INVESTMENT_RECORDED, TAX_RECORDED, WITHDRAWAL_RECORDED,
 )
-from pension_shared.bulk_rebuild import SetBased
+from pension_shared.bulk_rebuild import Load, SetBased
 from pension_shared.clock import business_year, parse_rfc3339
 from pension_shared.envelope import Envelope, event_type
 from pension_shared.projection_batch import FoldedRows, insert_many, update_many, upsert_many
@@ -37,58 +37,48 @@ class ParticipantsProjection:
     tables = (participants, contribution_years, participant_records)
     # A participant's fund account is the last one bound to it (by an account opened, or a bank
     # change completed) after its registration; a record per recorded event; each year's
-    # figures those of its last contribution.
-    set_based = SetBased(reads=frozenset({_REGISTERED, _BOUND, *_RECORDS}), steps=(f"""
-        INSERT INTO participants (participant_id, id_number_digest, id_number_masked, insurance_type, insured_region,
-                                  channel, ss_card_bank_code, ss_card_account_masked, status, registered_at,
-                                  registered_by, fund_account_id, fund_account_bank_code)
+    # figures those of its last contribution (its events parsed again: it runs beside the records).
+    set_based = SetBased(reads=frozenset({_REGISTERED, _BOUND, *_RECORDS}), steps=(Load(participants, f"""
         WITH stored AS (
-            SELECT e.position, e.type, e.subject, d.*
-            FROM events e, json_to_record(CAST(e.data AS json)) AS d (
-                participant_id text, id_number_digest text, id_number_masked text, insurance_type text,
-                insured_region text, channel text, ss_card_account json, registered_at text, registered_by text,
-                fund_account_id text, bank_code text, new_fund_account_id text, new_bank_code text)
-            WHERE e.type IN ('{_REGISTERED}', '{_BOUND}', '{_CHANGED}')
+            SELECT position, type, subject, CAST(data AS jsonb) AS d
+            FROM events WHERE type IN ('{_REGISTERED}', '{_BOUND}', '{_CHANGED}')
         ), bound AS (
             SELECT DISTINCT ON (subject COLLATE "C") subject, position,
-                   CASE WHEN type = '{_BOUND}' THEN fund_account_id ELSE new_fund_account_id END AS fund_account_id,
-                   CASE WHEN type = '{_BOUND}' THEN bank_code ELSE new_bank_code END AS bank_code
+                   CASE WHEN type = '{_BOUND}' THEN d ->> 'fund_account_id' ELSE d ->> 'new_fund_account_id' END
+                       AS fund_account_id,
+                   CASE WHEN type = '{_BOUND}' THEN d ->> 'bank_code' ELSE d ->> 'new_bank_code' END AS bank_code
             FROM stored WHERE type IN ('{_BOUND}', '{_CHANGED}')
             ORDER BY subject COLLATE "C", position DESC
         )
-        SELECT r.participant_id, r.id_number_digest, r.id_number_masked, r.insurance_type, r.insured_region, r.channel,
-               r.ss_card_account ->> 'bank_code', r.ss_card_account ->> 'account_number_masked', 'active',
-               r.registered_at, r.registered_by,
+        SELECT r.d ->> 'participant_id', r.d ->> 'id_number_digest', r.d ->> 'id_number_masked',
+               r.d ->> 'insurance_type', r.d ->> 'insured_region', r.d ->> 'channel',
+               r.d -> 'ss_card_account' ->> 'bank_code', r.d -> 'ss_card_account' ->> 'account_number_masked', 'active',
+               r.d ->> 'registered_at', r.d ->> 'registered_by',
                CASE WHEN b.position > r.position THEN b.fund_account_id END,
                CASE WHEN b.position > r.position THEN b.bank_code END
-        FROM stored r LEFT JOIN bound b ON b.subject = r.participant_id
+        FROM stored r LEFT JOIN bound b ON b.subject = r.d ->> 'participant_id'
         WHERE r.type = '{_REGISTERED}'
-    """, f"""
-        WITH stored AS (
-            SELECT e.position, e.type, e.subject, e.time, d.*
-            FROM events e, json_to_record(CAST(e.data AS json)) AS d (
-                year integer, kind text, amount bigint, fund_account_id text, product_code text, source_event json,
-                completed_at text, new_fund_account_id text, contributed_this_year bigint, remaining_quota bigint)
-            WHERE e.type IN ({", ".join(f"'{t}'" for t in _RECORDS)})
-        ), records AS (
-            INSERT INTO participant_records (position, participant_id, year, kind, time, amount, fund_account_id,
-                                             product_code, source_event_id, source_event_type)
-            SELECT position, subject,
-                   CASE WHEN type = '{_CHANGED}' THEN CAST(extract(year FROM CAST(completed_at AS timestamptz)
-                                                                  AT TIME ZONE 'Asia/Shanghai') AS integer)
-                        ELSE year END,
-                   CASE type {" ".join(f"WHEN '{t}' THEN {kind}" for t, kind in _RECORDS.items())} END,
-                   time, amount,
-                   CASE WHEN type = '{_CHANGED}' THEN coalesce(nullif(new_fund_account_id, ''), fund_account_id)
-                        ELSE fund_account_id END,
-                   product_code, source_event ->> 'id', source_event ->> 'type'
-            FROM stored
-        )
-        INSERT INTO contribution_years (participant_id, year, contributed, remaining_quota)
-        SELECT DISTINCT ON (subject COLLATE "C", year) subject, year, contributed_this_year, remaining_quota
-        FROM stored WHERE type = '{_CONTRIBUTION}'
-        ORDER BY subject COLLATE "C", year, position DESC
-    """))
+    """), Load(participant_records, f"""
+        SELECT e.position, e.subject,
+               CASE WHEN e.type = '{_CHANGED}' THEN CAST(extract(year FROM CAST(d.completed_at AS timestamptz)
+                                                                AT TIME ZONE 'Asia/Shanghai') AS integer)
+                    ELSE d.year END,
+               CASE e.type {" ".join(f"WHEN '{t}' THEN {kind}" for t, kind in _RECORDS.items())} END,
+               e.time, d.amount,
+               CASE WHEN e.type = '{_CHANGED}' THEN coalesce(nullif(d.new_fund_account_id, ''), d.fund_account_id)
+                    ELSE d.fund_account_id END,
+               d.product_code, d.source_event ->> 'id', d.source_event ->> 'type'
+        FROM events e, json_to_record(CAST(e.data AS json)) AS d (
+            year integer, kind text, amount bigint, fund_account_id text, product_code text, source_event json,
+            completed_at text, new_fund_account_id text)
+        WHERE e.type IN ({", ".join(f"'{t}'" for t in _RECORDS)})
+    """), Load(contribution_years, f"""
+        SELECT DISTINCT ON (e.subject COLLATE "C", d.year) e.subject, d.year, d.contributed_this_year, d.remaining_quota
+        FROM events e, json_to_record(CAST(e.data AS json))
+             AS d (year integer, contributed_this_year bigint, remaining_quota bigint)
+        WHERE e.type = '{_CONTRIBUTION}'
+        ORDER BY e.subject COLLATE "C", d.year, e.position DESC
+    """)))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         for how, table, row in self._writes(event):

@@ -18,7 +18,7 @@ from pension_fund_account.domain.events import (
 )
 from pension_fund_account.domain.fund_account import ACTIVE, CLOSED, FROZEN, RECEIVING
 from pension_fund_account.domain.participant_funds import ABORTED, COMPLETED, REQUESTED
-from pension_shared.bulk_rebuild import SetBased
+from pension_shared.bulk_rebuild import Load, SetBased
 from pension_shared.envelope import Envelope, event_type
 from pension_shared.projection_batch import (
     FoldedRows, delete_many, existing_rows, insert_many, update_many, upsert_many,
@@ -44,13 +44,12 @@ def _listed(names) -> str:  # noqa: ANN001
 class ParticipantRecognisedProjection:
     name = "known_participants"
     tables = (known_participants,)
-    set_based = SetBased(reads=frozenset({_v1(PARTICIPANT_RECOGNISED)}), steps=(f"""
-        INSERT INTO known_participants (participant_id, insurance_type, insured_region, registered_at)
+    set_based = SetBased(reads=frozenset({_v1(PARTICIPANT_RECOGNISED)}), steps=(Load(known_participants, f"""
         SELECT d.participant_id, d.insurance_type, d.insured_region, d.registered_at
         FROM events e, json_to_record(CAST(e.data AS json))
              AS d (participant_id text, insurance_type text, insured_region text, registered_at text)
         WHERE e.type = '{_v1(PARTICIPANT_RECOGNISED)}'
-    """,))
+    """),))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         self.apply_batch(conn, (event,))
@@ -70,31 +69,13 @@ class FundAccountsProjection:
     # those. A holding (the units of every move are not zero) is emptied whenever the running
     # sum of its units comes back to zero: what is held is the moves after the last emptying.
     set_based = SetBased(reads=frozenset(_v1(name) for name in (FUND_ACCOUNT_OPENED, *STATUS_AFTER, *MOVES_MONEY)),
-                         steps=(f"""
+                         steps=(Load(fund_accounts, f"""
         WITH stored AS (
             SELECT e.position, e.type, e.sequence, d.*
             FROM events e, json_to_record(CAST(e.data AS json)) AS d (
                 fund_account_id text, participant_id text, bank_code text, branch_city text, opened_at text,
-                status_after json, cash_after bigint, product_code text, units bigint, amount bigint,
-                cost_released bigint, cost bigint)
+                status_after json, cash_after bigint)
             WHERE e.type IN ({_listed((FUND_ACCOUNT_OPENED, *STATUS_AFTER, *MOVES_MONEY))})
-        ), moves AS (
-            SELECT fund_account_id, product_code, position,
-                   CASE type WHEN '{_v1(PRODUCT_PURCHASED)}' THEN units WHEN '{_v1(HOLDING_TRANSFERRED_IN)}' THEN units
-                             ELSE -units END AS units,
-                   CASE type WHEN '{_v1(PRODUCT_PURCHASED)}' THEN amount WHEN '{_v1(PRODUCT_REDEEMED)}' THEN -cost_released
-                             WHEN '{_v1(HOLDING_TRANSFERRED_IN)}' THEN cost ELSE -cost END AS cost
-            FROM stored
-            WHERE type IN ({_listed((PRODUCT_PURCHASED, PRODUCT_REDEEMED, HOLDING_TRANSFERRED_IN, HOLDING_TRANSFERRED_OUT))})
-        ), held AS (
-            SELECT *, sum(units) OVER (PARTITION BY fund_account_id, product_code ORDER BY position) AS held FROM moves
-        ), emptied AS (
-            SELECT *, max(position) FILTER (WHERE held = 0) OVER (PARTITION BY fund_account_id, product_code) AS emptied
-            FROM held
-        ), holding_rows AS (
-            INSERT INTO holdings (fund_account_id, product_code, units, cost)
-            SELECT fund_account_id, product_code, sum(units), sum(cost) FILTER (WHERE position > coalesce(emptied, 0))
-            FROM emptied GROUP BY fund_account_id, product_code HAVING sum(units) <> 0
         ), last_status AS (
             SELECT DISTINCT ON (fund_account_id COLLATE "C") fund_account_id, position, sequence,
                    CASE type {" ".join(f"WHEN '{_v1(name)}' THEN '{status}'" for name, status in STATUS_AFTER.items()
@@ -107,8 +88,6 @@ class FundAccountsProjection:
             FROM stored WHERE type IN ({_listed(MOVES_MONEY)})
             ORDER BY fund_account_id COLLATE "C", position DESC
         )
-        INSERT INTO fund_accounts (fund_account_id, participant_id, bank_code, branch_city, status, cash, opened_at,
-                                   version)
         SELECT o.fund_account_id, o.participant_id, o.bank_code, o.branch_city,
                CASE WHEN s.position > o.position THEN s.status ELSE '{ACTIVE}' END,
                CASE WHEN m.position > o.position THEN m.cash_after ELSE 0 END,
@@ -120,7 +99,25 @@ class FundAccountsProjection:
         LEFT JOIN last_status s ON s.fund_account_id = o.fund_account_id
         LEFT JOIN last_move m ON m.fund_account_id = o.fund_account_id
         WHERE o.type = '{_v1(FUND_ACCOUNT_OPENED)}'
-    """,))
+    """), Load(holdings, f"""
+        WITH moves AS (
+            SELECT d.fund_account_id, d.product_code, e.position,
+                   CASE e.type WHEN '{_v1(PRODUCT_PURCHASED)}' THEN d.units WHEN '{_v1(HOLDING_TRANSFERRED_IN)}' THEN d.units
+                               ELSE -d.units END AS units,
+                   CASE e.type WHEN '{_v1(PRODUCT_PURCHASED)}' THEN d.amount WHEN '{_v1(PRODUCT_REDEEMED)}' THEN -d.cost_released
+                               WHEN '{_v1(HOLDING_TRANSFERRED_IN)}' THEN d.cost ELSE -d.cost END AS cost
+            FROM events e, json_to_record(CAST(e.data AS json)) AS d (
+                fund_account_id text, product_code text, units bigint, amount bigint, cost_released bigint, cost bigint)
+            WHERE e.type IN ({_listed((PRODUCT_PURCHASED, PRODUCT_REDEEMED, HOLDING_TRANSFERRED_IN, HOLDING_TRANSFERRED_OUT))})
+        ), held AS (
+            SELECT *, sum(units) OVER (PARTITION BY fund_account_id, product_code ORDER BY position) AS held FROM moves
+        ), emptied AS (
+            SELECT *, max(position) FILTER (WHERE held = 0) OVER (PARTITION BY fund_account_id, product_code) AS emptied
+            FROM held
+        )
+        SELECT fund_account_id, product_code, sum(units), sum(cost) FILTER (WHERE position > coalesce(emptied, 0))
+        FROM emptied GROUP BY fund_account_id, product_code HAVING sum(units) <> 0
+    """)))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         change = _account_change(event)
@@ -206,13 +203,12 @@ def _after_move(held: tuple[int, int] | None, units: int, cost: int) -> tuple[in
 class ProductsProjection:
     name = "products"
     tables = (products,)
-    set_based = SetBased(reads=frozenset({_v1(PRODUCT_LISTED)}), steps=(f"""
-        INSERT INTO products (product_code, name, product_type, eligible_from, listed_at)
+    set_based = SetBased(reads=frozenset({_v1(PRODUCT_LISTED)}), steps=(Load(products, f"""
         SELECT d.product_code, d.name, d.product_type, d.eligible_from, d.listed_at
         FROM events e, json_to_record(CAST(e.data AS json))
              AS d (product_code text, name text, product_type text, eligible_from text, listed_at text)
         WHERE e.type = '{_v1(PRODUCT_LISTED)}'
-    """,))
+    """),))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         if event.event_type.name == PRODUCT_LISTED:
@@ -228,14 +224,13 @@ class ContributionQuotaProjection:
 
     name = "participant_quota"
     tables = (participant_quota,)
-    set_based = SetBased(reads=frozenset({_v1(CONTRIBUTION_QUOTA_REGISTERED)}), steps=(f"""
-        INSERT INTO participant_quota (participant_id, year, contributed)
+    set_based = SetBased(reads=frozenset({_v1(CONTRIBUTION_QUOTA_REGISTERED)}), steps=(Load(participant_quota, f"""
         SELECT DISTINCT ON (d.participant_id COLLATE "C", d.year) d.participant_id, d.year, d.contributed_this_year
         FROM events e, json_to_record(CAST(e.data AS json))
              AS d (participant_id text, year integer, contributed_this_year bigint)
         WHERE e.type = '{_v1(CONTRIBUTION_QUOTA_REGISTERED)}'
         ORDER BY d.participant_id COLLATE "C", d.year, e.position DESC
-    """,))
+    """),))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         self.apply_batch(conn, (event,))
@@ -262,9 +257,7 @@ class BankChangesProjection:
     # its new account that of its last completion, its reason that of its last abortion.
     set_based = SetBased(
         reads=frozenset(_v1(name) for name in (BANK_CHANGE_REQUESTED, BANK_CHANGE_COMPLETED, BANK_CHANGE_ABORTED)),
-        steps=(f"""
-        INSERT INTO bank_changes (bank_change_id, participant_id, old_fund_account_id, old_bank_code, new_bank_code,
-                                  new_branch_city, new_fund_account_id, status, reason, requested_at, updated_at)
+        steps=(Load(bank_changes, f"""
         WITH stored AS (
             SELECT e.position, e.type, e.time, d.*
             FROM events e, json_to_record(CAST(e.data AS json)) AS d (
@@ -297,7 +290,7 @@ class BankChangesProjection:
         LEFT JOIN completed c ON c.bank_change_id = r.bank_change_id
         LEFT JOIN aborted a ON a.bank_change_id = r.bank_change_id
         WHERE r.type = '{_v1(BANK_CHANGE_REQUESTED)}'
-    """,))
+    """),))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         name, data = event.event_type.name, event.data

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import orjson
 from sqlalchemy.engine import Connection
@@ -16,7 +16,7 @@ from pension_payout.domain.withdrawal import (
     PAYOUT_MADE, PAYOUT_NOT_DEBITED, PAYOUT_REFUND_REQUESTED, TAX_WITHHOLDING_REVERSED, WITHDRAWAL_COMPLETED,
     WITHDRAWAL_METHOD_CHANGED, WITHDRAWAL_STARTED, Withdrawal, withdrawal_stream,
 )
-from pension_shared.bulk_rebuild import SetBased
+from pension_shared.bulk_rebuild import Load, SetBased
 from pension_shared.envelope import Envelope, EventType, event_type
 from pension_shared.ledger import EventStore
 from pension_shared.money import format_fen
@@ -26,13 +26,11 @@ from pension_shared.projection_batch import insert_many, upsert_many
 class PayeeRegisteredProjection:
     name = "payees"
     tables = (payees,)
-    set_based = SetBased(reads=frozenset({event_type("payout", PAYEE_REGISTERED, 1)}), steps=(f"""
-        INSERT INTO payees (participant_id, bank_code, account_number_masked, payee_sealed)
-        SELECT d.participant_id, d.bank_code, d.account_number_masked, d.payee_sealed
-        FROM events e, json_to_record(CAST(e.data AS json))
-             AS d (participant_id text, bank_code text, account_number_masked text, payee_sealed text)
-        WHERE e.type = '{event_type("payout", PAYEE_REGISTERED, 1)}'
-    """,))
+    set_based = SetBased(reads=frozenset({event_type("payout", PAYEE_REGISTERED, 1)}), steps=(Load(payees, f"""
+        SELECT d ->> 'participant_id', d ->> 'bank_code', d ->> 'account_number_masked', d ->> 'payee_sealed'
+        FROM (SELECT CAST(data AS jsonb) AS d FROM events
+              WHERE type = '{event_type("payout", PAYEE_REGISTERED, 1)}' OFFSET 0) AS registered
+    """),))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         self.apply_batch(conn, (event,))
@@ -54,18 +52,16 @@ _WITHDRAWAL_STREAMS = """
 """
 
 
-def _withdrawals_from_their_streams(conn: Connection) -> None:
+def _withdrawals_from_their_streams(conn: Connection) -> Iterator[dict]:
     """Each withdrawal's row folded once, by the domain, from its whole stream as stored."""
     names: dict[str, str] = {}
-    rows = []
     for stream_id, stream in itertools.groupby(conn.exec_driver_sql(_WITHDRAWAL_STREAMS), key=lambda row: row[0]):
         withdrawal_id = stream_id[len("withdrawal-"):]
         folded = Withdrawal.from_events(withdrawal_id, (
             (names.get(type_) or names.setdefault(type_, EventType.parse(type_).name), orjson.loads(data))
             for _, type_, data in stream
         ))
-        rows.append({"withdrawal_id": withdrawal_id, **_row_of(folded)})
-    insert_many(conn, withdrawals, rows)
+        yield {"withdrawal_id": withdrawal_id, **_row_of(folded)}
 
 
 def _row_of(withdrawal: Withdrawal) -> dict:
@@ -82,7 +78,7 @@ class WithdrawalsProjection:
 
     name = "withdrawals"
     tables = (withdrawals,)
-    set_based = SetBased(reads=WITHDRAWAL_EVENT_TYPES, steps=(_withdrawals_from_their_streams,))
+    set_based = SetBased(reads=WITHDRAWAL_EVENT_TYPES, steps=(Load(withdrawals, _withdrawals_from_their_streams),))
 
     def __init__(self) -> None:
         self._reader = EventStore(service="payout", topic="pension.payout")

@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from pension_shared.bulk_rebuild import SetBased
+from pension_shared.bulk_rebuild import Load, SetBased
 from pension_shared.envelope import Envelope, event_type
 from pension_shared.projection_batch import FoldedRows, existing_rows, insert_many, update_many, upsert_many
 from pension_tax.adapters.tables import holding_banks, tax_years, taxpayers, vouchers, withholdings
@@ -38,13 +38,10 @@ def _v1(name: str) -> str:
 class TaxpayerRegisteredProjection:
     name = "taxpayers"
     tables = (taxpayers,)
-    set_based = SetBased(reads=frozenset({_v1(TAXPAYER_REGISTERED)}), steps=(f"""
-        INSERT INTO taxpayers (participant_id, id_number, name, registered_at)
-        SELECT d.participant_id, d.id_number, d.name, d.registered_at
-        FROM events e, json_to_record(CAST(e.data AS json))
-             AS d (participant_id text, id_number text, name text, registered_at text)
-        WHERE e.type = '{_v1(TAXPAYER_REGISTERED)}'
-    """,))
+    set_based = SetBased(reads=frozenset({_v1(TAXPAYER_REGISTERED)}), steps=(Load(taxpayers, f"""
+        SELECT d ->> 'participant_id', d ->> 'id_number', d ->> 'name', d ->> 'registered_at'
+        FROM (SELECT CAST(data AS jsonb) AS d FROM events WHERE type = '{_v1(TAXPAYER_REGISTERED)}' OFFSET 0) AS registered
+    """),))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         self.apply_batch(conn, (event,))
@@ -58,14 +55,13 @@ class HoldingBankProjection:
 
     name = "holding_banks"
     tables = (holding_banks,)
-    set_based = SetBased(reads=frozenset({_v1(FUND_ACCOUNT_NOTED)}), steps=(f"""
-        INSERT INTO holding_banks (participant_id, fund_account_id, bank_code, branch_city)
+    set_based = SetBased(reads=frozenset({_v1(FUND_ACCOUNT_NOTED)}), steps=(Load(holding_banks, f"""
         SELECT DISTINCT ON (d.participant_id COLLATE "C") d.participant_id, d.fund_account_id, d.bank_code, d.branch_city
         FROM events e, json_to_record(CAST(e.data AS json))
              AS d (participant_id text, fund_account_id text, bank_code text, branch_city text)
         WHERE e.type = '{_v1(FUND_ACCOUNT_NOTED)}'
         ORDER BY d.participant_id COLLATE "C", e.position DESC
-    """,))
+    """),))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         if event.event_type.name != FUND_ACCOUNT_NOTED:
@@ -89,10 +85,8 @@ class VouchersProjection:
     name = "vouchers"
     tables = (vouchers,)
     # A voucher is voided by the last voiding of its number, when that comes after its issue.
-    set_based = SetBased(reads=frozenset({_v1(DEDUCTION_VOUCHER_ISSUED), _v1(DEDUCTION_VOUCHER_VOIDED)}), steps=(f"""
-        INSERT INTO vouchers (voucher_no, position, participant_id, id_number, name, year, amount, cumulative_amount,
-                              deductible_amount, issued_at, contribution_id, fund_account_id, verification_code,
-                              status, voided_at, void_reason)
+    set_based = SetBased(reads=frozenset({_v1(DEDUCTION_VOUCHER_ISSUED), _v1(DEDUCTION_VOUCHER_VOIDED)}),
+                         steps=(Load(vouchers, f"""
         WITH stored AS (
             SELECT e.position, e.type, d.*
             FROM events e, json_to_record(CAST(e.data AS json)) AS d (
@@ -112,7 +106,7 @@ class VouchersProjection:
                CASE WHEN v.position > d.position THEN v.reason END
         FROM stored d LEFT JOIN voided v ON v.voucher_no = d.voucher_no
         WHERE d.type = '{_v1(DEDUCTION_VOUCHER_ISSUED)}'
-    """,))
+    """),))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         self.apply_batch(conn, (event,))
@@ -134,10 +128,8 @@ class WithholdingsProjection:
     tables = (withholdings,)
     # A withholding is reversed by the last reversal of its payout, when that comes after it.
     set_based = SetBased(
-        reads=frozenset({_v1(WITHDRAWAL_TAX_WITHHELD), _v1(WITHDRAWAL_TAX_WITHHOLDING_REVERSED)}), steps=(f"""
-        INSERT INTO withholdings (payout_id, position, participant_id, id_number, name, withdrawal_id, kind, gross, tax,
-                                  net, expected_tax, discrepancy, withholding_city, bank_code, paid_at, year, month,
-                                  status, reversed_at)
+        reads=frozenset({_v1(WITHDRAWAL_TAX_WITHHELD), _v1(WITHDRAWAL_TAX_WITHHOLDING_REVERSED)}),
+        steps=(Load(withholdings, f"""
         WITH stored AS (
             SELECT e.position, e.type, d.*
             FROM events e, json_to_record(CAST(e.data AS json)) AS d (
@@ -156,7 +148,7 @@ class WithholdingsProjection:
                CASE WHEN r.position > d.position THEN r.reversed_at END
         FROM stored d LEFT JOIN reversed r ON r.payout_id = d.payout_id
         WHERE d.type = '{_v1(WITHDRAWAL_TAX_WITHHELD)}'
-    """,))
+    """),))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         self.apply_batch(conn, (event,))
