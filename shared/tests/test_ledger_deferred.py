@@ -123,3 +123,18 @@ def test_load_many_gives_each_stream_as_load_does_kept_events_included(tally: Ta
             one = tally.store.load(conn, stream_id)
             assert (stream.version, [e.id for e in stream.events]) == (one.version, [e.id for e in one.events])
     assert [len(many[stream_of(s)].events) for s in ("P1", "P2", "P9")] == [2, 2, 0]
+
+
+def test_a_connection_lost_before_the_kept_appends_are_written_fails_as_the_disconnect_it_is(pg_tally) -> None:  # noqa: ANN001
+    """The database restarting under a transaction: the error that reaches the caller is the
+    disconnect (OperationalError, a 503 to retry), not one raised while cleaning up (chaos: 500)."""
+    with pytest.raises(sa.exc.OperationalError) as raised, pg_tally.engine.begin() as conn, pg_tally.store.deferred(conn):
+        pg_tally.store.append(conn, stream_of("P1"), 0, [added("P1", 1)], meta())
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        with pg_tally.engine.connect() as other:
+            other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+    assert raised.value.connection_invalidated
+    assert pg_tally.count("events") == pg_tally.count("outbox") == 0
+    with pg_tally.engine.begin() as conn:  # the next transaction keeps nothing of the lost one
+        pg_tally.store.append(conn, stream_of("P1"), 0, [added("P1", 7)], meta())
+    assert pg_tally.totals() == {"P1": (7, 1)}

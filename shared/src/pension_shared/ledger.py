@@ -169,23 +169,28 @@ class EventStore:
         if _kept(conn, self) is not None:  # the outer one writes
             yield
             return
-        conn.info[_KEPT] = (self, _Kept())
+        # The dictionary itself is held: once the connection is lost (the database restarted),
+        # asking it for ``info`` again raises PendingRollbackError, which would hide the
+        # disconnect (a 503 to retry) behind an error of its own (a 500).
+        info = conn.info
+        info[_KEPT] = (self, _Kept())
         try:
             yield
             self.flush(conn)
         finally:
-            conn.info.pop(_KEPT, None)
+            info.pop(_KEPT, None)
 
     @contextmanager
     def immediately(self, conn: Connection) -> Iterator[None]:
         """Within ``deferred``, appends written as they are made again (after ``flush``)."""
-        entry = conn.info.pop(_KEPT, None)
+        info = conn.info
+        entry = info.pop(_KEPT, None)
         assert entry is None or not entry[1].events, "flush the kept appends first"
         try:
             yield
         finally:
             if entry is not None:
-                conn.info[_KEPT] = entry
+                info[_KEPT] = entry
 
     def flush(self, conn: Connection) -> None:
         """Write the appends kept by ``deferred`` so far (nothing outside it)."""
