@@ -84,28 +84,28 @@ class HoldingBankProjection:
 class VouchersProjection:
     name = "vouchers"
     tables = (vouchers,)
-    # A voucher is voided by the last voiding of its number, when that comes after its issue.
+    # A voucher is voided by the last voiding of its number, when that comes after its issue. The
+    # issuings are scanned once and streamed (the few voidings are a second scan, hashed), not
+    # gathered first: a CTE read twice is materialised, a row per issuing (0.9 s of 5.7 for 900k).
     set_based = SetBased(reads=frozenset({_v1(DEDUCTION_VOUCHER_ISSUED), _v1(DEDUCTION_VOUCHER_VOIDED)}),
                          steps=(Load(vouchers, f"""
-        WITH stored AS (
-            SELECT e.position, e.type, d.*
-            FROM events e, json_to_record(CAST(e.data AS json)) AS d (
-                voucher_no text, participant_id text, id_number text, name text, year integer, amount bigint,
-                cumulative_amount bigint, deductible_amount bigint, issued_at text, contribution_id text,
-                fund_account_id text, verification_code text, voided_at text, reason text)
-            WHERE e.type IN ('{_v1(DEDUCTION_VOUCHER_ISSUED)}', '{_v1(DEDUCTION_VOUCHER_VOIDED)}')
-        ), voided AS (
-            SELECT DISTINCT ON (voucher_no COLLATE "C") voucher_no, position, voided_at, reason
-            FROM stored WHERE type = '{_v1(DEDUCTION_VOUCHER_VOIDED)}'
-            ORDER BY voucher_no COLLATE "C", position DESC
-        )
-        SELECT d.voucher_no, d.position, d.participant_id, d.id_number, d.name, d.year, d.amount, d.cumulative_amount,
+        SELECT d.voucher_no, e.position, d.participant_id, d.id_number, d.name, d.year, d.amount, d.cumulative_amount,
                d.deductible_amount, d.issued_at, d.contribution_id, d.fund_account_id, d.verification_code,
-               CASE WHEN v.position > d.position THEN '{VOIDED}' ELSE '{ISSUED}' END,
-               CASE WHEN v.position > d.position THEN v.voided_at END,
-               CASE WHEN v.position > d.position THEN v.reason END
-        FROM stored d LEFT JOIN voided v ON v.voucher_no = d.voucher_no
-        WHERE d.type = '{_v1(DEDUCTION_VOUCHER_ISSUED)}'
+               CASE WHEN v.position > e.position THEN '{VOIDED}' ELSE '{ISSUED}' END,
+               CASE WHEN v.position > e.position THEN v.voided_at END,
+               CASE WHEN v.position > e.position THEN v.reason END
+        FROM events e
+        CROSS JOIN LATERAL json_to_record(CAST(e.data AS json)) AS d (
+            voucher_no text, participant_id text, id_number text, name text, year integer, amount bigint,
+            cumulative_amount bigint, deductible_amount bigint, issued_at text, contribution_id text,
+            fund_account_id text, verification_code text)
+        LEFT JOIN (
+            SELECT DISTINCT ON (w.voucher_no COLLATE "C") w.voucher_no, x.position, w.voided_at, w.reason
+            FROM events x, json_to_record(CAST(x.data AS json)) AS w (voucher_no text, voided_at text, reason text)
+            WHERE x.type = '{_v1(DEDUCTION_VOUCHER_VOIDED)}'
+            ORDER BY w.voucher_no COLLATE "C", x.position DESC
+        ) v ON v.voucher_no = d.voucher_no
+        WHERE e.type = '{_v1(DEDUCTION_VOUCHER_ISSUED)}'
     """),))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
@@ -126,28 +126,27 @@ class WithholdingsProjection:
 
     name = "withholdings"
     tables = (withholdings,)
-    # A withholding is reversed by the last reversal of its payout, when that comes after it.
+    # A withholding is reversed by the last reversal of its payout, when that comes after it
+    # (streamed as the vouchers are).
     set_based = SetBased(
         reads=frozenset({_v1(WITHDRAWAL_TAX_WITHHELD), _v1(WITHDRAWAL_TAX_WITHHOLDING_REVERSED)}),
         steps=(Load(withholdings, f"""
-        WITH stored AS (
-            SELECT e.position, e.type, d.*
-            FROM events e, json_to_record(CAST(e.data AS json)) AS d (
-                payout_id text, participant_id text, id_number text, name text, withdrawal_id text, kind text,
-                gross bigint, tax bigint, net bigint, expected_tax bigint, discrepancy boolean, withholding_city text,
-                bank_code text, paid_at text, year integer, month text, reversed_at text)
-            WHERE e.type IN ('{_v1(WITHDRAWAL_TAX_WITHHELD)}', '{_v1(WITHDRAWAL_TAX_WITHHOLDING_REVERSED)}')
-        ), reversed AS (
-            SELECT DISTINCT ON (payout_id COLLATE "C") payout_id, position, reversed_at
-            FROM stored WHERE type = '{_v1(WITHDRAWAL_TAX_WITHHOLDING_REVERSED)}'
-            ORDER BY payout_id COLLATE "C", position DESC
-        )
-        SELECT d.payout_id, d.position, d.participant_id, d.id_number, d.name, d.withdrawal_id, d.kind, d.gross, d.tax,
+        SELECT d.payout_id, e.position, d.participant_id, d.id_number, d.name, d.withdrawal_id, d.kind, d.gross, d.tax,
                d.net, d.expected_tax, d.discrepancy, d.withholding_city, d.bank_code, d.paid_at, d.year, d.month,
-               CASE WHEN r.position > d.position THEN '{REVERSED}' ELSE '{WITHHELD}' END,
-               CASE WHEN r.position > d.position THEN r.reversed_at END
-        FROM stored d LEFT JOIN reversed r ON r.payout_id = d.payout_id
-        WHERE d.type = '{_v1(WITHDRAWAL_TAX_WITHHELD)}'
+               CASE WHEN r.position > e.position THEN '{REVERSED}' ELSE '{WITHHELD}' END,
+               CASE WHEN r.position > e.position THEN r.reversed_at END
+        FROM events e
+        CROSS JOIN LATERAL json_to_record(CAST(e.data AS json)) AS d (
+            payout_id text, participant_id text, id_number text, name text, withdrawal_id text, kind text,
+            gross bigint, tax bigint, net bigint, expected_tax bigint, discrepancy boolean, withholding_city text,
+            bank_code text, paid_at text, year integer, month text)
+        LEFT JOIN (
+            SELECT DISTINCT ON (w.payout_id COLLATE "C") w.payout_id, x.position, w.reversed_at
+            FROM events x, json_to_record(CAST(x.data AS json)) AS w (payout_id text, reversed_at text)
+            WHERE x.type = '{_v1(WITHDRAWAL_TAX_WITHHOLDING_REVERSED)}'
+            ORDER BY w.payout_id COLLATE "C", x.position DESC
+        ) r ON r.payout_id = d.payout_id
+        WHERE e.type = '{_v1(WITHDRAWAL_TAX_WITHHELD)}'
     """),))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
