@@ -202,6 +202,36 @@ def test_a_database_outage_while_the_broker_is_gone_too_loses_nothing(tally: Tal
     assert dead_letters(log) == []
 
 
+def test_offsets_the_broker_did_not_take_are_committed_at_a_later_poll_with_nothing_new(
+        tally: TallyService, log: EmbeddedLog) -> None:
+    """Found by ``make chaos``: the batch applied, its commit failed (a broker restart), and no
+    record came on that partition again, so the group stayed behind it for good."""
+    events = [tally.add("P1", n)[0] for n in (1, 2, 3)]
+    log.publisher().publish([OutgoingRecord(TOPIC, "P1", e.to_json()) for e in events])
+    consumer = consumer_for(log, tally)
+    subscription = consumer._subscription
+    commit = subscription.commit
+    broker = {"gone": True}
+
+    def restarting(records) -> None:  # noqa: ANN001
+        if broker["gone"]:
+            raise ConnectionError("the broker is restarting")
+        commit(records)
+
+    subscription.commit = restarting
+    with pytest.raises(ConnectionError):
+        consumer.consume_once(timeout_s=0.1)
+    assert log.committed("tally-consumer", TOPIC) == {}
+    with pytest.raises(ConnectionError):  # still gone: kept again
+        consumer.consume_once(timeout_s=0.05)
+    broker["gone"] = False
+    assert consumer.consume_once(timeout_s=0.05).processed == 0  # nothing new, the offsets go anyway
+    partition = next(iter(log.committed("tally-consumer", TOPIC)))
+    assert log.committed("tally-consumer", TOPIC) == {partition: 3}
+    with tally.engine.connect() as conn:
+        assert received(conn) == {"P1": (6, 3)}
+
+
 def test_the_consumer_reads_old_event_versions_through_upcasters(tally: TallyService, log: EmbeddedLog) -> None:
     [event] = tally.add("P1", 5)
     log.publisher().publish([OutgoingRecord(TOPIC, "P1", event.to_json())])

@@ -87,6 +87,9 @@ class InboxConsumer:
         self._max_attempts = max_attempts
         self._store = store
         """The service's event store: with it, a batch's appends are written together."""
+        self._uncommitted: list[IncomingRecord] = []
+        """Applied records whose offsets the log did not take (it was unreachable), the last of
+        each partition: committed with the next offsets, or on their own at the next poll."""
         # SQLite serialises writers: keep its write lock for a few records at a time only.
         self._batch_size = batch_size or (100 if engine.dialect.name == "postgresql" else 10)
 
@@ -104,12 +107,31 @@ class InboxConsumer:
             # come first the rest would have been skipped for good (found by ``make chaos``).
             self._seek_back(records[len(done):])
             try:
-                self._subscription.commit(done)
-            except Exception:  # committed with a later batch; a redelivery meanwhile is a duplicate
+                self._commit(done)
+            except Exception:  # committed at a later poll; a redelivery meanwhile is a duplicate
                 log.warning("consumer %s: could not commit the offsets of %d applied record(s)", self.name, len(done))
             raise
-        self._subscription.commit(done)
+        self._commit(done)
         return Outcome(**counts)
+
+    def _commit(self, done: Sequence[IncomingRecord]) -> None:
+        """Commit the offsets past ``done`` and past the applied records whose commit failed
+        before. When it fails, they are kept and tried again at every poll: the last records of
+        a partition that gets no more would otherwise stay uncommitted, behind for good (found
+        by ``make chaos``: a broker restart during the commit left a consumer one record behind)."""
+        waiting = [*self._uncommitted, *done]
+        if not waiting:
+            return
+        try:
+            self._subscription.commit(waiting)
+        except Exception:
+            last: dict[tuple[str, int], IncomingRecord] = {}
+            for record in waiting:
+                if record.offset >= last.get((record.topic, record.partition), record).offset:
+                    last[(record.topic, record.partition)] = record
+            self._uncommitted = list(last.values())
+            raise
+        self._uncommitted = []
 
     def _apply_batch(self, batch: Sequence[IncomingRecord], counts: dict[str, int], done: list[IncomingRecord]) -> None:
         handled = self._apply_as_it_comes(batch)
