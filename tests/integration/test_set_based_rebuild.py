@@ -15,8 +15,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from pension_cli.platform import SERVICES, embedded_platform
-from pension_shared.bulk_rebuild import rebuild_set_based
-from pension_shared.testing import random_id
+from pension_shared.testing import random_id, rebuilt_both_ways
 from tests.support.contract_scenario import Workers, bank, drive_every_flow, member
 
 pytestmark = pytest.mark.postgres
@@ -75,21 +74,11 @@ def _sell_out_and_buy_again(client: TestClient) -> None:
     assert held() is not None
 
 
-def _read_models(conn: sa.Connection, store) -> dict[str, list[tuple]]:  # noqa: ANN001
-    tables = {table.name: table for projection in store.projections for table in projection.tables}
-    return {name: [tuple(row) for row in conn.execute(sa.select(table).order_by(*table.primary_key.columns))]
-            for name, table in tables.items()}
-
-
 @pytest.mark.parametrize("service", [definition.name for definition in SERVICES])
 def test_the_set_based_rebuild_gives_the_rows_the_projections_kept_and_the_python_rebuild_gives(lived, service):
     ctx = lived.context(service)
     with ctx.engine.begin() as conn:
-        live = _read_models(conn, ctx.store)
-        assert rebuild_set_based(conn, ctx.store.projections, ctx.store.upcasters) is not None
-        set_based = _read_models(conn, ctx.store)
-        ctx.store.rebuild_projections(conn, set_based=False)
-        python = _read_models(conn, ctx.store)
+        live, set_based, python = rebuilt_both_ways(conn, ctx.store)
         conn.rollback()
     assert all(live.values()), {name: len(rows) for name, rows in live.items()}
     for name in live:

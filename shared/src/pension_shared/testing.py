@@ -89,3 +89,22 @@ def database_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_url")
     return request.getfixturevalue("postgres_url")
+
+
+def read_models(conn: sa.Connection, store) -> dict[str, list[tuple]]:  # noqa: ANN001
+    """Every row of the store's read models, by table, in primary key order."""
+    tables = [table for projection in store.projections for table in projection.tables]
+    return {table.name: [tuple(row) for row in conn.execute(sa.select(table).order_by(*table.primary_key.columns))]
+            for table in tables}
+
+
+def rebuilt_both_ways(conn: sa.Connection, store) -> tuple[dict, dict, dict]:  # noqa: ANN001
+    """The store's read models as its projections kept them, as the set-based rebuild makes them
+    again, and as the Python projections do (both rebuilds in ``conn``'s transaction, on PostgreSQL)."""
+    from pension_shared.bulk_rebuild import rebuild_set_based
+
+    live = read_models(conn, store)
+    assert rebuild_set_based(conn, store.projections, store.upcasters) is not None, "the set-based path was declined"
+    set_based = read_models(conn, store)
+    store.rebuild_projections(conn, set_based=False)
+    return live, set_based, read_models(conn, store)

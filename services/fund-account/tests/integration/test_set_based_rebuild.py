@@ -14,8 +14,7 @@ from hypothesis import strategies as st
 
 from fund_account_support.platform import bank, start_service
 from pension_fund_account.application.seeding import seed_default_products
-from pension_shared.bulk_rebuild import rebuild_set_based
-from pension_shared.testing import random_id
+from pension_shared.testing import random_id, rebuilt_both_ways
 
 pytestmark = pytest.mark.postgres
 
@@ -76,12 +75,6 @@ def _act(service, accounts: list[str], step: tuple) -> None:  # noqa: ANN001
     assert response.status_code in (201, 409, 422), response.text  # refused (cash, quota): changes nothing
 
 
-def _read_models(conn, ctx) -> dict[str, list[tuple]]:  # noqa: ANN001
-    tables = [table for projection in ctx.store.projections for table in projection.tables]
-    return {table.name: [tuple(row) for row in conn.execute(sa.select(table).order_by(*table.primary_key.columns))]
-            for table in tables}
-
-
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(operation, min_size=1, max_size=30))
 def test_the_set_based_rebuild_gives_the_rows_the_projections_keep(service, steps) -> None:  # noqa: ANN001
@@ -94,10 +87,6 @@ def test_the_set_based_rebuild_gives_the_rows_the_projections_keep(service, step
     for step in steps:
         _act(service, accounts, step)
     with ctx.engine.begin() as conn:
-        live = _read_models(conn, ctx)
-        assert rebuild_set_based(conn, ctx.store.projections, ctx.store.upcasters) is not None
-        set_based = _read_models(conn, ctx)
-        ctx.store.rebuild_projections(conn, set_based=False)
-        python = _read_models(conn, ctx)
+        live, set_based, python = rebuilt_both_ways(conn, ctx.store)
     assert set_based == live
     assert python == live

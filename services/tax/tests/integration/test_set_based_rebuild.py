@@ -16,12 +16,11 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pension_shared.bulk_rebuild import rebuild_set_based
 from pension_shared.envelope import Envelope
 from pension_shared.pii import PersonalDataKey
 from pension_shared.runtime import build_context
 from pension_shared.settings import ServiceSettings
-from pension_shared.testing import random_id
+from pension_shared.testing import random_id, rebuilt_both_ways
 from pension_tax.application import policies as consumed
 from pension_tax.application.statements import TaxYearClosing
 from pension_tax.bootstrap import DEFINITION, tax_rules
@@ -118,12 +117,6 @@ def _report(ctx, history: History, step: tuple) -> None:  # noqa: ANN001
         pass  # a reversal of what the taxpayer has not been told of yet: refused, changes nothing
 
 
-def _read_models(conn, ctx) -> dict[str, list[tuple]]:  # noqa: ANN001
-    tables = [table for projection in ctx.store.projections for table in projection.tables]
-    return {table.name: [tuple(row) for row in conn.execute(sa.select(table).order_by(*table.primary_key.columns))]
-            for table in tables}
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(operation, min_size=10, max_size=60))
 def test_the_set_based_rebuild_gives_the_rows_the_projections_keep(tax, steps) -> None:  # noqa: ANN001
@@ -134,10 +127,6 @@ def test_the_set_based_rebuild_gives_the_rows_the_projections_keep(tax, steps) -
     for step in steps:
         _report(tax, history, step)
     with tax.engine.begin() as conn:
-        live = _read_models(conn, tax)
-        assert rebuild_set_based(conn, tax.store.projections, tax.store.upcasters) is not None
-        set_based = _read_models(conn, tax)
-        tax.store.rebuild_projections(conn, set_based=False)
-        python = _read_models(conn, tax)
+        live, set_based, python = rebuilt_both_ways(conn, tax.store)
     assert set_based == live
     assert python == live
