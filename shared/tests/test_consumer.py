@@ -171,6 +171,19 @@ def test_a_database_outage_is_not_the_messages_fault_it_is_redelivered_not_dead_
     assert dead_letters(log) == []
 
 
+def _commits_fail_while(consumer: InboxConsumer, outage: dict[str, bool]) -> None:
+    """The consumer's offset commits fail while ``outage["on"]``: the broker is unreachable."""
+    subscription = consumer._subscription
+    commit = subscription.commit
+
+    def broker_gone(records) -> None:  # noqa: ANN001
+        if outage["on"]:
+            raise ConnectionError("the broker is unreachable")
+        commit(records)
+
+    subscription.commit = broker_gone
+
+
 def test_a_database_outage_while_the_broker_is_gone_too_loses_nothing(tally: TallyService, log: EmbeddedLog) -> None:
     """Found by ``make chaos``: when the database failed mid-batch and the offset commit failed
     as well, the rest of the batch was never sought back, so the consumer went on past it."""
@@ -184,15 +197,7 @@ def test_a_database_outage_while_the_broker_is_gone_too_loses_nothing(tally: Tal
         receive(conn, e)
 
     consumer = consumer_for(log, tally, {ADDED: fragile})
-    subscription = consumer._subscription
-    commit = subscription.commit
-
-    def broker_gone(records) -> None:  # noqa: ANN001
-        if outage["on"]:
-            raise ConnectionError("the broker is unreachable")
-        commit(records)
-
-    subscription.commit = broker_gone
+    _commits_fail_while(consumer, outage)
     with pytest.raises(InfrastructureUnavailable):
         consumer.consume_once(timeout_s=0.1)
     outage["on"] = False
@@ -209,22 +214,14 @@ def test_offsets_the_broker_did_not_take_are_committed_at_a_later_poll_with_noth
     events = [tally.add("P1", n)[0] for n in (1, 2, 3)]
     log.publisher().publish([OutgoingRecord(TOPIC, "P1", e.to_json()) for e in events])
     consumer = consumer_for(log, tally)
-    subscription = consumer._subscription
-    commit = subscription.commit
-    broker = {"gone": True}
-
-    def restarting(records) -> None:  # noqa: ANN001
-        if broker["gone"]:
-            raise ConnectionError("the broker is restarting")
-        commit(records)
-
-    subscription.commit = restarting
+    broker = {"on": True}
+    _commits_fail_while(consumer, broker)
     with pytest.raises(ConnectionError):
         consumer.consume_once(timeout_s=0.1)
     assert log.committed("tally-consumer", TOPIC) == {}
     with pytest.raises(ConnectionError):  # still gone: kept again
         consumer.consume_once(timeout_s=0.05)
-    broker["gone"] = False
+    broker["on"] = False
     assert consumer.consume_once(timeout_s=0.05).processed == 0  # nothing new, the offsets go anyway
     partition = next(iter(log.committed("tally-consumer", TOPIC)))
     assert log.committed("tally-consumer", TOPIC) == {partition: 3}

@@ -11,11 +11,10 @@ closed with its statements; then a holding sold out and bought again."""
 from __future__ import annotations
 
 import pytest
-import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from pension_cli.platform import SERVICES, embedded_platform
-from pension_shared.testing import random_id, rebuilt_both_ways
+from pension_shared.testing import postgres_databases, rebuilt_both_ways
 from tests.support.contract_scenario import Workers, bank, drive_every_flow, member
 
 pytestmark = pytest.mark.postgres
@@ -24,32 +23,23 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture(scope="module")
 def lived(tmp_path_factory, postgres_server_url):
     """The platform on PostgreSQL after every flow, its workers stopped."""
-    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
-    names = {definition.name: random_id("t_") for definition in SERVICES}
-    with admin.connect() as conn:
-        for name in names.values():
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = sa.engine.make_url(postgres_server_url)
-    urls = {service: url.set(database=name).render_as_string(hide_password=False) for service, name in names.items()}
-    platform = embedded_platform(tmp_path_factory.mktemp("set-based"), database_urls=urls)
-    try:
-        platform.migrate()
-        platform.seed()
-        workers = Workers(platform)
-        workers.start()
+    with postgres_databases(postgres_server_url) as new_database:
+        urls = {definition.name: new_database() for definition in SERVICES}
+        platform = embedded_platform(tmp_path_factory.mktemp("set-based"), database_urls=urls)
         try:
-            client = TestClient(platform.app())
-            drive_every_flow(platform, client, workers)
-            _sell_out_and_buy_again(client)
+            platform.migrate()
+            platform.seed()
+            workers = Workers(platform)
+            workers.start()
+            try:
+                client = TestClient(platform.app())
+                drive_every_flow(platform, client, workers)
+                _sell_out_and_buy_again(client)
+            finally:
+                workers.stop()
+            yield platform
         finally:
-            workers.stop()
-        yield platform
-    finally:
-        platform.stop()
-        with admin.connect() as conn:
-            for name in names.values():
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+            platform.stop()
 
 
 def _sell_out_and_buy_again(client: TestClient) -> None:

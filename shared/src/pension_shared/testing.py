@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -36,10 +37,11 @@ def postgres_server_url() -> str:
     return url
 
 
-@pytest.fixture
-def new_postgres_database(postgres_server_url: str) -> Iterator[Callable[[], str]]:
-    """A factory of fresh, empty databases, all dropped after the test."""
-    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+@contextmanager
+def postgres_databases(server_url: str) -> Iterator[Callable[[], str]]:
+    """A factory of fresh, empty databases on the server, all dropped on the way out (for
+    fixtures of any scope)."""
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
     created: list[str] = []
 
     def create() -> str:
@@ -47,7 +49,7 @@ def new_postgres_database(postgres_server_url: str) -> Iterator[Callable[[], str
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
         created.append(name)
-        return sa.engine.make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
+        return sa.engine.make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
     try:
         yield create
@@ -56,6 +58,13 @@ def new_postgres_database(postgres_server_url: str) -> Iterator[Callable[[], str
             for name in created:
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def new_postgres_database(postgres_server_url: str) -> Iterator[Callable[[], str]]:
+    """A factory of fresh, empty databases, all dropped after the test."""
+    with postgres_databases(postgres_server_url) as create:
+        yield create
 
 
 @pytest.fixture
@@ -89,6 +98,14 @@ def database_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_url")
     return request.getfixturevalue("postgres_url")
+
+
+def empty_service(engine: sa.Engine, store, *others: str) -> None:  # noqa: ANN001
+    """The service's ledger, outbox, inbox, the store's read models and the ``others`` tables
+    emptied (PostgreSQL): a fresh start for each example of a property test."""
+    tables = [table.name for projection in store.projections for table in projection.tables]
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"TRUNCATE {', '.join(['events', 'stream_heads', 'outbox', 'inbox', *others, *tables])}")
 
 
 def read_models(conn: sa.Connection, store) -> dict[str, list[tuple]]:  # noqa: ANN001

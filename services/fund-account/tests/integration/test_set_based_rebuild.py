@@ -8,13 +8,12 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fund_account_support.platform import bank, start_service
 from pension_fund_account.application.seeding import seed_default_products
-from pension_shared.testing import random_id, rebuilt_both_ways
+from pension_shared.testing import empty_service, postgres_databases, rebuilt_both_ways
 
 pytestmark = pytest.mark.postgres
 
@@ -24,20 +23,13 @@ PRODUCTS = ("WM0001", "TB0001")
 
 @pytest.fixture(scope="module")
 def service(postgres_server_url, tmp_path_factory):
-    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
-    name = random_id("t_")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = sa.engine.make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
-    running = start_service(url, tmp_path_factory.mktemp("fund-account"), datetime.fromisoformat("2025-08-15T09:00:00+08:00"),
-                            seed=False)
-    try:
-        yield running
-    finally:
-        running.ctx.engine.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with postgres_databases(postgres_server_url) as new_database:
+        running = start_service(new_database(), tmp_path_factory.mktemp("fund-account"),
+                                datetime.fromisoformat("2025-08-15T09:00:00+08:00"), seed=False)
+        try:
+            yield running
+        finally:
+            running.ctx.engine.dispose()
 
 
 account = st.integers(0, len(BANKS) - 1)
@@ -79,9 +71,7 @@ def _act(service, accounts: list[str], step: tuple) -> None:  # noqa: ANN001
 @given(steps=st.lists(operation, min_size=1, max_size=30))
 def test_the_set_based_rebuild_gives_the_rows_the_projections_keep(service, steps) -> None:  # noqa: ANN001
     ctx = service.ctx
-    with ctx.engine.begin() as conn:
-        tables = ", ".join(table.name for projection in ctx.store.projections for table in projection.tables)
-        conn.exec_driver_sql(f"TRUNCATE events, stream_heads, outbox, inbox, idempotency_keys, {tables}")
+    empty_service(ctx.engine, ctx.store, "idempotency_keys")
     seed_default_products(ctx)
     accounts = [service.open_account(service.recognise(), bank_code) for bank_code in BANKS]
     for step in steps:

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +19,7 @@ from pension_shared.envelope import Envelope
 from pension_shared.pii import PersonalDataKey
 from pension_shared.runtime import build_context
 from pension_shared.settings import ServiceSettings
-from pension_shared.testing import random_id, rebuilt_both_ways
+from pension_shared.testing import empty_service, postgres_databases, rebuilt_both_ways
 from pension_tax.application import policies as consumed
 from pension_tax.application.statements import TaxYearClosing
 from pension_tax.bootstrap import DEFINITION, tax_rules
@@ -33,22 +32,15 @@ PARTICIPANTS = [f"P{n:020d}" for n in range(2)]
 
 @pytest.fixture(scope="module")
 def tax(postgres_server_url, tmp_path_factory):
-    admin = sa.create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
-    name = random_id("t_")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = sa.engine.make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
-    log = Path(tmp_path_factory.mktemp("tax")) / "log.db"
-    ctx = build_context(DEFINITION, ServiceSettings(env="test", database_url=url, transport="embedded",
-                                                    embedded_log_path=log, consumer_group_prefix="g"))
-    ctx.migrate()
-    try:
-        yield ctx
-    finally:
-        ctx.engine.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with postgres_databases(postgres_server_url) as new_database:
+        log = Path(tmp_path_factory.mktemp("tax")) / "log.db"
+        ctx = build_context(DEFINITION, ServiceSettings(env="test", database_url=new_database(), transport="embedded",
+                                                        embedded_log_path=log, consumer_group_prefix="g"))
+        ctx.migrate()
+        try:
+            yield ctx
+        finally:
+            ctx.engine.dispose()
 
 
 @dataclass
@@ -120,9 +112,7 @@ def _report(ctx, history: History, step: tuple) -> None:  # noqa: ANN001
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(operation, min_size=10, max_size=60))
 def test_the_set_based_rebuild_gives_the_rows_the_projections_keep(tax, steps) -> None:  # noqa: ANN001
-    with tax.engine.begin() as conn:
-        tables = ", ".join(table.name for projection in tax.store.projections for table in projection.tables)
-        conn.exec_driver_sql(f"TRUNCATE events, stream_heads, outbox, inbox, {tables}")
+    empty_service(tax.engine, tax.store)
     history = History()
     for step in steps:
         _report(tax, history, step)
