@@ -18,15 +18,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
-import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from pension_cli.platform import Platform
 from pension_payout.domain.participants import FUND_ACCOUNT_NOTED, payee_stream
 from pension_shared.envelope import Envelope
 from pension_shared.messaging import OutgoingRecord
+from pension_shared.relay import OutboxRelay
 from pension_shared.runtime import run_job
-from pension_shared.schema import outbox
 from tests.support.requests import auth, eventually, random_id_number
 from tests.support.tax_scenario import (
     OPERATOR, TAX_BUREAU, Participant, contribute, open_fund_account, payout_made, payout_reversed, register,
@@ -337,12 +336,5 @@ def wait_until_published(platform: Platform) -> None:
     """Until every service's outbox is published: what a read model shows is committed in its
     store, but reaches the log only when the relay has sent it (the statements issued last)."""
 
-    def unpublished() -> int:
-        waiting = 0
-        for ctx in platform.contexts:
-            with ctx.engine.connect() as conn:
-                waiting += conn.execute(sa.select(sa.func.count()).select_from(outbox)
-                                        .where(outbox.c.published_at.is_(None))).scalar_one()
-        return waiting
-
-    eventually(lambda: unpublished() == 0, timeout_s=WAIT_S)
+    relays = [OutboxRelay(ctx.engine, publisher=None) for ctx in platform.contexts]  # type: ignore[arg-type]
+    eventually(lambda: not any(relay.backlog() for relay in relays), timeout_s=WAIT_S)

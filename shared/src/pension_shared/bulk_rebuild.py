@@ -52,7 +52,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from pension_shared.envelope import EventType, Upcasters
-from pension_shared.projection_batch import insert_many
+from pension_shared.projection_batch import copying, insert_many
 
 
 @dataclass(frozen=True)
@@ -249,8 +249,7 @@ def _copied_out(conn: Connection, query: str, types: Sequence[str]) -> list[byte
     """The query's rows in COPY's binary format, each column cast to the table's type."""
     cast = ", ".join(f"CAST(c{i} AS {type_})" for i, type_ in enumerate(types))
     named = ", ".join(f"c{i}" for i in range(len(types)))
-    statement = f"COPY (SELECT {cast} FROM ({query}) AS rows ({named})) TO STDOUT (FORMAT binary)"
-    with conn.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+    with copying(conn, f"COPY (SELECT {cast} FROM ({query}) AS rows ({named})) TO STDOUT (FORMAT binary)") as copy:
         return [bytes(chunk) for chunk in copy]
 
 
@@ -260,15 +259,9 @@ def _insert_in(table: sa.Table, rows: list[Mapping[str, Any]]) -> Write:
 
 def _copy_in(columns: str, data: list[bytes]) -> Write:
     def write(conn: Connection) -> None:
-        import psycopg
-
-        statement = f"COPY {columns} FROM STDIN (FORMAT binary)"
-        try:
-            with conn.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
-                for chunk in data:
-                    copy.write(chunk)
-        except psycopg.Error as exc:  # the same errors as any statement (IntegrityError, ...)
-            raise sa.exc.DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
+        with copying(conn, f"COPY {columns} FROM STDIN (FORMAT binary)") as copy:
+            for chunk in data:
+                copy.write(chunk)
     return write
 
 

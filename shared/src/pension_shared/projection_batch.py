@@ -9,7 +9,8 @@ before the next projection sees it changes nothing."""
 from __future__ import annotations
 
 import functools
-from typing import Any, Iterable, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -61,15 +62,22 @@ def insert_many(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, A
 
 
 def _copy(conn: Connection, table: sa.Table, columns: tuple[str, ...], rows: list[Mapping[str, Any]]) -> None:
+    quote = conn.dialect.identifier_preparer
+    with copying(conn, f"COPY {quote.format_table(table)} ({', '.join(quote.quote(name) for name in columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(tuple(row.values()))
+
+
+@contextmanager
+def copying(conn: Connection, statement: str) -> Iterator[Any]:
+    """A COPY statement on the connection's driver (psycopg's ``Copy``), its errors raised as any
+    statement's are (IntegrityError, DataError, ...)."""
     import psycopg
 
-    quote = conn.dialect.identifier_preparer
-    statement = f"COPY {quote.format_table(table)} ({', '.join(quote.quote(name) for name in columns)}) FROM STDIN"
     try:
         with conn.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
-            for row in rows:
-                copy.write_row(tuple(row.values()))
-    except psycopg.Error as exc:  # the same errors as any statement (IntegrityError, ...)
+            yield copy
+    except psycopg.Error as exc:
         raise sa.exc.DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
 
 

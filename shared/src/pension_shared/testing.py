@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from pension_shared.bulk_rebuild import rebuild_set_based
+
 _HOW = "start it with `make infra-up` (or run everything with `make test`)"
 
 
@@ -118,8 +120,6 @@ def read_models(conn: sa.Connection, store) -> dict[str, list[tuple]]:  # noqa: 
 def rebuilt_both_ways(conn: sa.Connection, store) -> tuple[dict, dict, dict]:  # noqa: ANN001
     """The store's read models as its projections kept them, as the set-based rebuild makes them
     again, and as the Python projections do (both rebuilds in ``conn``'s transaction, on PostgreSQL)."""
-    from pension_shared.bulk_rebuild import rebuild_set_based
-
     live = read_models(conn, store)
     assert rebuild_set_based(conn, store.projections, store.upcasters) is not None, "the set-based path was declined"
     set_based = read_models(conn, store)
