@@ -1,5 +1,5 @@
-"""A database that is restarting answers 503 problem+json, to be retried; a refused query is
-still a 500."""
+"""A database that is restarting, or whose every pooled connection stays busy, answers 503
+problem+json, to be retried; a refused query is still a 500."""
 
 from __future__ import annotations
 
@@ -17,6 +17,15 @@ class _DriverError(Exception):
 def _app() -> TestClient:
     app = FastAPI()
     install_problem_handlers(app)
+    # One connection, held by the test while it asks for /exhausted.
+    busy = sa.create_engine("sqlite://", poolclass=sa.pool.QueuePool, pool_size=1, max_overflow=0, pool_timeout=0.05,
+                            connect_args={"check_same_thread": False})
+    app.state.busy = busy
+
+    @app.get("/exhausted")
+    def exhausted() -> None:
+        with busy.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
 
     @app.get("/down")
     def down() -> None:
@@ -42,6 +51,16 @@ def test_an_unreachable_database_is_a_503_problem_to_retry() -> None:
         assert response.headers["retry-after"] == "1"
         assert response.json()["code"] == "SERVICE_UNAVAILABLE"
         assert "Idempotency-Key" in response.json()["detail"]
+
+
+def test_a_pool_with_no_connection_free_is_a_503_problem_to_retry() -> None:
+    client = _app()
+    with client.app.state.busy.connect():
+        response = client.get("/exhausted")
+    assert response.status_code == 503
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["code"] == "SERVICE_UNAVAILABLE"
 
 
 def test_a_query_the_database_refused_is_still_an_internal_error() -> None:

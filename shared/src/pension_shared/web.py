@@ -84,6 +84,12 @@ def problem_response(status: int, body: dict[str, Any], headers: dict[str, str] 
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def _retry_later() -> JSONResponse:
+    return problem_response(503, problem(503, "SERVICE_UNAVAILABLE", "Service unavailable",
+                                         "the database is unavailable or busy; send the request again with the same Idempotency-Key"),
+                            {"Retry-After": "1"})
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
@@ -119,9 +125,13 @@ def install_problem_handlers(app: FastAPI) -> None:
         # The database is restarting or unreachable: nothing was done (or the transaction did not
         # commit), and the same request with the same Idempotency-Key may be sent again.
         log.warning("database unavailable: %s", type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__)
-        return problem_response(503, problem(503, "SERVICE_UNAVAILABLE", "Service unavailable",
-                                             "the database is unavailable or busy; send the request again with the same Idempotency-Key"),
-                                {"Retry-After": "1"})
+        return _retry_later()
+
+    @app.exception_handler(sa_exc.TimeoutError)
+    async def _pool_exhausted(_: Request, exc: sa_exc.TimeoutError) -> JSONResponse:
+        # Every connection of the pool stayed in use for the pool's timeout: nothing was done.
+        log.warning("database busy: no connection free (%s)", exc)
+        return _retry_later()
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
