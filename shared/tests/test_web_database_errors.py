@@ -42,25 +42,24 @@ def _app() -> TestClient:
     return TestClient(app, raise_server_exceptions=False)
 
 
+def _assert_retry_later(response) -> None:  # noqa: ANN001
+    assert response.status_code == 503
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["code"] == "SERVICE_UNAVAILABLE"
+    assert "Idempotency-Key" in response.json()["detail"]
+
+
 def test_an_unreachable_database_is_a_503_problem_to_retry() -> None:
     client = _app()
     for path in ("/down", "/dropped"):
-        response = client.get(path)
-        assert response.status_code == 503
-        assert response.headers["content-type"] == PROBLEM_JSON
-        assert response.headers["retry-after"] == "1"
-        assert response.json()["code"] == "SERVICE_UNAVAILABLE"
-        assert "Idempotency-Key" in response.json()["detail"]
+        _assert_retry_later(client.get(path))
 
 
 def test_a_pool_with_no_connection_free_is_a_503_problem_to_retry() -> None:
     client = _app()
     with client.app.state.busy.connect():
-        response = client.get("/exhausted")
-    assert response.status_code == 503
-    assert response.headers["content-type"] == PROBLEM_JSON
-    assert response.headers["retry-after"] == "1"
-    assert response.json()["code"] == "SERVICE_UNAVAILABLE"
+        _assert_retry_later(client.get("/exhausted"))
 
 
 def test_a_query_the_database_refused_is_still_an_internal_error() -> None:
