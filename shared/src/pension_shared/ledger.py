@@ -7,6 +7,7 @@ rebuildable from zero)."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from pension_shared.envelope import Envelope, EventType, Upcasters, canonical_json, chain_hash, event_type
 from pension_shared.errors import ConcurrencyConflict
 from pension_shared.reading import batches_of_rows
-from pension_shared.schema import events, outbox, stream_heads
+from pension_shared.schema import events, outbox, snapshots, stream_heads
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,40 @@ class Projection(Protocol):
     # ``pension_shared.projection_batch``).
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """An aggregate's state folded from its stream's events up to ``version`` (``save_snapshot``)."""
+
+    kind: str
+    """What folded it, with the version of that fold (``FundAccount.v1``): a snapshot of another
+    kind is never used, so a fold that changes takes a new kind."""
+    version: int
+    hash: str
+    """The hash of the event at ``version``: the chain goes on from it."""
+    state: Mapping[str, Any]
+
+
 @dataclass
 class Stream:
     stream_id: str
     version: int
     events: list[Envelope] = field(default_factory=list)
+    snapshot: Snapshot | None = None
+    """Set when loaded from a snapshot (``load_many`` with ``snapshots``): the state up to
+    ``snapshot.version``, and then ``events`` holds only the events after it."""
+
+
+class Folding(Protocol):
+    """An aggregate that keeps snapshots: it folds events one by one and says its state as JSON."""
+
+    def apply(self, name: str, data: Mapping[str, Any]) -> None: ...
+
+    def snapshot_state(self) -> dict[str, Any]: ...
+
+
+SNAPSHOT_EVERY = 100
+"""A stream gets a new snapshot once this many events were appended after its last one: loading
+it then reads at most this many events (plus the snapshot), however long its history."""
 
 
 class EventStore:
@@ -117,12 +147,15 @@ class EventStore:
 
     def append_to(self, conn: Connection, stream: Stream, new_events: Sequence[NewEvent], meta: Metadata) -> list[Envelope]:
         """``append`` after a stream loaded in this transaction, without reading its head again:
-        the head's hash is the hash of the stream's last event. The head's versioned write still
-        refuses a writer that got there first (``ConcurrencyConflict``)."""
+        the head's hash is the hash of the stream's last event (or its snapshot's, when loaded
+        at the head from one). The head's versioned write still refuses a writer that got there
+        first (``ConcurrencyConflict``)."""
         if not new_events:
             return []
         if stream.events and stream.events[-1].sequence == stream.version:
             return self._record(conn, stream.stream_id, stream.version, stream.events[-1].hash, new_events, meta)
+        if not stream.events and stream.snapshot is not None and stream.snapshot.version == stream.version:
+            return self._record(conn, stream.stream_id, stream.version, stream.snapshot.hash, new_events, meta)
         if stream.version == 0 and not stream.events:
             return self._record(conn, stream.stream_id, 0, None, new_events, meta)
         return self.append(conn, stream.stream_id, stream.version, new_events, meta)
@@ -285,17 +318,76 @@ class EventStore:
             loaded.extend(self.upcasters.upcast(e) for e in kept.streams[stream_id])
         return Stream(stream_id, loaded[-1].sequence if loaded else 0, loaded)
 
-    def load_many(self, conn: Connection, stream_ids: Sequence[str]) -> dict[str, Stream]:
-        """``load`` of several streams in one round trip."""
-        rows = conn.execute(_SELECT_STREAMS, {"stream_ids": list(stream_ids)}).all()
+    def load_many(
+        self, conn: Connection, stream_ids: Sequence[str], *, snapshots: Mapping[str, str] | None = None,
+    ) -> dict[str, Stream]:
+        """``load`` of several streams in one round trip. With ``snapshots`` (stream id -> the
+        kind its caller folds): the stream's snapshot of that kind, when it has one that continues
+        its chain, and only the events after it (one round trip more)."""
+        taken = self._snapshots(conn, snapshots) if snapshots else {}
+        if taken:
+            floors = {stream_id: snapshot.version for stream_id, snapshot in taken.items()}
+            rows = conn.execute(_select_streams_after(floors), {"stream_ids": list(stream_ids)}).all()
+        else:
+            rows = conn.execute(_SELECT_STREAMS, {"stream_ids": list(stream_ids)}).all()
         loaded: dict[str, list[Envelope]] = {stream_id: [] for stream_id in stream_ids}
         for row in rows:
             loaded[row.stream_id].append(self.upcasters.upcast(_envelope(row)))
+        for stream_id, snapshot in list(taken.items()):
+            after = loaded[stream_id]
+            if after and (after[0].sequence != snapshot.version + 1 or after[0].prevhash != snapshot.hash):
+                # Not a state of this chain (a snapshot only continues the chain it was taken
+                # on): the events decide, every one of them.
+                del taken[stream_id]
+                rows = conn.execute(_SELECT_STREAM, {"stream_id": stream_id})
+                loaded[stream_id] = [self.upcasters.upcast(_envelope(row)) for row in rows]
         kept = _kept(conn, self)
-        if kept is not None:
-            for stream_id, found in loaded.items():
-                found.extend(self.upcasters.upcast(e) for e in kept.streams.get(stream_id, ()))
-        return {stream_id: Stream(stream_id, found[-1].sequence if found else 0, found) for stream_id, found in loaded.items()}
+        streams = {}
+        for stream_id, found in loaded.items():
+            snapshot = taken.get(stream_id)
+            version = found[-1].sequence if found else snapshot.version if snapshot else 0
+            if kept is not None:
+                found.extend(self.upcasters.upcast(e) for e in kept.streams.get(stream_id, ()) if e.sequence > version)
+            streams[stream_id] = Stream(stream_id, found[-1].sequence if found else version, found, snapshot)
+        return streams
+
+    def _snapshots(self, conn: Connection, kinds: Mapping[str, str]) -> dict[str, Snapshot]:
+        """The streams' snapshots of the kinds asked that are at the stream's head or behind it
+        (with the head's hash when at it): a snapshot past the head or off its chain is not used."""
+        found = {}
+        for row in conn.execute(_SELECT_SNAPSHOTS, {"stream_ids": list(kinds)}):
+            behind = row.head_version > row.version
+            at_head = row.head_version == row.version and row.head_hash == row.hash
+            if row.kind == kinds[row.stream_id] and (behind or at_head):
+                found[row.stream_id] = Snapshot(row.kind, row.version, row.hash, orjson.loads(row.state))
+        return found
+
+    def save_snapshot(self, conn: Connection, stream_id: str, snapshot: Snapshot) -> None:
+        """Keep ``snapshot`` as the stream's, in the caller's transaction, unless the stream
+        already has a later one of the same kind."""
+        conn.execute(_upsert_snapshot(conn.dialect.name), {
+            "stream_id": stream_id, "kind": snapshot.kind, "version": snapshot.version, "hash": snapshot.hash,
+            "state": canonical_json(snapshot.state).decode(),
+        })
+
+    def snapshot_after(
+        self, conn: Connection, stream: Stream, recorded: Sequence[Envelope], aggregate: Folding, kind: str,
+        *, every: int = SNAPSHOT_EVERY,
+    ) -> Snapshot | None:
+        """After ``recorded`` was appended to ``stream`` (loaded in this transaction) by a decision
+        of ``aggregate`` (folded from it): once ``every`` events came after the stream's last
+        snapshot, fold ``recorded`` into ``aggregate`` too and keep its state as the snapshot."""
+        if not recorded:
+            return None
+        since = stream.snapshot.version if stream.snapshot is not None else 0
+        if recorded[-1].sequence - since < every:
+            return None
+        for envelope in recorded:
+            seen = self.upcasters.upcast(envelope)
+            aggregate.apply(seen.event_type.name, seen.data)
+        snapshot = Snapshot(kind, recorded[-1].sequence, recorded[-1].hash, aggregate.snapshot_state())
+        self.save_snapshot(conn, stream.stream_id, snapshot)
+        return snapshot
 
     def read_all(self, conn: Connection, *, after: int = 0, batch_size: int = 1000, upcast: bool = True) -> Iterator[Envelope]:
         """Every event in position order (the order they were recorded)."""
@@ -397,6 +489,30 @@ _SELECT_HEAD = sa.select(stream_heads.c.version, stream_heads.c.head_hash).where
 _SELECT_STREAM = sa.select(events).where(events.c.stream_id == sa.bindparam("stream_id")).order_by(events.c.sequence)
 _SELECT_STREAMS = sa.select(events).where(events.c.stream_id.in_(sa.bindparam("stream_ids", expanding=True))).order_by(
     events.c.stream_id, events.c.sequence)
+_SELECT_SNAPSHOTS = (
+    sa.select(snapshots, stream_heads.c.version.label("head_version"), stream_heads.c.head_hash)
+    .join(stream_heads, stream_heads.c.stream_id == snapshots.c.stream_id)
+    .where(snapshots.c.stream_id.in_(sa.bindparam("stream_ids", expanding=True)))
+)
+
+
+def _select_streams_after(floors: Mapping[str, int]) -> sa.Select:
+    """``_SELECT_STREAMS`` of the events after each stream's floor (0 for a stream without one)."""
+    return _SELECT_STREAMS.where(events.c.sequence > sa.case(floors, value=events.c.stream_id, else_=0))
+
+
+@functools.lru_cache(maxsize=None)
+def _upsert_snapshot(dialect: str) -> Any:
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(snapshots)
+    changed = ("kind", "version", "hash", "state")
+    return statement.on_conflict_do_update(
+        index_elements=[snapshots.c.stream_id], set_={name: statement.excluded[name] for name in changed},
+        where=(snapshots.c.version < statement.excluded.version) | (snapshots.c.kind != statement.excluded.kind),
+    )
 
 _EVENT_COLUMNS = (
     ("event_id", "varchar"), ("stream_id", "varchar"), ("sequence", "integer"), ("type", "varchar"),
@@ -485,4 +601,4 @@ def _envelope(row: Any) -> Envelope:
     )
 
 
-__all__ = ["EventStore", "Metadata", "NewEvent", "Projection", "Stream", "EventType"]
+__all__ = ["EventStore", "Folding", "Metadata", "NewEvent", "Projection", "Snapshot", "Stream", "EventType"]

@@ -76,6 +76,21 @@ idempotency_keys = sa.Table(
 )
 
 MECHANICS_TABLES = (events, stream_heads, outbox, inbox, idempotency_keys)
+"""What each service's first migration creates."""
+
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    sa.Column("stream_id", sa.String(128), primary_key=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+)
+"""The latest snapshot of a stream's aggregate (``EventStore.save_snapshot``): a cache of the
+fold of its events up to ``version``, whose last event's hash is ``hash``; never a source of
+truth. Created by a later migration of the services whose aggregates keep snapshots
+(``create_snapshots_table``)."""
 
 
 def create_mechanics_tables(op) -> None:  # noqa: ANN001 - alembic's op proxy
@@ -83,6 +98,14 @@ def create_mechanics_tables(op) -> None:  # noqa: ANN001 - alembic's op proxy
     bind = op.get_bind()
     for table in MECHANICS_TABLES:
         table.create(bind)
+
+
+def create_snapshots_table(op) -> None:  # noqa: ANN001 - alembic's op proxy
+    snapshots.create(op.get_bind())
+
+
+def drop_snapshots_table(op) -> None:  # noqa: ANN001
+    snapshots.drop(op.get_bind())
 
 
 def drop_mechanics_tables(op) -> None:  # noqa: ANN001
