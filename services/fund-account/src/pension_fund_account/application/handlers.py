@@ -26,8 +26,7 @@ from pension_shared.ledger import EventStore, Metadata, NewEvent, Stream
 
 
 def open_fund_account(conn: Connection, store: EventStore, cmd: OpenFundAccount, meta: Metadata) -> str:
-    participant = store.load(conn, participant_stream(cmd.participant_id))
-    funds = ParticipantFunds.from_events(cmd.participant_id, named_events(participant))
+    participant, funds = load_funds(conn, store, cmd.participant_id)
     fund_account_id = f"FA{uuid.uuid4().hex[:20].upper()}"
     assigned = funds.assign_fund_account(fund_account_id, cmd.bank_code, assigned_at=meta.time)
     opened = FundAccount(fund_account_id).open(
@@ -48,17 +47,19 @@ def contribute(conn: Connection, store: EventStore, cmd: Contribute, meta: Metad
     if participant_id is None:  # no such account: refused as the aggregate refuses it
         _held_account(conn, store, cmd.fund_account_id, cmd.bank_code)
         raise AssertionError(f"fund account {cmd.fund_account_id} has no read model row but exists")
-    loaded = store.load_many(conn, [participant_stream(participant_id), fund_account_stream(cmd.fund_account_id)])
-    participant, stream = loaded[participant_stream(participant_id)], loaded[fund_account_stream(cmd.fund_account_id)]
-    account = FundAccount.from_events(cmd.fund_account_id, named_events(stream)).held_by(cmd.bank_code)
-    funds = ParticipantFunds.from_events(participant_id, named_events(participant))
+    funds_id, account_id = participant_stream(participant_id), fund_account_stream(cmd.fund_account_id)
+    loaded = store.load_many(conn, [funds_id, account_id],
+                             snapshots={funds_id: ParticipantFunds.SNAPSHOT, account_id: FundAccount.SNAPSHOT})
+    participant, stream = loaded[funds_id], loaded[account_id]
+    account = _fold_account(cmd.fund_account_id, stream).held_by(cmd.bank_code)
+    funds = _fold_funds(participant_id, participant)
     received, registered = account.receive_contribution(
         funds, contribution_id=f"C{uuid.uuid4().hex[:20].upper()}", amount=cmd.amount, channel=cmd.channel,
         reference=cmd.reference, on=_today(meta),
     )
     with store.deferred(conn):
-        append_decided(conn, store, stream, [received], participant_id, meta)
-        append_decided(conn, store, participant, [registered], participant_id, meta)
+        append_decided(conn, store, stream, [received], participant_id, meta, folded=account)
+        append_decided(conn, store, participant, [registered], participant_id, meta, folded=funds)
     return received.data
 
 
@@ -67,14 +68,14 @@ def purchase_product(conn: Connection, store: EventStore, cmd: PurchaseProduct, 
     product = _listing(conn, store, cmd.product_code).eligible_product(policy_on(_today(meta)))
     units = cmd.units if cmd.units is not None else units_for_yuan_amount(cmd.amount)
     purchased = account.purchase(product, amount=cmd.amount, units=units)
-    append_decided(conn, store, stream, [purchased], account.participant_id, meta)
+    append_decided(conn, store, stream, [purchased], account.participant_id, meta, folded=account)
     return purchased.data
 
 
 def redeem_product(conn: Connection, store: EventStore, cmd: RedeemProduct, meta: Metadata) -> Mapping[str, Any]:
     stream, account = _held_account(conn, store, cmd.fund_account_id, cmd.bank_code)
     redeemed = account.redeem(cmd.product_code, units=cmd.units, proceeds=cmd.proceeds)
-    append_decided(conn, store, stream, [redeemed], account.participant_id, meta)
+    append_decided(conn, store, stream, [redeemed], account.participant_id, meta, folded=account)
     return redeemed.data
 
 
@@ -83,7 +84,7 @@ def credit_income(conn: Connection, store: EventStore, cmd: CreditIncome, meta: 
     if cmd.product_code is not None and _listing(conn, store, cmd.product_code).product is None:
         raise InvalidRequest(f"{cmd.product_code} is not a listed product")
     credited = account.credit_income(amount=cmd.amount, kind=cmd.kind, product_code=cmd.product_code)
-    append_decided(conn, store, stream, [credited], account.participant_id, meta)
+    append_decided(conn, store, stream, [credited], account.participant_id, meta, folded=account)
     return credited.data
 
 
@@ -103,9 +104,8 @@ def request_bank_change(conn: Connection, store: EventStore, cmd: RequestBankCha
     participant_id = account.participant_id
     assert participant_id is not None
     lock_stream(conn, participant_stream(participant_id))
-    participant = store.load(conn, participant_stream(participant_id))
+    participant, funds = load_funds(conn, store, participant_id)
     stream, account = _held_account(conn, store, cmd.fund_account_id, cmd.bank_code)
-    funds = ParticipantFunds.from_events(participant_id, named_events(participant))
     bank_change_id = f"BC{uuid.uuid4().hex[:20].upper()}"
     decision = bank_change.request_bank_change(
         funds, account, bank_change_id=bank_change_id, new_bank_code=cmd.new_bank_code,
@@ -122,8 +122,7 @@ def complete_bank_change(
     """The platform confirmed: open, move, close and rebind in one transaction, so no step can be
     lost or done twice. Nothing happens if the change is no longer in progress."""
     lock_stream(conn, participant_stream(participant_id))
-    participant = store.load(conn, participant_stream(participant_id))
-    funds = ParticipantFunds.from_events(participant_id, named_events(participant))
+    participant, funds = load_funds(conn, store, participant_id)
     change = funds.bank_change_in_progress(bank_change_id)
     if change is None:
         return BankChangeDecision()
@@ -143,8 +142,7 @@ def abort_bank_change(
 ) -> BankChangeDecision:
     """The platform refused: the compensation unfreezes the old account."""
     lock_stream(conn, participant_stream(participant_id))
-    participant = store.load(conn, participant_stream(participant_id))
-    funds = ParticipantFunds.from_events(participant_id, named_events(participant))
+    participant, funds = load_funds(conn, store, participant_id)
     change = funds.bank_change_in_progress(bank_change_id)
     if change is None:
         return BankChangeDecision()
@@ -166,8 +164,23 @@ def _record_decision(
 
 
 def load_account(conn: Connection, store: EventStore, fund_account_id: str) -> tuple[Stream, FundAccount]:
-    stream = store.load(conn, fund_account_stream(fund_account_id))
-    return stream, FundAccount.from_events(fund_account_id, named_events(stream))
+    stream_id = fund_account_stream(fund_account_id)
+    stream = store.load_many(conn, [stream_id], snapshots={stream_id: FundAccount.SNAPSHOT})[stream_id]
+    return stream, _fold_account(fund_account_id, stream)
+
+
+def load_funds(conn: Connection, store: EventStore, participant_id: str) -> tuple[Stream, ParticipantFunds]:
+    stream_id = participant_stream(participant_id)
+    stream = store.load_many(conn, [stream_id], snapshots={stream_id: ParticipantFunds.SNAPSHOT})[stream_id]
+    return stream, _fold_funds(participant_id, stream)
+
+
+def _fold_account(fund_account_id: str, stream: Stream) -> FundAccount:
+    return FundAccount.from_events(fund_account_id, named_events(stream), stream.snapshot and stream.snapshot.state)
+
+
+def _fold_funds(participant_id: str, stream: Stream) -> ParticipantFunds:
+    return ParticipantFunds.from_events(participant_id, named_events(stream), stream.snapshot and stream.snapshot.state)
 
 
 def _held_account(conn: Connection, store: EventStore, fund_account_id: str, bank_code: str) -> tuple[Stream, FundAccount]:
@@ -188,5 +201,12 @@ def _new(event: Event, subject: str | None) -> NewEvent:
     return NewEvent(event.name, event.data, subject=subject)
 
 
-def append_decided(conn: Connection, store: EventStore, stream: Stream, decided: Sequence[Event], subject: str | None, meta: Metadata) -> None:
-    store.append_to(conn, stream, [_new(e, subject) for e in decided], meta)
+def append_decided(
+    conn: Connection, store: EventStore, stream: Stream, decided: Sequence[Event], subject: str | None, meta: Metadata,
+    *, folded: FundAccount | ParticipantFunds | None = None,
+) -> None:
+    """Append what was decided after ``stream``; given the aggregate ``folded`` from it (and not
+    changed since), a snapshot of it is kept when one is due."""
+    recorded = store.append_to(conn, stream, [_new(e, subject) for e in decided], meta)
+    if folded is not None:
+        store.snapshot_after(conn, stream, recorded, folded, folded.SNAPSHOT)

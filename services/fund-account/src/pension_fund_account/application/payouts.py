@@ -7,25 +7,20 @@ from typing import Any, Mapping
 
 from sqlalchemy.engine import Connection
 
-from pension_fund_account.adapters.streams import named_events
-from pension_fund_account.application.handlers import append_decided, load_account
-from pension_fund_account.domain.events import participant_stream
-from pension_fund_account.domain.participant_funds import ParticipantFunds
+from pension_fund_account.application.handlers import append_decided, load_account, load_funds
 from pension_fund_account.domain.payouts import close_when_empty, debit_for_payout, refund_payout
 from pension_shared.ledger import EventStore, Metadata
 
 
 def _active_account_id(conn: Connection, store: EventStore, participant_id: str) -> str | None:
-    stream = store.load(conn, participant_stream(participant_id))
-    return ParticipantFunds.from_events(participant_id, named_events(stream)).active_fund_account_id
+    return load_funds(conn, store, participant_id)[1].active_fund_account_id
 
 
 def record_receiving(conn: Connection, store: EventStore, approved: Mapping[str, Any], meta: Metadata) -> None:
     """The platform put the participant in receiving status (A-PACC-5): the fund account
     receives, and contributions end unless the condition allows them to go on (A-CONT-8)."""
     participant_id = approved["participant_id"]
-    funds_stream = store.load(conn, participant_stream(participant_id))
-    funds = ParticipantFunds.from_events(participant_id, named_events(funds_stream))
+    funds_stream, funds = load_funds(conn, store, participant_id)
     recorded = funds.record_receiving(condition=approved["condition"], since=approved["since"],
                                       may_continue_contributing=approved["may_continue_contributing"])
     if recorded is None:

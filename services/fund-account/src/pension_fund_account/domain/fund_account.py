@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Iterable, Mapping
+from typing import Any, ClassVar, Iterable, Mapping
 
 from pension_fund_account.domain.errors import (
     AccountClosed, AccountFrozen, BankChangeNotAllowed, FundAccountNotFound, InsufficientFunds,
@@ -56,12 +56,39 @@ class FundAccount:
     """The bank change this account is frozen for."""
     status_before_freeze: str | None = None
 
+    SNAPSHOT: ClassVar[str] = "FundAccount.v1"
+    """The kind of its snapshots: a new one whenever ``apply`` or the state changes."""
+
     @classmethod
-    def from_events(cls, fund_account_id: str, events: Iterable[tuple[str, Mapping[str, Any]]]) -> "FundAccount":
-        account = cls(fund_account_id)
+    def from_events(
+        cls, fund_account_id: str, events: Iterable[tuple[str, Mapping[str, Any]]],
+        snapshot: Mapping[str, Any] | None = None,
+    ) -> "FundAccount":
+        """The account folded from its events, or from the events after ``snapshot``
+        (a ``snapshot_state``)."""
+        account = cls(fund_account_id) if snapshot is None else cls._restored(fund_account_id, snapshot)
         for name, data in events:
             account.apply(name, data)
         return account
+
+    def snapshot_state(self) -> dict[str, Any]:
+        return {
+            "participant_id": self.participant_id, "bank_code": self.bank_code, "branch_city": self.branch_city,
+            "status": self.status, "cash": self.cash,
+            "holdings": {code: [held.units, held.cost] for code, held in self.holdings.items()},
+            "contribution_days": sorted(self.contribution_days), "frozen_for": self.frozen_for,
+            "status_before_freeze": self.status_before_freeze,
+        }
+
+    @classmethod
+    def _restored(cls, fund_account_id: str, state: Mapping[str, Any]) -> "FundAccount":
+        return cls(
+            fund_account_id, participant_id=state["participant_id"], bank_code=state["bank_code"],
+            branch_city=state["branch_city"], status=state["status"], cash=state["cash"],
+            holdings={code: Holding(units, cost) for code, (units, cost) in state["holdings"].items()},
+            contribution_days=set(state["contribution_days"]), frozen_for=state["frozen_for"],
+            status_before_freeze=state["status_before_freeze"],
+        )
 
     @property
     def opened(self) -> bool:

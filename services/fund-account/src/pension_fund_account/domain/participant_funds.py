@@ -8,8 +8,8 @@ Pure domain: state is rebuilt from events; commands check invariants and return 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Iterable, Mapping
 
 from pension_fund_account.domain.errors import (
     ContributionsEnded,
@@ -47,12 +47,39 @@ class ParticipantFunds:
     receiving: bool = False
     contributions_ended: bool = False
 
+    SNAPSHOT: ClassVar[str] = "ParticipantFunds.v1"
+    """The kind of its snapshots: a new one whenever ``apply`` or the state changes."""
+
     @classmethod
-    def from_events(cls, participant_id: str, events: Iterable[tuple[str, Mapping[str, Any]]]) -> "ParticipantFunds":
-        funds = cls(participant_id)
+    def from_events(
+        cls, participant_id: str, events: Iterable[tuple[str, Mapping[str, Any]]],
+        snapshot: Mapping[str, Any] | None = None,
+    ) -> "ParticipantFunds":
+        """The participant's funds folded from their events, or from the events after
+        ``snapshot`` (a ``snapshot_state``)."""
+        funds = cls(participant_id) if snapshot is None else cls._restored(participant_id, snapshot)
         for name, data in events:
             funds.apply(name, data)
         return funds
+
+    def snapshot_state(self) -> dict[str, Any]:
+        return {
+            "recognised": self.recognised, "active_fund_account_id": self.active_fund_account_id,
+            "active_bank_code": self.active_bank_code,
+            "contributed_by_year": {str(year): total for year, total in self.contributed_by_year.items()},
+            "bank_changes": {change_id: asdict(change) for change_id, change in self.bank_changes.items()},
+            "receiving": self.receiving, "contributions_ended": self.contributions_ended,
+        }
+
+    @classmethod
+    def _restored(cls, participant_id: str, state: Mapping[str, Any]) -> "ParticipantFunds":
+        return cls(
+            participant_id, recognised=state["recognised"], active_fund_account_id=state["active_fund_account_id"],
+            active_bank_code=state["active_bank_code"],
+            contributed_by_year={int(year): total for year, total in state["contributed_by_year"].items()},
+            bank_changes={change_id: BankChange(**change) for change_id, change in state["bank_changes"].items()},
+            receiving=state["receiving"], contributions_ended=state["contributions_ended"],
+        )
 
     def apply(self, name: str, data: Mapping[str, Any]) -> None:
         if name == PARTICIPANT_RECOGNISED:
