@@ -18,7 +18,7 @@ from bench.backlog import Sampler, keeps_up
 from bench.cluster import MODULES, Cluster
 from bench.ledgers import measure_all
 from bench.report import TARGETS
-from bench.workload import Workload, World, closed_loop, end_to_end, open_loop, prepare_world
+from bench.workload import Workload, World, closed_loop, end_to_end, long_history, open_loop, prepare_world
 
 
 @dataclass(frozen=True)
@@ -35,12 +35,14 @@ class Plan:
     replicas_duration_s: float
     rate_duration_s: float
     """Seconds of the fixed-rate phase (the system), and half that for the reference."""
+    history: int
+    """Contributions given to one account, one after another, in the long-history phase."""
 
 
 FULL = Plan("full", participants=600, withdrawers=20, clients=16, duration_s=60, e2e_rate=300, e2e_duration_s=30,
-            e2e_track_every=10, ledger_events=1_000_000, replicas_duration_s=30, rate_duration_s=60)
+            e2e_track_every=10, ledger_events=1_000_000, replicas_duration_s=30, rate_duration_s=60, history=1_000)
 QUICK = Plan("quick", participants=200, withdrawers=4, clients=16, duration_s=10, e2e_rate=100, e2e_duration_s=8,
-             e2e_track_every=4, ledger_events=60_000, replicas_duration_s=6, rate_duration_s=6)
+             e2e_track_every=4, ledger_events=60_000, replicas_duration_s=6, rate_duration_s=6, history=300)
 MIX = {"contribution": 0.90, "purchase": 0.05, "registration": 0.03, "withdrawal": 0.02}
 
 
@@ -143,13 +145,16 @@ def run(plan: Plan, cluster: Cluster, log) -> dict:  # noqa: ANN001
     sampler.drain_s(timeout_s=60)
     two = phase(cluster.apis, world, plan.replicas_duration_s, seed=8)
     sampler.drain_s(timeout_s=60)
+    log(f"a long-lived account: {plan.history:,} contributions to one account, one after another")
+    history = asyncio.run(long_history(cluster.api, contributions=plan.history))
+    sampler.drain_s(timeout_s=60)
     rss = {p.name: p.peak_rss_mb() for p in cluster.procs}
     dead = [p.name for p in cluster.dead()]
     sampler.close()
     return {
         "setup_s": setup_s, "system": system, "reference": first.merge(second), "samples": samples,
         "keeps_up": keeps_up(samples), "drain_s": drain, "e2e": e2e, "e2e_drain_s": e2e_drain, "rss": rss,
-        "dead": dead, "replicas": {1: one, 2: two},
+        "dead": dead, "replicas": {1: one, 2: two}, "history": history,
         "at_rate": at_rate, "ref_at_rate": ref_at_rate, "rate_samples": rate_samples,
         "rate_keeps_up": keeps_up(rate_samples), "rate_drain_s": rate_drain,
     }

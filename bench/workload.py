@@ -187,29 +187,53 @@ async def prepare_world(bases: dict[str, str], *, participants: int, withdrawers
         if listed.status_code != 201:
             raise RuntimeError(f"listing the product failed: {listed.status_code} {listed.text}")
         people = [Participant("", BANKS[i % len(BANKS)], REGIONS[i % len(REGIONS)]) for i in range(participants + withdrawers)]
-
-        async def register(p: Participant) -> None:
-            response = await api.post("account", "/v1/participants", registration(p.bank, p.region), f"dev-bank-{p.bank}")
-            if response.status_code != 201:
-                raise RuntimeError(f"registration failed: {response.status_code} {response.text}")
-            p.participant_id = response.json()["participant_id"]
-
-        async def open_account(p: Participant) -> None:
-            async def attempt() -> bool:
-                response = await api.post("fund-account", "/v1/fund-accounts",
-                                          {"participant_id": p.participant_id, "branch_city": p.region}, f"dev-bank-{p.bank}")
-                if response.status_code == 201:
-                    p.fund_account_id = response.json()["fund_account_id"]
-                    return True
-                return False
-
-            await _until(attempt, interval_s=0.5)
-
-        await _bounded(people, concurrency, register)
-        await _bounded(people, concurrency, open_account)
+        await _bounded(people, concurrency, lambda p: _register(api, p))
+        await _bounded(people, concurrency, lambda p: _open_account(api, p))
         world = World(people[:participants], people[participants:])
         await _bounded(world.receiving, concurrency, lambda p: _make_receiving(api, p))
         return world
+    finally:
+        await api.close()
+
+
+async def _register(api: Api, p: Participant) -> None:
+    response = await api.post("account", "/v1/participants", registration(p.bank, p.region), f"dev-bank-{p.bank}")
+    if response.status_code != 201:
+        raise RuntimeError(f"registration failed: {response.status_code} {response.text}")
+    p.participant_id = response.json()["participant_id"]
+
+
+async def _open_account(api: Api, p: Participant) -> None:
+    """Once the platform's registration reached the fund-account service."""
+    async def attempt() -> bool:
+        response = await api.post("fund-account", "/v1/fund-accounts",
+                                  {"participant_id": p.participant_id, "branch_city": p.region}, f"dev-bank-{p.bank}")
+        if response.status_code == 201:
+            p.fund_account_id = response.json()["fund_account_id"]
+            return True
+        return False
+
+    await _until(attempt, interval_s=0.5)
+
+
+async def long_history(bases: dict[str, str], *, contributions: int) -> list[float]:
+    """One new participant's account given ``contributions`` contributions of 1 yuan one after
+    another (a person paying in for decades), by one client: the latency of each, in order."""
+    api = Api(bases, connections=1)
+    try:
+        p = Participant("", BANKS[0], REGIONS[0])
+        await _register(api, p)
+        await _open_account(api, p)
+        latencies = []
+        for n in range(contributions):
+            body = {"amount": "1.00", "channel": "bank_transfer", "reference": f"long-{n}"}
+            started = time.perf_counter()
+            response = await api.post("fund-account", f"/v1/fund-accounts/{p.fund_account_id}/contributions", body,
+                                      f"dev-bank-{p.bank}")
+            latencies.append(time.perf_counter() - started)
+            if response.status_code != 201:
+                raise RuntimeError(f"contribution {n} of the long history failed: {response.text}")
+        return latencies
     finally:
         await api.close()
 
