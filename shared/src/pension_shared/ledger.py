@@ -79,14 +79,6 @@ class Stream:
     ``snapshot.version``, and then ``events`` holds only the events after it."""
 
 
-class Folding(Protocol):
-    """An aggregate that keeps snapshots: it folds events one by one and says its state as JSON."""
-
-    def apply(self, name: str, data: Mapping[str, Any]) -> None: ...
-
-    def snapshot_state(self) -> dict[str, Any]: ...
-
-
 SNAPSHOT_EVERY = 100
 """A stream gets a new snapshot once this many events were appended after its last one: loading
 it then reads at most this many events (plus the snapshot), however long its history."""
@@ -371,21 +363,18 @@ class EventStore:
         })
 
     def snapshot_after(
-        self, conn: Connection, stream: Stream, recorded: Sequence[Envelope], aggregate: Folding, kind: str,
-        *, every: int = SNAPSHOT_EVERY,
+        self, conn: Connection, stream: Stream, recorded: Sequence[Envelope], kind: str,
+        state: Callable[[], Mapping[str, Any]], *, every: int = SNAPSHOT_EVERY,
     ) -> Snapshot | None:
-        """After ``recorded`` was appended to ``stream`` (loaded in this transaction) by a decision
-        of ``aggregate`` (folded from it): once ``every`` events came after the stream's last
-        snapshot, fold ``recorded`` into ``aggregate`` too and keep its state as the snapshot."""
+        """After ``recorded`` was appended to ``stream`` (loaded in this transaction): once
+        ``every`` events came after the stream's last snapshot, keep ``state()``, the aggregate's
+        state with ``recorded`` folded in (asked only then), as its snapshot of ``kind``."""
         if not recorded:
             return None
         since = stream.snapshot.version if stream.snapshot is not None else 0
         if recorded[-1].sequence - since < every:
             return None
-        for envelope in recorded:
-            seen = self.upcasters.upcast(envelope)
-            aggregate.apply(seen.event_type.name, seen.data)
-        snapshot = Snapshot(kind, recorded[-1].sequence, recorded[-1].hash, aggregate.snapshot_state())
+        snapshot = Snapshot(kind, recorded[-1].sequence, recorded[-1].hash, state())
         self.save_snapshot(conn, stream.stream_id, snapshot)
         return snapshot
 
@@ -601,4 +590,4 @@ def _envelope(row: Any) -> Envelope:
     )
 
 
-__all__ = ["EventStore", "Folding", "Metadata", "NewEvent", "Projection", "Snapshot", "Stream", "EventType"]
+__all__ = ["EventStore", "Metadata", "NewEvent", "Projection", "Snapshot", "Stream", "EventType"]

@@ -12,7 +12,7 @@ import pytest
 from fund_account_support.builders import NOW, listed, random_id
 from pension_fund_account.domain.bank_change import BankChangeDecision, abort_bank_change, request_bank_change
 from pension_fund_account.domain.events import (
-    FUND_ACCOUNT_ASSIGNED, FUND_ACCOUNT_OPENED, PARTICIPANT_RECOGNISED, Event,
+    FUND_ACCOUNT_ASSIGNED, PARTICIPANT_RECOGNISED, Event,
 )
 from pension_fund_account.domain.fund_account import FROZEN, FundAccount
 from pension_fund_account.domain.participant_funds import ParticipantFunds

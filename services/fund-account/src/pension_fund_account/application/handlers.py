@@ -209,4 +209,11 @@ def append_decided(
     changed since), a snapshot of it is kept when one is due."""
     recorded = store.append_to(conn, stream, [_new(e, subject) for e in decided], meta)
     if folded is not None:
-        store.snapshot_after(conn, stream, recorded, folded, folded.SNAPSHOT)
+        store.snapshot_after(conn, stream, recorded, folded.SNAPSHOT, lambda: _with(folded, decided).snapshot_state())
+
+
+def _with(folded: FundAccount | ParticipantFunds, decided: Sequence[Event]) -> FundAccount | ParticipantFunds:
+    """The aggregate with what it decided folded in."""
+    for event in decided:
+        folded.apply(event.name, event.data)
+    return folded
