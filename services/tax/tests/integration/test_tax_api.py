@@ -10,6 +10,10 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from pension_cli.platform import embedded_platform
+from pension_shared.ledger import SNAPSHOT_EVERY
+from pension_tax.application.policies import load_taxpayer
+from pension_tax.domain.events import taxpayer_stream
+from pension_tax.domain.taxpayer import Taxpayer
 from pension_tax.adapters.tables import metadata as read_models, withholdings
 from tests.support.requests import auth, eventually
 from tests.support.tax_scenario import (
@@ -84,6 +88,27 @@ def test_anyone_holding_a_voucher_can_check_it_with_its_code(client, taxpayer):
     assert client.get(f"/v1/tax/vouchers/{voucher['voucher_no']}?code=000000000000").status_code == 404
     assert client.get(f"/v1/tax/vouchers/{voucher['voucher_no']}").status_code == 404
     assert client.get(f"/v1/tax/vouchers/V2025NOSUCHVOUCHER?code={voucher['verification_code']}").status_code == 404
+
+
+def test_a_taxpayer_with_a_long_history_decides_from_snapshots_as_from_every_event(platform, client):
+    participant = register(client)
+    open_fund_account(client, participant)
+    for _ in range(2 * SNAPSHOT_EVERY + 30):
+        contribute(client, participant, "1.00")
+    ctx = platform.context("tax")
+
+    def every_voucher_issued():
+        with ctx.engine.connect() as conn:
+            stream, taxpayer = load_taxpayer(conn, ctx.store, participant.participant_id)
+            every = ctx.store.load(conn, taxpayer_stream(participant.participant_id))
+        return len(taxpayer.vouchers) == 2 * SNAPSHOT_EVERY + 30 and (stream, taxpayer, every)
+
+    stream, taxpayer, every = eventually(every_voucher_issued, timeout_s=120)
+    assert stream.snapshot is not None and stream.snapshot.version >= 2 * SNAPSHOT_EVERY
+    assert len(stream.events) < SNAPSHOT_EVERY and stream.version == every.version
+    assert taxpayer == Taxpayer.from_events(participant.participant_id,
+                                            [(e.event_type.name, e.data) for e in every.events])
+    assert (taxpayer.years[2025].contributed, taxpayer.years[2025].vouchers) == (23_000, 230)
 
 
 def test_the_withholding_return_lists_each_payout_for_its_bank_and_month(platform, client, taxpayer):

@@ -35,15 +35,21 @@ SUBSCRIBES_TO = ("pension.account", "pension.fund-account", "pension.payout")
 
 
 def load_taxpayer(conn: Connection, store: EventStore, participant_id: str) -> tuple[Stream, Taxpayer]:
-    stream = store.load(conn, taxpayer_stream(participant_id))
-    taxpayer = Taxpayer.from_events(participant_id, ((e.event_type.name, e.data) for e in stream.events))
+    """The taxpayer from their last snapshot and the events after it."""
+    stream_id = taxpayer_stream(participant_id)
+    stream = store.load_many(conn, [stream_id], snapshots={stream_id: Taxpayer.SNAPSHOT})[stream_id]
+    taxpayer = Taxpayer.from_events(participant_id, ((e.event_type.name, e.data) for e in stream.events),
+                                    stream.snapshot and stream.snapshot.state)
     return stream, taxpayer
 
 
-def record(conn: Connection, store: EventStore, participant_id: str, stream: Stream, decided: list[Event],
+def record(conn: Connection, store: EventStore, stream: Stream, taxpayer: Taxpayer, decided: list[Event],
            meta: Metadata) -> int:
-    """Append the decision after the stream it was taken on (loaded in this transaction)."""
-    store.append_to(conn, stream, [NewEvent(e.name, e.data, subject=participant_id) for e in decided], meta)
+    """Append what ``taxpayer`` decided after the stream it was loaded from (in this transaction),
+    and keep a snapshot when one is due: the taxpayer has folded in each event it decided."""
+    participant_id = taxpayer.participant_id
+    recorded = store.append_to(conn, stream, [NewEvent(e.name, e.data, subject=participant_id) for e in decided], meta)
+    store.snapshot_after(conn, stream, recorded, Taxpayer.SNAPSHOT, taxpayer.snapshot_state)
     return len(decided)
 
 
@@ -53,7 +59,7 @@ def _decide(store: EventStore, decide: Callable[[Taxpayer, Envelope], list[Event
         participant_id = source.data["participant_id"]
         stream, taxpayer = load_taxpayer(conn, store, participant_id)
         meta = Metadata(time=source.time, correlation_id=source.correlationid, causation_id=source.id)
-        record(conn, store, participant_id, stream, decide(taxpayer, source), meta)
+        record(conn, store, stream, taxpayer, decide(taxpayer, source), meta)
 
     return policy
 

@@ -50,5 +50,5 @@ class TaxYearClosing:
     def close(self, participant_id: str, year: int, *, at: str) -> int:
         with self.engine.begin() as conn:
             stream, taxpayer = load_taxpayer(conn, self.store, participant_id)
-            return record(conn, self.store, participant_id, stream,
-                          taxpayer.issue_statement(year, rules=self.rules, at=at), Metadata(time=at))
+            return record(conn, self.store, stream, taxpayer, taxpayer.issue_statement(year, rules=self.rules, at=at),
+                          Metadata(time=at))

@@ -12,9 +12,9 @@ registration that gives the taxpayer an identity. It is then recorded as awaitin
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 from pension_shared.clock import business_date, parse_rfc3339
 from pension_shared.policy import deduction_limit_for_year, policy_on
@@ -169,12 +169,43 @@ class Taxpayer:
     years: dict[int, YearFigures] = field(default_factory=dict)
     statements: set[int] = field(default_factory=set)
 
+    SNAPSHOT: ClassVar[str] = "Taxpayer.v1"
+    """The kind of its snapshots: a new one whenever ``apply`` or the state changes."""
+
     @classmethod
-    def from_events(cls, participant_id: str, events: Iterable[tuple[str, Mapping[str, Any]]]) -> "Taxpayer":
-        taxpayer = cls(participant_id)
+    def from_events(
+        cls, participant_id: str, events: Iterable[tuple[str, Mapping[str, Any]]],
+        snapshot: Mapping[str, Any] | None = None,
+    ) -> "Taxpayer":
+        """The taxpayer folded from their events, or from the events after ``snapshot`` (a
+        ``snapshot_state``)."""
+        taxpayer = cls(participant_id) if snapshot is None else cls._restored(participant_id, snapshot)
         for name, data in events:
             taxpayer.apply(name, data)
         return taxpayer
+
+    def snapshot_state(self) -> dict[str, Any]:
+        return {
+            "id_number": self.id_number, "name": self.name, "bank_code": self.bank_code,
+            "fund_accounts": dict(self.fund_accounts),
+            "vouchers": {key: asdict(voucher) for key, voucher in self.vouchers.items()},
+            "withholdings": {key: asdict(withholding) for key, withholding in self.withholdings.items()},
+            "awaiting": [[kind, report] for kind, report in self.awaiting],
+            "years": {str(year): asdict(figures) for year, figures in self.years.items()},
+            "statements": sorted(self.statements),
+        }
+
+    @classmethod
+    def _restored(cls, participant_id: str, state: Mapping[str, Any]) -> "Taxpayer":
+        return cls(
+            participant_id, id_number=state["id_number"], name=state["name"], bank_code=state["bank_code"],
+            fund_accounts=dict(state["fund_accounts"]),
+            vouchers={key: Voucher(**voucher) for key, voucher in state["vouchers"].items()},
+            withholdings={key: Withholding(**withholding) for key, withholding in state["withholdings"].items()},
+            awaiting=[(kind, report) for kind, report in state["awaiting"]],
+            years={int(year): YearFigures(**figures) for year, figures in state["years"].items()},
+            statements=set(state["statements"]),
+        )
 
     @property
     def registered(self) -> bool:
