@@ -156,6 +156,10 @@ def test_within_deferred_appends_a_reload_after_a_snapshot_sees_each_event_once(
         recorded = tally.store.append_to(conn, stream, [added("P1", 10)], meta())
         assert tally.store.snapshot_after(conn, stream, recorded, KIND, lambda: Total.after(stream, recorded),
                                           every=10).version == 10
+        # Kept until the kept events are written: a snapshot row is only ever locked by the
+        # transaction that already holds its stream's head.
+        assert conn.execute(sa.select(sa.func.count()).select_from(snapshots)).scalar_one() == 0
         again = tally.store.load_many(conn, [stream_id], snapshots={stream_id: KIND})[stream_id]
         assert again.version == 10 and Total.of(again).snapshot_state() == {"total": 55, "count": 10}
+    assert stored_snapshot(tally, "P1") == (KIND, 10)
     assert Total.of(load(tally, "P1")).snapshot_state() == {"total": 55, "count": 10}

@@ -223,9 +223,11 @@ class EventStore:
         if kept is None or not kept.events:
             return
         heads = [(stream_id, expected, version, head_hash) for stream_id, (expected, version, head_hash) in kept.heads.items()]
-        recorded = kept.events
-        kept.heads, kept.events, kept.streams = {}, [], {}
+        recorded, snapshots_ = kept.events, kept.snapshots
+        kept.heads, kept.events, kept.streams, kept.snapshots = {}, [], {}, {}
         self._write(conn, heads, recorded)
+        for stream_id, snapshot in snapshots_.items():
+            self.save_snapshot(conn, stream_id, snapshot)
 
     def _write(
         self, conn: Connection, heads: Sequence[tuple[str, int, int, str]], recorded: Sequence[Envelope],
@@ -368,14 +370,19 @@ class EventStore:
     ) -> Snapshot | None:
         """After ``recorded`` was appended to ``stream`` (loaded in this transaction): once
         ``every`` events came after the stream's last snapshot, keep ``state()``, the aggregate's
-        state with ``recorded`` folded in (asked only then), as its snapshot of ``kind``."""
+        state with ``recorded`` folded in (asked only then), as its snapshot of ``kind``: at once,
+        or within ``deferred`` once the kept events are written."""
         if not recorded:
             return None
         since = stream.snapshot.version if stream.snapshot is not None else 0
         if recorded[-1].sequence - since < every:
             return None
         snapshot = Snapshot(kind, recorded[-1].sequence, recorded[-1].hash, state())
-        self.save_snapshot(conn, stream.stream_id, snapshot)
+        kept = _kept(conn, self)
+        if kept is not None:  # after the stream's head, as every writer of a snapshot row
+            kept.snapshots[stream.stream_id] = snapshot
+        else:
+            self.save_snapshot(conn, stream.stream_id, snapshot)
         return snapshot
 
     def read_all(self, conn: Connection, *, after: int = 0, batch_size: int = 1000, upcast: bool = True) -> Iterator[Envelope]:
@@ -550,6 +557,10 @@ class _Kept:
         self.events: list[Envelope] = []
         self.streams: dict[str, list[Envelope]] = {}
         """The kept events of each stream."""
+        self.snapshots: dict[str, Snapshot] = {}
+        """Snapshots of streams with kept events, written after them: a transaction locks a
+        stream's snapshot row only once it holds the stream's head, so two never wait for each
+        other's in opposite orders."""
 
     def add(self, stream_id: str, expected: int, recorded: Sequence[Envelope]) -> None:
         first = self.heads.get(stream_id)
