@@ -4,12 +4,10 @@ history decides."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import pytest
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
 
 from fund_account_support.platform import bank, start_service
 from pension_fund_account.application.handlers import load_account, load_funds
@@ -70,42 +68,3 @@ def test_a_long_history_is_read_from_its_snapshots_and_decides_as_every_event_do
     refused = service.contribute(fund_account_id, f"{12_000 - accepted // 100 + 1}.00")
     assert (refused.status_code, refused.json()["remaining_quota"]) == (422, f"{12_000 - accepted // 100}.00")
 
-
-@pytest.fixture
-def pg_service(postgres_url, tmp_path):
-    running = start_service(postgres_url, tmp_path, AUGUST)
-    yield running
-    running.ctx.engine.dispose()
-
-
-def test_concurrent_contributions_and_purchases_past_several_snapshots_lose_nothing(pg_service):
-    service = pg_service
-    participant_id = service.recognise()
-    fund_account_id = service.open_account(participant_id)
-    assert service.contribute(fund_account_id, "100.00").status_code == 201
-
-    def one(n: int):
-        client = TestClient(service.client.app)
-        if n % 3:
-            return "contribution", service.contribute(fund_account_id, "1.00", client=client)
-        return "purchase", client.post(f"/v1/fund-accounts/{fund_account_id}/purchases", headers=bank("ICBC"),
-                                       json={"product_code": "PF0001", "amount": "0.10"})
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        answers = list(pool.map(one, range(3 * SNAPSHOT_EVERY)))
-
-    # A purchase races the contributions on the account's stream without the participant's lock,
-    # so some end in a clean 409 CONFLICT after the retries (they did before snapshots too): the
-    # bank sends them again. Every accepted one is in the account, and nothing else.
-    refused = [r.json()["code"] for _, r in answers if r.status_code != 201]
-    assert set(refused) <= {"CONFLICT"} and len(refused) < len(answers) // 4, refused
-    contributed = 10_000 + 100 * sum(kind == "contribution" and r.status_code == 201 for kind, r in answers)
-    spent = 10 * sum(kind == "purchase" and r.status_code == 201 for kind, r in answers)
-    with service.ctx.engine.connect() as conn:
-        stream, account = load_account(conn, service.ctx.store, fund_account_id)
-        every = service.ctx.store.load(conn, fund_account_stream(fund_account_id))
-        assert verify_ledger(conn).intact
-    assert stream.snapshot is not None and stream.snapshot.version >= 2 * SNAPSHOT_EVERY
-    assert account == FundAccount.from_events(fund_account_id, named_events(every))
-    assert account.cash == contributed - spent and account.holdings["PF0001"].cost == spent
-    assert service.account(fund_account_id)["cash_balance"] == f"{(contributed - spent) // 100}.{(contributed - spent) % 100:02d}"
