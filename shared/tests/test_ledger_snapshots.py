@@ -33,7 +33,7 @@ class Total:
 
     @classmethod
     def of(cls, stream: Stream) -> "Total":
-        total = cls(stream.snapshot.state if stream.snapshot else None)
+        total = cls(stream.snapshot_state)
         for envelope in stream.events:
             total.apply(envelope.event_type.name, envelope.data)
         return total
@@ -49,14 +49,14 @@ class Total:
 
 def load(tally: TallyService, subject: str, kind: str = KIND) -> Stream:
     with tally.engine.connect() as conn:
-        return tally.store.load_many(conn, [stream_of(subject)], snapshots={stream_of(subject): kind})[stream_of(subject)]
+        return tally.store.load(conn, stream_of(subject), snapshot=kind)
 
 
 def command(tally: TallyService, subject: str, amounts: list[int], *, every: int = 10) -> Snapshot | None:
     """Load from the snapshot, append, keep a snapshot when one is due: as a command handler does."""
     with tally.engine.begin() as conn:
         stream_id = stream_of(subject)
-        stream = tally.store.load_many(conn, [stream_id], snapshots={stream_id: KIND})[stream_id]
+        stream = tally.store.load(conn, stream_id, snapshot=KIND)
         recorded = tally.store.append_to(conn, stream, [added(subject, a) for a in amounts], meta())
         return tally.store.snapshot_after(conn, stream, recorded, KIND, lambda: Total.after(stream, recorded), every=every)
 
@@ -152,14 +152,14 @@ def test_within_deferred_appends_a_reload_after_a_snapshot_sees_each_event_once(
         command(tally, "P1", [n])
     with tally.engine.begin() as conn, tally.store.deferred(conn):
         stream_id = stream_of("P1")
-        stream = tally.store.load_many(conn, [stream_id], snapshots={stream_id: KIND})[stream_id]
+        stream = tally.store.load(conn, stream_id, snapshot=KIND)
         recorded = tally.store.append_to(conn, stream, [added("P1", 10)], meta())
         assert tally.store.snapshot_after(conn, stream, recorded, KIND, lambda: Total.after(stream, recorded),
                                           every=10).version == 10
         # Kept until the kept events are written: a snapshot row is only ever locked by the
         # transaction that already holds its stream's head.
         assert conn.execute(sa.select(sa.func.count()).select_from(snapshots)).scalar_one() == 0
-        again = tally.store.load_many(conn, [stream_id], snapshots={stream_id: KIND})[stream_id]
+        again = tally.store.load(conn, stream_id, snapshot=KIND)
         assert again.version == 10 and Total.of(again).snapshot_state() == {"total": 55, "count": 10}
     assert stored_snapshot(tally, "P1") == (KIND, 10)
     assert Total.of(load(tally, "P1")).snapshot_state() == {"total": 55, "count": 10}

@@ -78,6 +78,11 @@ class Stream:
     """Set when loaded from a snapshot (``load_many`` with ``snapshots``): the state up to
     ``snapshot.version``, and then ``events`` holds only the events after it."""
 
+    @property
+    def snapshot_state(self) -> Mapping[str, Any] | None:
+        """The state to fold ``events`` onto: the snapshot's, or None (from the start)."""
+        return self.snapshot.state if self.snapshot is not None else None
+
 
 SNAPSHOT_EVERY = 100
 """A stream gets a new snapshot once this many events were appended after its last one: loading
@@ -303,10 +308,12 @@ class EventStore:
 
     # -- reading -------------------------------------------------------------------------
 
-    def load(self, conn: Connection, stream_id: str) -> Stream:
-        """The stream as this transaction sees it: its stored events, then any kept (``deferred``)."""
-        rows = conn.execute(_SELECT_STREAM, {"stream_id": stream_id}).all()
-        loaded = [self.upcasters.upcast(_envelope(row)) for row in rows]
+    def load(self, conn: Connection, stream_id: str, *, snapshot: str | None = None) -> Stream:
+        """The stream as this transaction sees it: its stored events, then any kept (``deferred``);
+        with ``snapshot`` (the kind its caller folds), from its snapshot as ``load_many`` does."""
+        if snapshot is not None:
+            return self.load_many(conn, [stream_id], snapshots={stream_id: snapshot})[stream_id]
+        loaded = self._stored(conn, stream_id)
         kept = _kept(conn, self)
         if kept is not None and stream_id in kept.streams:
             loaded.extend(self.upcasters.upcast(e) for e in kept.streams[stream_id])
@@ -333,8 +340,7 @@ class EventStore:
                 # Not a state of this chain (a snapshot only continues the chain it was taken
                 # on): the events decide, every one of them.
                 del taken[stream_id]
-                rows = conn.execute(_SELECT_STREAM, {"stream_id": stream_id})
-                loaded[stream_id] = [self.upcasters.upcast(_envelope(row)) for row in rows]
+                loaded[stream_id] = self._stored(conn, stream_id)
         kept = _kept(conn, self)
         streams = {}
         for stream_id, found in loaded.items():
@@ -344,6 +350,10 @@ class EventStore:
                 found.extend(self.upcasters.upcast(e) for e in kept.streams.get(stream_id, ()) if e.sequence > version)
             streams[stream_id] = Stream(stream_id, found[-1].sequence if found else version, found, snapshot)
         return streams
+
+    def _stored(self, conn: Connection, stream_id: str) -> list[Envelope]:
+        """Every stored event of the stream, upcast, in order."""
+        return [self.upcasters.upcast(_envelope(row)) for row in conn.execute(_SELECT_STREAM, {"stream_id": stream_id})]
 
     def _snapshots(self, conn: Connection, kinds: Mapping[str, str]) -> dict[str, Snapshot]:
         """The streams' snapshots of the kinds asked that are at the stream's head or behind it

@@ -164,23 +164,21 @@ def _record_decision(
 
 
 def load_account(conn: Connection, store: EventStore, fund_account_id: str) -> tuple[Stream, FundAccount]:
-    stream_id = fund_account_stream(fund_account_id)
-    stream = store.load_many(conn, [stream_id], snapshots={stream_id: FundAccount.SNAPSHOT})[stream_id]
+    stream = store.load(conn, fund_account_stream(fund_account_id), snapshot=FundAccount.SNAPSHOT)
     return stream, _fold_account(fund_account_id, stream)
 
 
 def load_funds(conn: Connection, store: EventStore, participant_id: str) -> tuple[Stream, ParticipantFunds]:
-    stream_id = participant_stream(participant_id)
-    stream = store.load_many(conn, [stream_id], snapshots={stream_id: ParticipantFunds.SNAPSHOT})[stream_id]
+    stream = store.load(conn, participant_stream(participant_id), snapshot=ParticipantFunds.SNAPSHOT)
     return stream, _fold_funds(participant_id, stream)
 
 
 def _fold_account(fund_account_id: str, stream: Stream) -> FundAccount:
-    return FundAccount.from_events(fund_account_id, named_events(stream), stream.snapshot and stream.snapshot.state)
+    return FundAccount.from_events(fund_account_id, named_events(stream), stream.snapshot_state)
 
 
 def _fold_funds(participant_id: str, stream: Stream) -> ParticipantFunds:
-    return ParticipantFunds.from_events(participant_id, named_events(stream), stream.snapshot and stream.snapshot.state)
+    return ParticipantFunds.from_events(participant_id, named_events(stream), stream.snapshot_state)
 
 
 def _held_account(conn: Connection, store: EventStore, fund_account_id: str, bank_code: str) -> tuple[Stream, FundAccount]:

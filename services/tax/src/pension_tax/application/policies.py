@@ -36,10 +36,9 @@ SUBSCRIBES_TO = ("pension.account", "pension.fund-account", "pension.payout")
 
 def load_taxpayer(conn: Connection, store: EventStore, participant_id: str) -> tuple[Stream, Taxpayer]:
     """The taxpayer from their last snapshot and the events after it."""
-    stream_id = taxpayer_stream(participant_id)
-    stream = store.load_many(conn, [stream_id], snapshots={stream_id: Taxpayer.SNAPSHOT})[stream_id]
+    stream = store.load(conn, taxpayer_stream(participant_id), snapshot=Taxpayer.SNAPSHOT)
     taxpayer = Taxpayer.from_events(participant_id, ((e.event_type.name, e.data) for e in stream.events),
-                                    stream.snapshot and stream.snapshot.state)
+                                    stream.snapshot_state)
     return stream, taxpayer
 
 
