@@ -50,16 +50,22 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+def dialect_insert(dialect: str, table: sa.Table) -> Any:
+    """The INSERT of the dialect named (``conn.dialect.name``), with its ON CONFLICT clauses."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
 def insert_ignoring_duplicates(dialect: str, table: sa.Table) -> Any:
     """INSERT ... ON CONFLICT (primary key) DO NOTHING for the dialect named (``conn.dialect.name``):
     with RETURNING it tells in one round trip whether the row was new, where a savepoint around a
     plain INSERT takes three. A concurrent insert of the same key waits for the other transaction,
     then inserts nothing."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table).on_conflict_do_nothing(index_elements=[c.name for c in table.primary_key.columns])
+    key = [c.name for c in table.primary_key.columns]
+    return dialect_insert(dialect, table).on_conflict_do_nothing(index_elements=key)
 
 
 def is_postgres(engine: Engine) -> bool:

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from pension_shared.db import dialect_insert
 from pension_shared.envelope import Envelope, EventType, Upcasters, canonical_json, chain_hash, event_type
 from pension_shared.errors import ConcurrencyConflict
 from pension_shared.reading import batches_of_rows
@@ -509,11 +510,7 @@ def _select_streams_after(floors: Mapping[str, int]) -> sa.Select:
 
 @functools.lru_cache(maxsize=None)
 def _upsert_snapshot(dialect: str) -> Any:
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(snapshots)
+    statement = dialect_insert(dialect, snapshots)
     changed = ("kind", "version", "hash", "state")
     return statement.on_conflict_do_update(
         index_elements=[snapshots.c.stream_id], set_={name: statement.excluded[name] for name in changed},

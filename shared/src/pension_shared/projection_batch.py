@@ -15,6 +15,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from pension_shared.db import dialect_insert
+
 
 class FoldedRows:
     """One table's rows as a batch of events leaves them: the rows the batch inserts, with every
@@ -140,13 +142,9 @@ def _insert(table: sa.Table) -> sa.Insert:
 
 @functools.lru_cache(maxsize=None)
 def _upsert(dialect: str, table: sa.Table, columns: tuple[str, ...]) -> Any:
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
     key = [c.name for c in table.primary_key.columns]
     changed = [name for name in columns if name not in key]
-    statement = insert(table)
+    statement = dialect_insert(dialect, table)
     return (statement.on_conflict_do_update(index_elements=key, set_={n: statement.excluded[n] for n in changed})
             if changed else statement.on_conflict_do_nothing(index_elements=key))
 
