@@ -4,7 +4,9 @@ path whenever its SQL would not read the ledger as the projections do."""
 
 from __future__ import annotations
 
+import re
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -26,14 +28,20 @@ _TOTALS = f"""
 """
 
 
+def _recorder(table: sa.Table, ran: list, pause_s: float) -> Load:
+    """A load of no rows that records the backend it ran on, after ``pause_s``."""
+    return Load(table, lambda conn: ran.append(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+                or time.sleep(pause_s) or ())
+
+
 class SetBasedTally(TallyProjection):
     """The tally projection with its fold also written in SQL; ``ran`` records each set-based run."""
 
-    def __init__(self, *steps) -> None:  # noqa: ANN002
+    def __init__(self, *steps, pause_s: float = 0) -> None:  # noqa: ANN002
         super().__init__()
         self.ran: list[str] = []
-        self.set_based = SetBased(reads=frozenset({ADDED}), steps=(Load(tally_totals, _TOTALS), *steps, Load(
-            tally_totals, lambda conn: self.ran.append(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()) or ())))
+        self.set_based = SetBased(reads=frozenset({ADDED}), steps=(
+            Load(tally_totals, _TOTALS), *steps, _recorder(tally_totals, self.ran, pause_s)))
 
 
 class ReceivedTally:
@@ -42,9 +50,11 @@ class ReceivedTally:
 
     name, tables = "tally_received", (tally_received,)
 
-    def __init__(self, query: str = f"SELECT subject, total, events FROM ({_TOTALS}) AS totals (subject, total, events, last)"
-                 ) -> None:
-        self.set_based = SetBased(reads=frozenset({ADDED}), steps=(Load(tally_received, query),))
+    def __init__(self, query: str = f"SELECT subject, total, events FROM ({_TOTALS}) AS totals (subject, total, events, last)",
+                 *, pause_s: float = 0) -> None:
+        self.ran: list[str] = []
+        self.set_based = SetBased(reads=frozenset({ADDED}), steps=(
+            Load(tally_received, query), _recorder(tally_received, self.ran, pause_s)))
 
     def apply(self, conn, event) -> None:  # noqa: ANN001
         if event.type == ADDED:
@@ -128,17 +138,42 @@ def test_a_rebuild_failing_on_the_second_connection_leaves_the_old_rows_and_inde
         assert snapshot(conn, tally_totals) == rows and _catalogue(conn) == catalogue
 
 
-def test_forms_share_the_rebuild_some_loads_on_a_second_connection_in_the_same_snapshot(pg_tally) -> None:  # noqa: ANN001
+def test_forms_share_the_rebuild_loads_taken_by_whichever_connection_is_free_in_the_same_snapshot(pg_tally) -> None:  # noqa: ANN001
     _history(pg_tally)
     live = _damaged(pg_tally)
     with pg_tally.engine.begin() as conn:
         conn.execute(tally_received.insert().values(subject="stale", total=1, events=1))
-    totals = SetBasedTally()
+    # Each recorder keeps the connection that took it busy for a while: the other takes the next.
+    totals, received = SetBasedTally(pause_s=0.5), ReceivedTally(pause_s=0.5)
     with pg_tally.engine.begin() as conn:
-        assert rebuild_set_based(conn, [totals, ReceivedTally()], Upcasters()) == 79
+        assert rebuild_set_based(conn, [totals, received], Upcasters()) == 79
         assert snapshot(conn, tally_totals) == live
         assert snapshot(conn, tally_received) == [row[:3] for row in live]
-        assert totals.ran != [conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()]
+        here = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    assert len(totals.ran) == len(received.ran) == 1
+    assert here in totals.ran + received.ran and len(set(totals.ran + received.ran)) == 2
+
+
+def test_a_load_by_event_is_taken_in_two_halves_each_parsing_only_its_own_events(pg_tally) -> None:  # noqa: ANN001
+    _history(pg_tally)
+    by_event = f"""
+        SELECT e.subject, d.amount, 1, e.event_id, e.position
+        FROM events e, json_to_record(CAST(e.data AS json)) AS d (amount bigint)
+        WHERE e.type = '{ADDED}'
+    """
+    table = sa.Table("additions", sa.MetaData(), sa.Column("subject", sa.String), sa.Column("total", sa.BigInteger),
+                     sa.Column("events", sa.Integer), sa.Column("last_event_id", sa.String), sa.Column("position", sa.BigInteger))
+    whole = Load(table, by_event, per_event="position")
+    with pg_tally.engine.connect() as conn:
+        every = sorted(conn.exec_driver_sql(by_event).all())
+        halves = [conn.exec_driver_sql(half.rows).all() for half in whole.halves()]
+        plans = ["\n".join(conn.exec_driver_sql(f"EXPLAIN {half.rows}").scalars()) for half in whole.halves()]
+    assert len(every) == 79 and all(halves) and sorted(halves[0] + halves[1]) == every
+    assert {position % 2 for _, _, _, _, position in halves[0]} == {0}
+    # The parity is a condition of the scan of the events, under json_to_record: not after it.
+    assert all(re.search(r"Scan on events e .*\n\s+Filter: .*mod\(\"position\"", plan) for plan in plans), plans
+    with pytest.raises(ValueError, match="divided by 'at'"):
+        Load(table, by_event, per_event="at")
 
 
 def test_a_statement_failing_on_the_callers_connection_fails_the_rebuild_and_leaves_the_old_rows(pg_tally) -> None:  # noqa: ANN001

@@ -10,10 +10,13 @@ closed with its statements; then a holding sold out and bought again."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from fastapi.testclient import TestClient
 
 from pension_cli.platform import SERVICES, embedded_platform
+from pension_shared.bulk_rebuild import Load
 from pension_shared.testing import postgres_databases, rebuilt_both_ways
 from tests.support.contract_scenario import Workers, bank, drive_every_flow, member
 
@@ -99,3 +102,17 @@ def test_the_history_holds_the_awkward_cases(lived):
     assert {kind for kind, in rows("payout", "SELECT DISTINCT view::json->>'kind' FROM withdrawals")} == {
         "withdrawal", "inheritance"}
     assert rows("payout", """SELECT 1 FROM withdrawals WHERE strpos(view, '"status":"compensated"') > 0""")
+
+
+def test_each_half_of_a_load_divided_by_event_parses_only_its_own_events(lived):
+    """The loads taken in two halves are those of a row per event, and each half's parity is a
+    condition of the scan of the events, under the JSON parsing (not a filter of parsed rows)."""
+    divided = {(service, load.table.name): (lived.context(service), load) for service in (d.name for d in SERVICES)
+               for projection in lived.context(service).store.projections for load in projection.set_based.steps
+               if isinstance(load, Load) and load.per_event}
+    assert set(divided) == {("account", "participant_records"), ("tax", "vouchers"), ("tax", "withholdings")}
+    for (service, table), (ctx, load) in divided.items():
+        with ctx.engine.connect() as conn:
+            for half in load.halves():
+                plan = "\n".join(conn.exec_driver_sql(f"EXPLAIN {half.rows}").scalars())
+                assert re.search(r"Scan on events e .*\n\s+Filter: .*mod\(\"position\"", plan), f"{service}.{table}: {plan}"

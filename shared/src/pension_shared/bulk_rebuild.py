@@ -17,13 +17,16 @@ The rebuild runs in the caller's transaction, as the Python path does:
 2. Their indexes, primary keys and unique constraints included, are dropped, and made again
    from the catalog's own definitions once every form has run: one sort per index instead of an
    index entry per inserted row, under the names the migrations gave them.
-3. The forms run, two at a time: parsing the events' JSON is most of the work, and it is done
-   by one backend per connection. Forms that read only the events and only ``Load`` rows run on
-   a second connection in the snapshot of the first (``pg_export_snapshot``, taken once the
-   tables are locked, so it sees what the first would see), their rows sent back with COPY;
-   meanwhile the other forms run on the caller's connection. Then the forms that read tables
-   other projections just rebuilt (``uses``) run, in projection order. Forms that read only the
-   events do not depend on each other, so their order does not matter.
+3. The forms run on two connections at once: parsing the events' JSON is most of the work, and
+   it is done by one backend per connection. Forms that read only the events and only ``Load``
+   rows are shared: their loads, the most costly first, are taken by whichever connection is
+   free, the caller's or a second one in its snapshot (``pg_export_snapshot``, taken once the
+   tables are locked, so it sees what the first would see) whose rows are sent back with COPY.
+   The caller's connection first runs the other forms. A load whose every row comes from one
+   event alone (``per_event``) is taken in two halves, by the events' positions: one large load
+   would otherwise keep one backend busy long after the other is done. Then the forms that read
+   tables other projections just rebuilt (``uses``) run, in projection order. Forms that read
+   only the events do not depend on each other, so their order does not matter.
 
 Why TRUNCATE rather than DELETE, and why not new tables swapped in: DELETE leaves every old row
 in the heap and in the indexes until a vacuum (the index builds read them all again, and the
@@ -62,6 +65,24 @@ class Load:
 
     table: sa.Table
     rows: str | Callable[[Connection], Iterable[Mapping[str, Any]]]
+    per_event: str | None = None
+    """For a query whose every row comes from one event alone (no fold across events): the
+    table's column holding that event's position. The load is then taken in two halves, by the
+    position's parity, which the two connections share. The condition is put on that column
+    outside the query, and PostgreSQL pushes it down to the scan of the events, so each half
+    parses only its own events."""
+
+    def __post_init__(self) -> None:
+        if self.per_event is not None and not (isinstance(self.rows, str) and self.per_event in self.table.c):
+            raise ValueError(f"a load divided by {self.per_event!r} must be a query giving a column of that name")
+
+    def halves(self) -> tuple[Load, ...]:
+        """The loads that together give its rows: itself, or its two halves."""
+        if self.per_event is None:
+            return (self,)
+        columns = ", ".join(f'"{column.name}"' for column in self.table.columns)
+        return tuple(Load(self.table, f'SELECT * FROM ({self.rows}) AS whole ({columns}) WHERE mod("{self.per_event}", 2) = {k}')
+                     for k in (0, 1))
 
 
 Step = str | Load
@@ -111,8 +132,8 @@ def rebuild_set_based(conn: Connection, projections: Sequence, upcasters: Upcast
     if any(_name(type_) in form.names for form in forms for type_ in upcasters.upcast_types()):
         return None
     fixed = [form for form in forms if not form.uses and not form.movable]
-    here, beside = _two_lanes([(step, form) for form in forms if form.movable for step in form.steps], fixed,
-                              _estimated_types(conn))
+    loads = _Shared(_largest_first([(step, form) for form in forms if form.movable for step in form.steps],
+                                   _estimated_types(conn)))
     quote = conn.dialect.identifier_preparer.format_table
     tables = ", ".join(quote(table) for table in _tables_of(projections))
     conn.exec_driver_sql(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE")
@@ -120,16 +141,16 @@ def rebuild_set_based(conn: Connection, projections: Sequence, upcasters: Upcast
     # none is exported from a subtransaction), sees what this one sees from now on. Which
     # versions the ledger holds is counted there meanwhile: a form that does not read them all
     # undoes everything from the savepoint on.
-    snapshot = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one() if beside else None
+    snapshot = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one() if loads else None
     with conn.begin_nested() as attempt:
         for setting in _SETTINGS:
             conn.exec_driver_sql(setting)
         conn.exec_driver_sql(f"TRUNCATE {tables}")
         rebuild_indexes = [ddl for table in _tables_of(projections) for ddl in _drop_indexes(conn, table)]
-        with _Beside(conn, beside, snapshot) as other:
+        with _Beside(conn, loads, snapshot) as other:
             for form in fixed:
                 _run(conn, form.steps)
-            _run(conn, here)
+            _run(conn, iter(loads.take, None))
         if not all(_reads_as_stored(form, other.stored) for form in forms):
             attempt.rollback()
             return None
@@ -174,38 +195,52 @@ def _run(conn: Connection, steps: Iterable[Step]) -> None:
             insert_many(conn, step.table, list(step.rows(conn)))
 
 
-def _two_lanes(loads: list[tuple[Load, SetBased]], fixed: list[SetBased],
-               stored: Mapping[str, int]) -> tuple[list[Load], list[Load]]:
-    """The loads for the caller's connection (besides the forms fixed there) and those for the
-    second one, balanced by what they cost: a scan of the events (about as much as parsing a
-    tenth of them) and the parsing of those they read (the types its SQL names, or all its
-    form's for a load done in Python)."""
+def _largest_first(loads: list[tuple[Load, SetBased]], stored: Mapping[str, int]) -> list[Load]:
+    """The loads (those divided by event, in their halves) from the most costly to the least, as
+    estimated: a scan of the events (about as much as parsing a tenth of them) and the parsing
+    of those they read (the types its SQL names, or all its form's for a load done in Python;
+    half of them for each half of a divided one)."""
     scan = max(sum(stored.values()) // 10, 1)
+    costs: list[tuple[int, Load]] = []
+    for load, form in loads:
+        types = set(_TYPE_LITERAL.findall(load.rows)) if isinstance(load.rows, str) else form.reads
+        parsing = sum(stored.get(type_, 0) for type_ in types)
+        halves = load.halves()
+        costs.extend((scan + parsing // len(halves), half) for half in halves)
+    return [load for _, load in sorted(costs, key=lambda pair: -pair[0])]
 
-    def cost(types: Iterable[str]) -> int:
-        return scan + sum(stored.get(type_, 0) for type_ in types)
 
-    costs = [(load, cost(set(_TYPE_LITERAL.findall(load.rows)) if isinstance(load.rows, str) else form.reads))
-             for load, form in loads]
-    lanes: tuple[list[Load], list[Load]] = ([], [])
-    spent = [sum(cost(form.reads) for form in fixed), 0]
-    for load, load_cost in sorted(costs, key=lambda pair: -pair[1]):
-        lane = 1 if spent[1] < spent[0] else 0
-        lanes[lane].append(load)
-        spent[lane] += load_cost
-    return lanes
+class _Shared:
+    """Loads taken, in order, by whichever connection is free first: neither waits on the other
+    while work is left, however far the estimates are from what each load costs."""
+
+    def __init__(self, loads: Sequence[Load]) -> None:
+        self._loads, self._lock = list(reversed(loads)), threading.Lock()
+        self.tables = {load.table for load in loads}
+
+    def __bool__(self) -> bool:
+        return bool(self._loads)
+
+    def take(self) -> Load | None:
+        with self._lock:
+            return self._loads.pop() if self._loads else None
+
+    def drop(self) -> None:
+        """None is left to take (the rebuild failed)."""
+        with self._lock:
+            self._loads.clear()
 
 
 Write = Callable[[Connection], None]
 
 
 class _Beside:
-    """Counts the stored event types, then runs loads, on a second connection, in a thread, in
-    the caller's snapshot. Once out of the ``with``: ``stored`` and ``written``, the functions
-    that write the loads' rows into the caller's transaction (COPY)."""
+    """Runs shared loads on a second connection, in a thread, in the caller's snapshot, then
+    counts the stored event types there. Once out of the ``with``: ``stored`` and ``written``,
+    the functions that write the rows of the loads it ran into the caller's transaction (COPY)."""
 
-    def __init__(self, conn: Connection, loads: Sequence[Load], snapshot: str | None) -> None:
-        self._conn, self._loads, self._snapshot = conn, list(loads), snapshot
+    def __init__(self, conn: Connection, loads: _Shared, snapshot: str | None) -> None:
+        self._conn, self._loads, self._snapshot = conn, loads, snapshot
         self.stored: dict[str, int] = {}
         self.written: list[Write] = []
         self._failed: BaseException | None = None
@@ -215,14 +250,16 @@ class _Beside:
         if not self._loads:
             self.stored = _stored_types(self._conn)
         else:
-            columns = {load.table: _columns(self._conn, load.table) for load in self._loads}
-            types = {load.table: _types(self._conn, load.table) for load in self._loads}
+            columns = {table: _columns(self._conn, table) for table in self._loads.tables}
+            types = {table: _types(self._conn, table) for table in self._loads.tables}
             self._thread = threading.Thread(target=self._fetch, args=(self._snapshot, columns, types),
                                             name="rebuild-beside", daemon=True)
             self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None:
+            self._loads.drop()
         if self._thread is not None:
             self._thread.join()
         if self._failed is not None and exc[0] is None:
@@ -234,14 +271,15 @@ class _Beside:
                 other.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
                 for setting in _SETTINGS:
                     other.exec_driver_sql(setting)
-                self.stored = _stored_types(other)
-                for load in self._loads:
+                for load in iter(self._loads.take, None):
                     if isinstance(load.rows, str):
                         self.written.append(_copy_in(columns[load.table], _copied_out(other, load.rows, types[load.table])))
                     else:
                         self.written.append(_insert_in(load.table, list(load.rows(other))))
+                self.stored = _stored_types(other)
                 other.rollback()
         except BaseException as failure:  # noqa: BLE001 - raised again in the caller's thread
+            self._loads.drop()
             self._failed = failure
 
 

@@ -72,7 +72,7 @@ class ParticipantsProjection:
             year integer, kind text, amount bigint, fund_account_id text, product_code text, source_event json,
             completed_at text, new_fund_account_id text)
         WHERE e.type IN ({", ".join(f"'{t}'" for t in _RECORDS)})
-    """), Load(contribution_years, f"""
+    """, per_event="position"), Load(contribution_years, f"""
         SELECT DISTINCT ON (e.subject COLLATE "C", d.year) e.subject, d.year, d.contributed_this_year, d.remaining_quota
         FROM events e, json_to_record(CAST(e.data AS json))
              AS d (year integer, contributed_this_year bigint, remaining_quota bigint)

@@ -106,7 +106,7 @@ class VouchersProjection:
             ORDER BY w.voucher_no COLLATE "C", x.position DESC
         ) v ON v.voucher_no = d.voucher_no
         WHERE e.type = '{_v1(DEDUCTION_VOUCHER_ISSUED)}'
-    """),))
+    """, per_event="position"),))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         self.apply_batch(conn, (event,))
@@ -147,7 +147,7 @@ class WithholdingsProjection:
             ORDER BY w.payout_id COLLATE "C", x.position DESC
         ) r ON r.payout_id = d.payout_id
         WHERE e.type = '{_v1(WITHDRAWAL_TAX_WITHHELD)}'
-    """),))
+    """, per_event="position"),))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         self.apply_batch(conn, (event,))
