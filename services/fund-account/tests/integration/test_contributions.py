@@ -51,6 +51,30 @@ def test_fifty_concurrent_contributions_accept_exactly_the_cap_and_refuse_the_re
     assert sum(int(e["amounts"]["amount"].replace(".", "")) for e in contributions) == 1_200_000
 
 
+def test_purchases_at_once_with_contributions_to_the_same_account_queue_and_all_land(service):
+    """A purchase takes the person's lock as a contribution does: it waits for the contribution
+    instead of losing the race for the account's next version, retry after retry."""
+    participant_id = service.recognise()
+    fund_account_id = service.open_account(participant_id)
+    assert service.contribute(fund_account_id, "1000.00").status_code == 201
+    product = service.client.get("/v1/products", headers=bank("ICBC")).json()["items"][0]["product_code"]
+
+    def one(n: int):
+        client = TestClient(service.client.app)
+        if n % 2:
+            return client.post(f"/v1/fund-accounts/{fund_account_id}/purchases", headers=bank("ICBC"),
+                               json={"product_code": product, "amount": "10.00"})
+        return service.contribute(fund_account_id, "100.00", client=client)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(one, range(160)))
+
+    assert [r.status_code for r in responses if r.status_code != 201] == [], [r.text for r in responses if r.status_code != 201][:3]
+    account = service.account(fund_account_id)
+    assert (account["cash_balance"], account["contributed_this_year"]) == ("8200.00", "9000.00")
+    assert [(h["product_code"], h["cost"]) for h in account["holdings"]] == [(product, "800.00")]
+
+
 def test_contributions_at_a_closed_account_elsewhere_that_year_count_under_concurrency(service):
     participant_id = service.recognise()
     service.register_earlier_contributions(participant_id, year=2025, total_fen=300_000)

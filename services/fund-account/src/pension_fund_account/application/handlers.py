@@ -64,7 +64,7 @@ def contribute(conn: Connection, store: EventStore, cmd: Contribute, meta: Metad
 
 
 def purchase_product(conn: Connection, store: EventStore, cmd: PurchaseProduct, meta: Metadata) -> Mapping[str, Any]:
-    stream, account = _held_account(conn, store, cmd.fund_account_id, cmd.bank_code)
+    stream, account = _account_under_lock(conn, store, cmd.fund_account_id, cmd.bank_code)
     product = _listing(conn, store, cmd.product_code).eligible_product(policy_on(_today(meta)))
     units = cmd.units if cmd.units is not None else units_for_yuan_amount(cmd.amount)
     purchased = account.purchase(product, amount=cmd.amount, units=units)
@@ -73,14 +73,14 @@ def purchase_product(conn: Connection, store: EventStore, cmd: PurchaseProduct, 
 
 
 def redeem_product(conn: Connection, store: EventStore, cmd: RedeemProduct, meta: Metadata) -> Mapping[str, Any]:
-    stream, account = _held_account(conn, store, cmd.fund_account_id, cmd.bank_code)
+    stream, account = _account_under_lock(conn, store, cmd.fund_account_id, cmd.bank_code)
     redeemed = account.redeem(cmd.product_code, units=cmd.units, proceeds=cmd.proceeds)
     append_decided(conn, store, stream, [redeemed], account.participant_id, meta, folded=account)
     return redeemed.data
 
 
 def credit_income(conn: Connection, store: EventStore, cmd: CreditIncome, meta: Metadata) -> Mapping[str, Any]:
-    stream, account = _held_account(conn, store, cmd.fund_account_id, cmd.bank_code)
+    stream, account = _account_under_lock(conn, store, cmd.fund_account_id, cmd.bank_code)
     if cmd.product_code is not None and _listing(conn, store, cmd.product_code).product is None:
         raise InvalidRequest(f"{cmd.product_code} is not a listed product")
     credited = account.credit_income(amount=cmd.amount, kind=cmd.kind, product_code=cmd.product_code)
@@ -184,6 +184,15 @@ def _fold_funds(participant_id: str, stream: Stream) -> ParticipantFunds:
 def _held_account(conn: Connection, store: EventStore, fund_account_id: str, bank_code: str) -> tuple[Stream, FundAccount]:
     stream, account = load_account(conn, store, fund_account_id)
     return stream, account.held_by(bank_code)
+
+
+def _account_under_lock(conn: Connection, store: EventStore, fund_account_id: str, bank_code: str
+                        ) -> tuple[Stream, FundAccount]:
+    """``_held_account`` once its person is locked, as a contribution locks it: a purchase,
+    redemption or income queues behind a contribution to the same account instead of racing it
+    for the account's next version (and failing with CONFLICT once its retries are spent)."""
+    lock_participant_of_account(conn, fund_account_id)
+    return _held_account(conn, store, fund_account_id, bank_code)
 
 
 def _listing(conn: Connection, store: EventStore, product_code: str) -> ProductListing:
