@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from pension_shared.envelope import parse_cloudevent
-from pension_shared.messaging import OutgoingRecord, PublishFailed
+from pension_shared.messaging import PublishFailed
 from pension_shared.relay import OutboxRelay
 from pension_shared.schema import outbox
 from shared_support.tally import RecordingPublisher, TallyService, added, meta
