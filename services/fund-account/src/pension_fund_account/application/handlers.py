@@ -100,12 +100,10 @@ def list_product(conn: Connection, store: EventStore, cmd: ListProduct, meta: Me
 
 def request_bank_change(conn: Connection, store: EventStore, cmd: RequestBankChange, meta: Metadata) -> str:
     """A-CHG-1/6: the request and the freeze of the old account, in one transaction."""
-    stream, account = _held_account(conn, store, cmd.fund_account_id, cmd.bank_code)
+    stream, account = _account_under_lock(conn, store, cmd.fund_account_id, cmd.bank_code)
     participant_id = account.participant_id
     assert participant_id is not None
-    lock_stream(conn, participant_stream(participant_id))
     participant, funds = load_funds(conn, store, participant_id)
-    stream, account = _held_account(conn, store, cmd.fund_account_id, cmd.bank_code)
     bank_change_id = f"BC{uuid.uuid4().hex[:20].upper()}"
     decision = bank_change.request_bank_change(
         funds, account, bank_change_id=bank_change_id, new_bank_code=cmd.new_bank_code,
@@ -189,8 +187,9 @@ def _held_account(conn: Connection, store: EventStore, fund_account_id: str, ban
 def _account_under_lock(conn: Connection, store: EventStore, fund_account_id: str, bank_code: str
                         ) -> tuple[Stream, FundAccount]:
     """``_held_account`` once its person is locked, as a contribution locks it: a purchase,
-    redemption or income queues behind a contribution to the same account instead of racing it
-    for the account's next version (and failing with CONFLICT once its retries are spent)."""
+    redemption, income or bank change request queues behind a contribution to the same person
+    instead of racing it for the account's next version (and failing with CONFLICT once its
+    retries are spent), and reads the account as it stands under the lock."""
     lock_participant_of_account(conn, fund_account_id)
     return _held_account(conn, store, fund_account_id, bank_code)
 
