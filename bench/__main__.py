@@ -16,6 +16,7 @@ from pathlib import Path
 from bench import report
 from bench.backlog import Sampler, keeps_up
 from bench.cluster import MODULES, Cluster
+from bench.cpu import CpuMeter, parts_of, split
 from bench.ledgers import measure_all
 from bench.report import TARGETS
 from bench.workload import Workload, World, closed_loop, end_to_end, long_history, open_loop, prepare_world
@@ -92,6 +93,7 @@ def run(plan: Plan, cluster: Cluster, log) -> dict:  # noqa: ANN001
     world = asyncio.run(prepare_world(cluster.api, participants=plan.participants, withdrawers=plan.withdrawers))
     setup_s = time.perf_counter() - t0
     sampler = Sampler(cluster)
+    meter = CpuMeter(parts_of(cluster, server_url=cluster.server_url, kafka=cluster.kafka))
     drained = sampler.drain_s()
     log(f"set-up done in {setup_s:.0f} s (drained {drained:.1f} s after)")
     reference = {service: cluster.reference for service in cluster.api}
@@ -110,16 +112,30 @@ def run(plan: Plan, cluster: Cluster, log) -> dict:  # noqa: ANN001
     phase(reference, shadow, 3, seed=1)
     phase(cluster.api, World(world.participants, []), 3, seed=2)
     log(f"reference, first half ({plan.duration_s / 2:.0f} s)")
+    ref_cpu = [meter.read()]
     first = phase(reference, shadow, plan.duration_s / 2, seed=3)
+    ref_cpu.append(meter.read())
     log(f"system ({plan.duration_s:.0f} s, {plan.clients} clients)")
     sampler.start()
+    system_cpu, started = [meter.read()], time.perf_counter()
     system = phase(cluster.api, world, plan.duration_s, seed=4)
     sampler.stop()
     samples = list(sampler.samples)
     t0 = time.perf_counter()
     drain = sampler.drain_s()
+    # What the commands cost downstream is spent until the backlog is gone.
+    system_cpu.append(meter.read())
+    system_wall_s = time.perf_counter() - started
     log(f"drained {time.perf_counter() - t0:.1f} s after the load; reference, second half")
+    ref_cpu.append(meter.read())
     second = phase(reference, shadow, plan.duration_s / 2, seed=5)
+    ref_cpu.append(meter.read())
+    cpu = {
+        "system": split([(system_cpu[0], system_cpu[1])], commands=system.accepted, wall_s=system_wall_s),
+        "reference": split([(ref_cpu[0], ref_cpu[1]), (ref_cpu[2], ref_cpu[3])],
+                           commands=first.accepted + second.accepted,
+                           wall_s=first.duration_s + second.duration_s),
+    }
     # The latency a throughput is given at: contributions offered at a fixed rate, the issue's
     # share of what the reference took in the closed loop (its first half, measured before).
     rate = round(TARGETS["throughput_ratio"] * first.op("contribution").accepted / first.duration_s, 1)
@@ -156,7 +172,7 @@ def run(plan: Plan, cluster: Cluster, log) -> dict:  # noqa: ANN001
         "keeps_up": keeps_up(samples), "drain_s": drain, "e2e": e2e, "e2e_drain_s": e2e_drain, "rss": rss,
         "dead": dead, "replicas": {1: one, 2: two}, "history": history,
         "at_rate": at_rate, "ref_at_rate": ref_at_rate, "rate_samples": rate_samples,
-        "rate_keeps_up": keeps_up(rate_samples), "rate_drain_s": rate_drain,
+        "rate_keeps_up": keeps_up(rate_samples), "rate_drain_s": rate_drain, "cpu": cpu,
     }
 
 

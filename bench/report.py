@@ -108,6 +108,10 @@ def render(plan: Any, machine: dict[str, str], r: dict[str, Any]) -> str:
         add(f"     t={sample.at_s:5.1f} s  backlog {backlog} | lag {lag}")
     add("")
 
+    if r.get("cpu"):
+        out.extend(_cpu_split(r["cpu"]["system"], r["cpu"]["reference"], ref_req_rate))
+        add("")
+
     at_rate, ref_at_rate = r["at_rate"], r["ref_at_rate"]
     rate_p99 = percentile(at_rate.latencies, 0.99) * 1000
     sustained = (at_rate.accepted >= 0.99 * at_rate.offered_per_s * at_rate.duration_s and not at_rate.not_sent
@@ -211,6 +215,44 @@ def render(plan: Any, machine: dict[str, str], r: dict[str, Any]) -> str:
         add(f"   [{'met' if met else 'NOT met':>7}] {label}: {value}")
     add(f"\nTotal time {r['elapsed_s'] / 60:.1f} min.")
     return "\n".join(out)
+
+
+DOWNSTREAM = ("relays", "consumers", "jobs", "Kafka")
+"""What a command costs after its API answered: publishing it, and the services reacting to it."""
+
+
+def _cpu_split(system: Any, reference: Any, ref_rate: float) -> list[str]:
+    """Section 1c: where the machine's CPU went per accepted command in the closed loops above,
+    and the throughput that leaves for the system at most (``Split``s of ``bench.cpu``)."""
+    cores = len(os.sched_getaffinity(0))
+    lines = [
+        "1c. Where the CPU went per accepted command in the closed loops above (each process's CPU time from",
+        "   /proc; the system's until the rest had drained; PostgreSQL and Kafka with every process they run):",
+        f"   {'ms of CPU per command':30}{'system':>20}{'reference':>20}",
+    ]
+    names = [name for name in system.ms_per_command if name not in ("the machine", system.REST)]
+    for name in [*names, system.REST, "the machine"]:
+        label = "total (the whole machine)" if name == "the machine" else name
+        lines.append(f"   {label:30}{_ms_or_unknown(system.ms_per_command.get(name)):>20}"
+                     f"{_ms_or_unknown(reference.ms_per_command.get(name)):>20}")
+    lines.append(f"   {'cores busy (of ' + str(cores) + ')':30}{system.cores_busy:>20.2f}{reference.cores_busy:>20.2f}")
+    downstream = system.of(*DOWNSTREAM)
+    floor_ms = system.of("load generator") + downstream + reference.of("the reference", "PostgreSQL")
+    if floor_ms > 0 and ref_rate > 0:
+        ceiling = cores * 1000 / floor_ms
+        lines += [
+            f"   after its API answered, a command cost the system {downstream:.2f} ms more (relays, consumers, jobs and",
+            "   Kafka, not counting their PostgreSQL work). Even with APIs and all PostgreSQL work as cheap as the",
+            f"   reference's API and PostgreSQL ({reference.of('the reference', 'PostgreSQL'):.2f} ms), and the load generator's "
+            f"{system.of('load generator'):.2f} ms, the {cores} cores could",
+            f"   take at most {ceiling:.0f} commands/s: {ceiling / ref_rate:.2f} x the reference's {ref_rate:.0f}/s, "
+            "the highest throughput ratio these costs allow",
+        ]
+    return lines
+
+
+def _ms_or_unknown(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None else "not readable"
 
 
 def _seconds(value: float | None) -> str:
