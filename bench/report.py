@@ -108,10 +108,6 @@ def render(plan: Any, machine: dict[str, str], r: dict[str, Any]) -> str:
         add(f"     t={sample.at_s:5.1f} s  backlog {backlog} | lag {lag}")
     add("")
 
-    if r.get("cpu"):
-        out.extend(_cpu_split(r["cpu"]["system"], r["cpu"]["reference"], ref_req_rate))
-        add("")
-
     at_rate, ref_at_rate = r["at_rate"], r["ref_at_rate"]
     rate_p99 = percentile(at_rate.latencies, 0.99) * 1000
     sustained = (at_rate.accepted >= 0.99 * at_rate.offered_per_s * at_rate.duration_s and not at_rate.not_sent
@@ -130,6 +126,10 @@ def render(plan: Any, machine: dict[str, str], r: dict[str, Any]) -> str:
     rate_ok, rate_why = r["rate_keeps_up"]
     add(f"   the rest keeps up: {'yes' if rate_ok else 'NO'} ({rate_why}); drained {_seconds(r['rate_drain_s'])} after")
     add("")
+
+    if r.get("cpu"):
+        out.extend(_cpu_split(r["cpu"]["system"], r["cpu"]["reference"], ref_req_rate))
+        add("")
 
     e2e = r["e2e"]
     add(f"2. End to end: contributions offered at {e2e.offered_per_s:.0f}/s (open loop) for {e2e.duration_s:.0f} s; "
@@ -226,7 +226,7 @@ def _cpu_split(system: Any, reference: Any, ref_rate: float) -> list[str]:
     and the throughput that leaves for the system at most (``Split``s of ``bench.cpu``)."""
     cores = len(os.sched_getaffinity(0))
     lines = [
-        "1c. Where the CPU went per accepted command in the closed loops above (each process's CPU time from",
+        "1c. Where the CPU went per accepted command in the closed loops of 1 (each process's CPU time from",
         "   /proc; the system's until the rest had drained; PostgreSQL and Kafka with every process they run):",
         f"   {'ms of CPU per command':30}{'system':>20}{'reference':>20}",
     ]
