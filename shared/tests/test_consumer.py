@@ -420,3 +420,69 @@ def test_a_batch_keeps_the_appends_of_policies_that_read_only_streams_and_writes
     with tally.engine.connect() as conn:
         copies = conn.execute(sa.text("SELECT sequence, data FROM events WHERE stream_id = 'tally-copy-P1' ORDER BY sequence")).all()
     assert [tuple(r) for r in copies] == [(1, '{"amount":1}'), (2, '{"amount":2}'), (3, '{"amount":3}'), (4, '{"amount":10}')]
+
+
+
+def test_a_batch_reads_ahead_the_streams_and_heads_its_policies_name_in_one_statement_each(
+    tally: TallyService, log: EmbeddedLog,
+) -> None:
+    """A policy that names the stream it loads and one that names the stream it appends to after
+    its head: the whole batch's are read before the first record, and each record reads nothing
+    more, with the same ledger as record by record. An event its hint cannot name a stream for
+    is left to its policy, which reads for itself."""
+    from pension_shared.consumer import reads_only_streams
+    from pension_shared.ledger import NewEvent
+    from pension_shared.verification import verify_ledger
+    from shared_support.tally import added, meta, stream_of
+
+    ours = TallyService(tally.url, topic="pension.ours")
+    for target in ("S0", "S1", "S2", "S3", "X"):
+        ours.add(f"head-{target}", 100)  # the streams the head-reading policy appends to
+
+    @reads_only_streams(streams=lambda event: {stream_of("copy-" + event.subject): None})
+    def copy(conn: Connection, event: Envelope) -> None:
+        stream_id = stream_of("copy-" + event.subject)
+        stream = ours.store.load_many(conn, [stream_id])[stream_id]
+        ours.store.append_to(conn, stream, [added("copy-" + event.subject, event.data["amount"])], meta())
+
+    @reads_only_streams(heads=lambda event: [stream_of("head-" + event.data["target"])])
+    def note(conn: Connection, event: Envelope) -> None:
+        target = "head-" + event.data.get("target", "X")
+        ours.store.append_to_existing(conn, stream_of(target), [added(target, 1)], meta())
+
+    noted = "cn.pension.tally.Noted.v1"
+    with tally.engine.begin() as conn:
+        for n in range(12):
+            subject = f"S{n % 4}"
+            stream = tally.store.load(conn, stream_of(subject))
+            tally.store.append(conn, stream.stream_id, stream.version, [added(subject, n)], meta())
+            stream = tally.store.load(conn, stream_of(subject))
+            data = {"target": subject} if n != 5 else {}  # the hint cannot name this one's stream
+            tally.store.append(conn, stream.stream_id, stream.version, [NewEvent("Noted", data, subject)], meta())
+    OutboxRelay(tally.engine, log.publisher()).relay_once()
+    reads: list[str] = []
+
+    def note_read(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+        if statement.lstrip().startswith("SELECT") and ("FROM events" in statement or "FROM stream_heads" in statement):
+            reads.append(statement)
+
+    sa.event.listen(tally.engine, "before_cursor_execute", note_read)
+    consumer = InboxConsumer(
+        name="ours", engine=tally.engine, subscription=log.subscribe(group_id="ours", topics=[TOPIC]),
+        policies={ADDED: copy, noted: note}, dead_letters=log.publisher(), store=ours.store, batch_size=100,
+    )
+    batches, processed = 0, 0  # a batch a poll: none holds more than a hundred records
+    while outcome := consumer.consume_once(timeout_s=0.05):
+        if not outcome.processed:
+            break
+        batches, processed = batches + 1, processed + outcome.processed
+    assert processed == 24
+    assert {s: ours.totals()[f"copy-S{s}"] for s in range(4)} == {
+        s: (sum(n for n in range(12) if n % 4 == s), 3) for s in range(4)}
+    assert {t: ours.totals()[f"head-{t}"] for t in ("S0", "S1", "S2", "S3", "X")} == {
+        "S0": (103, 4), "S1": (102, 3), "S2": (103, 4), "S3": (103, 4), "X": (101, 2)}
+    one_by_one = [s for s in reads if " IN " not in s]
+    assert len(one_by_one) == 1  # the head of the event the hint could not name
+    assert len(reads) - len(one_by_one) <= 2 * batches  # at most one read of streams, one of heads, a batch
+    with tally.engine.connect() as conn:
+        assert verify_ledger(conn).intact

@@ -40,12 +40,25 @@ log = logging.getLogger(__name__)
 Policy = Callable[[Connection, Envelope], None]
 
 
-def reads_only_streams(policy: Policy) -> Policy:
+def reads_only_streams(
+    policy: Policy | None = None, *, streams: Callable[[Envelope], Mapping[str, str | None]] | None = None,
+    heads: Callable[[Envelope], Sequence[str]] | None = None,
+) -> Any:
     """Mark a policy that reads nothing but event streams, through the store (no read model):
     applying a batch, the consumer keeps such policies' appends and writes them together at the
-    end (``EventStore.deferred``). Any other policy first has the kept appends written."""
-    policy.reads_only_streams = True  # type: ignore[attr-defined]
-    return policy
+    end (``EventStore.deferred``). Any other policy first has the kept appends written.
+
+    With ``streams`` (the streams it will load for an event: stream id -> the snapshot kind it
+    folds, or None) and ``heads`` (the streams it will append to without reading them), the
+    consumer reads those of the whole batch ahead in two statements (``EventStore.preload``)
+    instead of two per event. Used as ``@reads_only_streams`` or ``@reads_only_streams(...)``."""
+
+    def mark(policy: Policy) -> Policy:
+        policy.reads_only_streams = True  # type: ignore[attr-defined]
+        policy.reads_ahead = (streams, heads)  # type: ignore[attr-defined]
+        return policy
+
+    return mark(policy) if policy is not None else mark
 
 
 @dataclass(frozen=True)
@@ -159,6 +172,7 @@ class InboxConsumer:
             try:
                 with self._engine.begin() as conn, self._kept_together(conn):
                     claimed = self._claim_all(conn, acting)
+                    self._read_ahead(conn, [envelope for _, envelope in acting if envelope.id in claimed])
                     for record, envelope in acting:
                         correlation = correlation_id.set(envelope.correlationid)
                         try:
@@ -183,6 +197,26 @@ class InboxConsumer:
                 finally:
                     correlation_id.reset(correlation)
         return handled
+
+    def _read_ahead(self, conn: Connection, envelopes: Sequence[Envelope]) -> None:
+        """What the batch's stream-reading policies will read, read at once (``reads_only_streams``
+        with ``streams`` or ``heads``). An event its hint cannot name streams for (its data is not
+        what the policy expects) is left to its policy, which reads for itself."""
+        if self._store is None:
+            return
+        streams: dict[str, str | None] = {}
+        heads: set[str] = set()
+        for envelope in envelopes:
+            wants_streams, wants_heads = getattr(self._policies[envelope.type], "reads_ahead", (None, None))
+            try:
+                if wants_streams is not None:
+                    streams.update(wants_streams(envelope))
+                if wants_heads is not None:
+                    heads.update(wants_heads(envelope))
+            except Exception:  # noqa: BLE001 - a hint only: the policy meets the same data and says why
+                continue
+        if streams or heads:
+            self._store.preload(conn, streams, heads)
 
     def _kept_together(self, conn: Connection) -> ContextManager[None]:
         return self._store.deferred(conn) if self._store is not None else contextlib.nullcontext()

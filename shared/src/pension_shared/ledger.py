@@ -11,7 +11,7 @@ import functools
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 import orjson
 import sqlalchemy as sa
@@ -183,9 +183,17 @@ class EventStore:
     def _head(self, conn: Connection, stream_id: str) -> tuple[int, str | None]:
         """The stream's version and head hash: as kept in this transaction, else as stored."""
         kept = _kept(conn, self)
-        if kept is not None and stream_id in kept.heads:
-            _, version, head_hash = kept.heads[stream_id]
-            return version, head_hash
+        if kept is not None:
+            if stream_id in kept.heads:
+                _, version, head_hash = kept.heads[stream_id]
+                return version, head_hash
+            if stream_id in kept.stored_heads:
+                return kept.stored_heads[stream_id]
+            if stream_id in kept.preloaded:
+                _, found, snapshot = kept.preloaded[stream_id]
+                if found:
+                    return found[-1].sequence, found[-1].hash
+                return (snapshot.version, snapshot.hash) if snapshot is not None else (0, None)
         head = conn.execute(_SELECT_HEAD, {"stream_id": stream_id}).one_or_none()
         return (head.version, head.head_hash) if head else (0, None)
 
@@ -217,6 +225,8 @@ class EventStore:
         info = conn.info
         entry = info.pop(_KEPT, None)
         assert entry is None or not entry[1].events, "flush the kept appends first"
+        if entry is not None:  # what the writes to come change is not known here
+            entry[1].forget_read_ahead()
         try:
             yield
         finally:
@@ -226,7 +236,10 @@ class EventStore:
     def flush(self, conn: Connection) -> None:
         """Write the appends kept by ``deferred`` so far (nothing outside it)."""
         kept = _kept(conn, self)
-        if kept is None or not kept.events:
+        if kept is None:
+            return
+        kept.forget_read_ahead()
+        if not kept.events:
             return
         heads = [(stream_id, expected, version, head_hash) for stream_id, (expected, version, head_hash) in kept.heads.items()]
         recorded, snapshots_ = kept.events, kept.snapshots
@@ -325,7 +338,58 @@ class EventStore:
     ) -> dict[str, Stream]:
         """``load`` of several streams in one round trip. With ``snapshots`` (stream id -> the
         kind its caller folds): the stream's snapshot of that kind, when it has one that continues
-        its chain, and only the events after it (one round trip more)."""
+        its chain, and only the events after it (one round trip more). A stream ``preload``-ed in
+        this transaction (of the same snapshot kind) is not read again."""
+        snapshots = snapshots or {}
+        kept = _kept(conn, self)
+        stored: dict[str, tuple[list[Envelope], Snapshot | None]] = {}
+        if kept is not None:
+            for stream_id in stream_ids:
+                entry = kept.preloaded.get(stream_id)
+                if entry is not None and entry[0] == snapshots.get(stream_id):
+                    stored[stream_id] = (list(entry[1]), entry[2])
+        missing = [stream_id for stream_id in stream_ids if stream_id not in stored]
+        if missing:
+            stored.update(self._load_stored(conn, missing, {s: k for s, k in snapshots.items() if s in missing}))
+        streams = {}
+        for stream_id in stream_ids:
+            found, snapshot = stored[stream_id]
+            version = found[-1].sequence if found else snapshot.version if snapshot else 0
+            if kept is not None:
+                found.extend(self.upcasters.upcast(e) for e in kept.streams.get(stream_id, ()) if e.sequence > version)
+            streams[stream_id] = Stream(stream_id, found[-1].sequence if found else version, found, snapshot)
+        return streams
+
+    def preload(
+        self, conn: Connection, streams: Mapping[str, str | None] | None = None, heads: Iterable[str] = (),
+    ) -> None:
+        """Within ``deferred``, read ahead at once what the appends to come will read one by one:
+        ``streams`` (stream id -> the snapshot kind its reader folds, or None for every event), as
+        ``load_many`` would, and the ``heads`` of streams appended to without being read
+        (``append_to_existing``). ``load_many``, ``load`` with a snapshot and the appends' head
+        checks then take them from here. What is read ahead is dropped when the kept appends are
+        written or a write is made ``immediately``; a writer that commits meanwhile elsewhere is
+        refused at the versioned head write, as after any read (``ConcurrencyConflict``).
+        Outside ``deferred`` it does nothing."""
+        kept = _kept(conn, self)
+        if kept is None:
+            return
+        wanted = {s: k for s, k in (streams or {}).items() if s not in kept.preloaded and s not in kept.streams}
+        if wanted:
+            loaded = self._load_stored(conn, list(wanted), {s: k for s, k in wanted.items() if k is not None})
+            for stream_id, (found, snapshot) in loaded.items():
+                kept.preloaded[stream_id] = (wanted[stream_id], found, snapshot)
+        read = sorted({s for s in heads if s not in kept.stored_heads and s not in kept.heads})
+        if read:
+            kept.stored_heads.update({s: (0, None) for s in read})
+            for row in conn.execute(_SELECT_HEADS, {"stream_ids": read}):
+                kept.stored_heads[row.stream_id] = (row.version, row.head_hash)
+
+    def _load_stored(
+        self, conn: Connection, stream_ids: Sequence[str], snapshots: Mapping[str, str],
+    ) -> dict[str, tuple[list[Envelope], Snapshot | None]]:
+        """The streams as stored (kept appends aside): each one's usable snapshot, if asked and
+        found, and the events after it (or all of them), upcast."""
         taken = self._snapshots(conn, snapshots) if snapshots else {}
         if taken:
             floors = {stream_id: snapshot.version for stream_id, snapshot in taken.items()}
@@ -342,15 +406,7 @@ class EventStore:
                 # on): the events decide, every one of them.
                 del taken[stream_id]
                 loaded[stream_id] = self._stored(conn, stream_id)
-        kept = _kept(conn, self)
-        streams = {}
-        for stream_id, found in loaded.items():
-            snapshot = taken.get(stream_id)
-            version = found[-1].sequence if found else snapshot.version if snapshot else 0
-            if kept is not None:
-                found.extend(self.upcasters.upcast(e) for e in kept.streams.get(stream_id, ()) if e.sequence > version)
-            streams[stream_id] = Stream(stream_id, found[-1].sequence if found else version, found, snapshot)
-        return streams
+        return {stream_id: (found, taken.get(stream_id)) for stream_id, found in loaded.items()}
 
     def _stored(self, conn: Connection, stream_id: str) -> list[Envelope]:
         """Every stored event of the stream, upcast, in order."""
@@ -493,6 +549,7 @@ def _envelope_of_tuple(row: tuple) -> Envelope:
 # Built once: building a statement (and its cache key) costs more Python than running it.
 _SELECT_HEAD = sa.select(stream_heads.c.version, stream_heads.c.head_hash).where(
     stream_heads.c.stream_id == sa.bindparam("stream_id"))
+_SELECT_HEADS = sa.select(stream_heads).where(stream_heads.c.stream_id.in_(sa.bindparam("stream_ids", expanding=True)))
 _SELECT_STREAM = sa.select(events).where(events.c.stream_id == sa.bindparam("stream_id")).order_by(events.c.sequence)
 _SELECT_STREAMS = sa.select(events).where(events.c.stream_id.in_(sa.bindparam("stream_ids", expanding=True))).order_by(
     events.c.stream_id, events.c.sequence)
@@ -568,6 +625,14 @@ class _Kept:
         """Snapshots of streams with kept events, written after them: a transaction locks a
         stream's snapshot row only once it holds the stream's head, so two never wait for each
         other's in opposite orders."""
+        self.preloaded: dict[str, tuple[str | None, list[Envelope], Snapshot | None]] = {}
+        """Streams read ahead (``preload``): the snapshot kind asked, the stored events (after
+        the snapshot, if one was used) and the snapshot."""
+        self.stored_heads: dict[str, tuple[int, str | None]] = {}
+        """Heads read ahead: the stored version and head hash ((0, None) for no stream)."""
+
+    def forget_read_ahead(self) -> None:
+        self.preloaded, self.stored_heads = {}, {}
 
     def add(self, stream_id: str, expected: int, recorded: Sequence[Envelope]) -> None:
         first = self.heads.get(stream_id)

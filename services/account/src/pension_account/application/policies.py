@@ -37,6 +37,11 @@ def _participant(store: EventStore, conn: Connection, source: Envelope) -> Strea
     return stream
 
 
+def _participant_head(source: Envelope) -> list[str]:
+    """The stream ``_record`` appends to after its head, read ahead for a batch by the consumer."""
+    return [participant_stream(source.subject)]
+
+
 def _record(
     store: EventStore, conn: Connection, source: Envelope, name: str, data: dict[str, Any], stream: Stream | None = None,
 ) -> None:
@@ -55,7 +60,7 @@ def _record(
 
 
 def policies(store: EventStore) -> dict[str, Policy]:
-    @reads_only_streams
+    @reads_only_streams(heads=_participant_head)
     def fund_account_opened(conn: Connection, source: Envelope) -> None:
         data = source.data
         _record(store, conn, source, FUND_ACCOUNT_BOUND, {
@@ -63,7 +68,7 @@ def policies(store: EventStore) -> dict[str, Policy]:
             "bank_code": data["bank_code"], "branch_city": data["branch_city"], "bound_at": data["opened_at"],
         })
 
-    @reads_only_streams
+    @reads_only_streams(heads=_participant_head)
     def contribution_received(conn: Connection, source: Envelope) -> None:
         data = source.data
         _record(store, conn, source, CONTRIBUTION_RECORDED, {
@@ -73,7 +78,7 @@ def policies(store: EventStore) -> dict[str, Policy]:
             "remaining_quota": data["remaining_quota"],
         })
 
-    @reads_only_streams
+    @reads_only_streams(heads=_participant_head)
     def investment(conn: Connection, source: Envelope) -> None:
         data = source.data
         kind = INVESTMENT_KINDS[source.event_type.name]
@@ -103,7 +108,7 @@ def policies(store: EventStore) -> dict[str, Policy]:
         if recorded is not None:
             _record(store, conn, source, *recorded, stream=stream)
 
-    @reads_only_streams
+    @reads_only_streams(heads=_participant_head)
     def payout_made(conn: Connection, source: Envelope) -> None:
         data = source.data
         _record(store, conn, source, WITHDRAWAL_RECORDED, {
@@ -114,7 +119,7 @@ def policies(store: EventStore) -> dict[str, Policy]:
         })
 
     def deduction(sign: int) -> Policy:
-        @reads_only_streams
+        @reads_only_streams(heads=_participant_head)
         def policy(conn: Connection, source: Envelope) -> None:
             data = source.data
             _record(store, conn, source, DEDUCTION_RECORDED, {
@@ -124,7 +129,7 @@ def policies(store: EventStore) -> dict[str, Policy]:
         return policy
 
     def tax(sign: int) -> Policy:
-        @reads_only_streams
+        @reads_only_streams(heads=_participant_head)
         def policy(conn: Connection, source: Envelope) -> None:
             data = source.data
             _record(store, conn, source, TAX_RECORDED, {

@@ -52,8 +52,13 @@ def record(conn: Connection, store: EventStore, stream: Stream, taxpayer: Taxpay
     return len(decided)
 
 
+def _taxpayer_of(source: Envelope) -> dict[str, str | None]:
+    """The stream a policy loads for ``source``, read ahead for a whole batch by the consumer."""
+    return {taxpayer_stream(source.data["participant_id"]): Taxpayer.SNAPSHOT}
+
+
 def _decide(store: EventStore, decide: Callable[[Taxpayer, Envelope], list[Event]]) -> Policy:
-    @reads_only_streams
+    @reads_only_streams(streams=_taxpayer_of)
     def policy(conn: Connection, source: Envelope) -> None:
         participant_id = source.data["participant_id"]
         stream, taxpayer = load_taxpayer(conn, store, participant_id)
