@@ -10,6 +10,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from bench.cpu import CpuMeter, Split
+
 TARGETS = {
     "throughput_ratio": 0.70,
     "p99_ms": 100.0,
@@ -230,21 +232,22 @@ def _cpu_split(system: Any, reference: Any, ref_rate: float) -> list[str]:
         "   /proc; the system's until the rest had drained; PostgreSQL and Kafka with every process they run):",
         f"   {'ms of CPU per command':30}{'system':>20}{'reference':>20}",
     ]
-    names = [name for name in system.ms_per_command if name not in ("the machine", system.REST)]
-    for name in [*names, system.REST, "the machine"]:
-        label = "total (the whole machine)" if name == "the machine" else name
+    names = [name for name in system.ms_per_command if name not in (CpuMeter.MACHINE, Split.REST)]
+    for name in [*names, Split.REST, CpuMeter.MACHINE]:
+        label = "total (the whole machine)" if name == CpuMeter.MACHINE else name
         lines.append(f"   {label:30}{_ms_or_unknown(system.ms_per_command.get(name)):>20}"
                      f"{_ms_or_unknown(reference.ms_per_command.get(name)):>20}")
     lines.append(f"   {'cores busy (of ' + str(cores) + ')':30}{system.cores_busy:>20.2f}{reference.cores_busy:>20.2f}")
-    downstream = system.of(*DOWNSTREAM)
-    floor_ms = system.of("load generator") + downstream + reference.of("the reference", "PostgreSQL")
+    downstream, loadgen = system.of(*DOWNSTREAM), system.of("load generator")
+    reference_work = reference.of("the reference", "PostgreSQL")
+    floor_ms = loadgen + downstream + reference_work
     if floor_ms > 0 and ref_rate > 0:
         ceiling = cores * 1000 / floor_ms
         lines += [
             f"   after its API answered, a command cost the system {downstream:.2f} ms more (relays, consumers, jobs and",
             "   Kafka, not counting their PostgreSQL work). Even with APIs and all PostgreSQL work as cheap as the",
-            f"   reference's API and PostgreSQL ({reference.of('the reference', 'PostgreSQL'):.2f} ms), and the load generator's "
-            f"{system.of('load generator'):.2f} ms, the {cores} cores could",
+            f"   reference's API and PostgreSQL ({reference_work:.2f} ms), and the load generator's "
+            f"{loadgen:.2f} ms, the {cores} cores could",
             f"   take at most {ceiling:.0f} commands/s: {ceiling / ref_rate:.2f} x the reference's {ref_rate:.0f}/s, "
             "the highest throughput ratio these costs allow",
         ]

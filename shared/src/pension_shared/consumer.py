@@ -50,8 +50,9 @@ def reads_only_streams(
 
     With ``streams`` (the streams it will load for an event: stream id -> the snapshot kind it
     folds, or None) and ``heads`` (the streams it will append to without reading them), the
-    consumer reads those of the whole batch ahead in two statements (``EventStore.preload``)
-    instead of two per event. Used as ``@reads_only_streams`` or ``@reads_only_streams(...)``."""
+    consumer reads those of the whole batch ahead (``EventStore.preload``: the snapshots, the
+    events and the heads, a statement each) instead of one or two statements per event. Used
+    as ``@reads_only_streams`` or ``@reads_only_streams(...)``."""
 
     def mark(policy: Policy) -> Policy:
         policy.reads_only_streams = True  # type: ignore[attr-defined]

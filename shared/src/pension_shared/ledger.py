@@ -189,11 +189,6 @@ class EventStore:
                 return version, head_hash
             if stream_id in kept.stored_heads:
                 return kept.stored_heads[stream_id]
-            if stream_id in kept.preloaded:
-                _, found, snapshot = kept.preloaded[stream_id]
-                if found:
-                    return found[-1].sequence, found[-1].hash
-                return (snapshot.version, snapshot.hash) if snapshot is not None else (0, None)
         head = conn.execute(_SELECT_HEAD, {"stream_id": stream_id}).one_or_none()
         return (head.version, head.head_hash) if head else (0, None)
 
@@ -354,7 +349,7 @@ class EventStore:
         streams = {}
         for stream_id in stream_ids:
             found, snapshot = stored[stream_id]
-            version = found[-1].sequence if found else snapshot.version if snapshot else 0
+            version, _ = _stored_head(found, snapshot)
             if kept is not None:
                 found.extend(self.upcasters.upcast(e) for e in kept.streams.get(stream_id, ()) if e.sequence > version)
             streams[stream_id] = Stream(stream_id, found[-1].sequence if found else version, found, snapshot)
@@ -379,6 +374,7 @@ class EventStore:
             loaded = self._load_stored(conn, list(wanted), {s: k for s, k in wanted.items() if k is not None})
             for stream_id, (found, snapshot) in loaded.items():
                 kept.preloaded[stream_id] = (wanted[stream_id], found, snapshot)
+                kept.stored_heads[stream_id] = _stored_head(found, snapshot)
         read = sorted({s for s in heads if s not in kept.stored_heads and s not in kept.heads})
         if read:
             kept.stored_heads.update({s: (0, None) for s in read})
@@ -629,7 +625,8 @@ class _Kept:
         """Streams read ahead (``preload``): the snapshot kind asked, the stored events (after
         the snapshot, if one was used) and the snapshot."""
         self.stored_heads: dict[str, tuple[int, str | None]] = {}
-        """Heads read ahead: the stored version and head hash ((0, None) for no stream)."""
+        """Heads read ahead, or of the streams read ahead: the stored version and head hash
+        ((0, None) for no stream)."""
 
     def forget_read_ahead(self) -> None:
         self.preloaded, self.stored_heads = {}, {}
@@ -645,6 +642,14 @@ class _Kept:
 
 _KEPT = "pension.kept_appends"
 """Key in the DBAPI connection's ``info``: (the store, its ``_Kept``) while ``deferred``."""
+
+
+def _stored_head(found: Sequence[Envelope], snapshot: Snapshot | None) -> tuple[int, str | None]:
+    """The version and head hash of a stream loaded as stored: its last event's, else its
+    snapshot's (loaded at the head), else none (no stream)."""
+    if found:
+        return found[-1].sequence, found[-1].hash
+    return (snapshot.version, snapshot.hash) if snapshot is not None else (0, None)
 
 
 def _kept(conn: Connection, store: EventStore) -> _Kept | None:
