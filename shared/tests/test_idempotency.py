@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from pension_shared.errors import ConcurrencyConflict, DomainError, IdempotencyKeyReused
 from pension_shared.idempotency import CommandRunner, RefusedResponse, StoredResponse, fingerprint
 from pension_shared.schema import events, idempotency_keys, outbox
-from pension_shared.web import render_domain_error
+from pension_shared.problems import render_domain_error
 from shared_support.tally import TallyService, added, meta, stream_of
 
 pytestmark = pytest.mark.postgres

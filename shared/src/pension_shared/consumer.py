@@ -32,8 +32,8 @@ from pension_shared.envelope import Envelope, MalformedEvent, Upcasters, parse_c
 from pension_shared.errors import ConcurrencyConflict
 from pension_shared.ledger import EventStore
 from pension_shared.messaging import IncomingRecord, OutgoingRecord, Publisher, Subscription, dlq_topic
+from pension_shared.problems import correlation_id
 from pension_shared.schema import inbox
-from pension_shared.web import correlation_id
 
 log = logging.getLogger(__name__)
 

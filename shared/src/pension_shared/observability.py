@@ -21,14 +21,15 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-from fastapi import FastAPI
-from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 from pension_shared.messaging import dlq_topic
+from pension_shared.problems import correlation_id
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from pension_shared.runtime import ServiceContext, Transport
 
 log = logging.getLogger(__name__)
@@ -241,6 +242,8 @@ def install_observability(app: FastAPI, contexts: Sequence["ServiceContext"]) ->
 
     app.add_middleware(_PureMiddleware, call=measure)
 
+    from fastapi.responses import Response
+
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -255,8 +258,6 @@ class JsonLogFormatter(logging.Formatter):
     """One JSON object per line, with the correlation id of the request or event being handled."""
 
     def format(self, record: logging.LogRecord) -> str:
-        from pension_shared.web import correlation_id
-
         document = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}",
             "level": record.levelname, "logger": record.name, "message": record.getMessage(),

@@ -2,7 +2,8 @@
 ``ServiceDefinition`` and run as its API, its relay or its consumer, on either transport.
 
 Production runs each role as its own process (``python -m pension_<service> api|relay|consumer|migrate``);
-the embedded default runs all of them for all four services in one process."""
+the embedded default runs all of them for all four services in one process. Only the API imports
+the web framework, and only ``migrate`` imports alembic: the other roles start without them."""
 
 from __future__ import annotations
 
@@ -11,12 +12,11 @@ import logging
 import signal
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Protocol, Sequence
 
 import sqlalchemy as sa
-from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 
 from pension_shared.auth import TokenRegistry
@@ -30,9 +30,14 @@ from pension_shared.messaging import Publisher, Subscription, dlq_topic
 from pension_shared.migrations import upgrade
 from pension_shared.observability import BrokerProbe, configure_logging, install_observability
 from pension_shared.lease import Lease
+from pension_shared.problems import render_domain_error
 from pension_shared.relay import OutboxRelay
 from pension_shared.settings import ServiceSettings
-from pension_shared.web import Edge, clock_router, install_correlation, install_limits, install_problem_handlers, render_domain_error
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter, FastAPI
+
+    from pension_shared.web import Edge
 
 log = logging.getLogger(__name__)
 
@@ -150,10 +155,17 @@ class ServiceContext:
     engine: Engine
     store: EventStore
     clock: BusinessClock
-    edge: Edge
+    tokens: TokenRegistry
     runner: CommandRunner
     transport: Transport
     extras: dict[str, object] = field(default_factory=dict)
+
+    @cached_property
+    def edge(self) -> Edge:
+        """What the service's routes authenticate with; built by the API only."""
+        from pension_shared.web import Edge
+
+        return Edge(self.tokens, self.clock)
 
     @property
     def consumer_group(self) -> str:
@@ -210,7 +222,7 @@ def build_context(
     tokens = tokens or TokenRegistry.from_file(settings.tokens_file, development=not settings.production)
     return ServiceContext(
         definition=definition, settings=settings, engine=engine, store=store, clock=clock,
-        edge=Edge(tokens, clock), runner=CommandRunner(engine, render_domain_error),
+        tokens=tokens, runner=CommandRunner(engine, render_domain_error),
         transport=transport or transport_from(settings),
     )
 
@@ -225,6 +237,11 @@ def all_topics_with_dlq(prefix: str = "") -> list[str]:
 def build_app(contexts: Sequence[ServiceContext], *, title: str) -> FastAPI:
     """One FastAPI app serving the routers of the given services (one in production, all four
     in the embedded default), with the shared edge: errors, correlation, health, clock."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    from pension_shared.web import clock_router, install_correlation, install_limits, install_problem_handlers
+
     app = FastAPI(title=title, version="1.0.0", docs_url="/docs", openapi_url="/openapi.json")
     install_problem_handlers(app)
     install_correlation(app)
@@ -241,8 +258,10 @@ def build_app(contexts: Sequence[ServiceContext], *, title: str) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "up"}
 
+    # No return annotation: FastAPI would resolve it among the module's names, and JSONResponse
+    # is imported here, by the API only.
     @app.get("/ready", tags=["operations"])
-    def ready() -> JSONResponse:
+    def ready():  # noqa: ANN202
         states = {ctx.definition.name: ctx.ready() for ctx in contexts}
         states["broker"] = broker.reachable()
         status = 200 if all(states.values()) else 503

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 import time
 import uuid
-from contextvars import ContextVar
 from datetime import datetime
 from email.message import Message
 from typing import Any, Awaitable, Callable, Iterator
@@ -31,47 +29,18 @@ from starlette.types import ASGIApp, Message as ASGIMessage, Receive, Scope, Sen
 
 from pension_shared.auth import Principal, TokenRegistry, require_role
 from pension_shared.clock import BusinessClock, rfc3339
-from pension_shared.errors import DomainError, status_for
-from pension_shared.idempotency import CommandRunner, RefusedResponse, StoredResponse, Work, fingerprint
-from pension_shared.pii import mask_id_number
+from pension_shared.errors import DomainError
+from pension_shared.idempotency import CommandRunner, RefusedResponse, Work, fingerprint
+from pension_shared.problems import PROBLEM_JSON, correlation_id, problem, render_domain_error
 from pension_shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
-
-PROBLEM_JSON = "application/problem+json"
-correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
 
 class StrictModel(BaseModel):
     """Request bodies: unknown fields are refused, not silently dropped."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "type": f"https://pension.example.cn/problems/{code.lower().replace('_', '-')}",
-        "title": title,
-        "status": status,
-        "code": code,
-        "detail": _masked(detail),
-        **extra,
-    }
-
-
-_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])[1-9][0-9]{16}[0-9Xx](?![0-9A-Za-z])")
-
-
-def _masked(detail: str) -> str:
-    """A detail that echoes what the client sent (``no participant <id>``) never carries an ID
-    number in clear, even one sent where it does not belong: error bodies end up in logs."""
-    return _ID_NUMBER.sub(lambda found: mask_id_number(found.group()), detail)
-
-
-def render_domain_error(error: DomainError) -> StoredResponse:
-    status = status_for(error.code)
-    title = error.code.replace("_", " ").capitalize()
-    return StoredResponse(status, problem(status, error.code, title, error.detail, **error.extra))
 
 
 def database_unavailable(exc: sa_exc.DBAPIError) -> bool:

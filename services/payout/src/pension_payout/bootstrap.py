@@ -7,7 +7,6 @@ from pension_payout.adapters.projection import PayeeRegisteredProjection, Withdr
 from pension_payout.application.jobs import DuePayouts, Payments
 from pension_payout.application.policies import policies
 from pension_payout.config import PayoutSettings
-from pension_payout.entrypoints.api import ops_router, withdrawals_router
 from pension_shared.runtime import ServiceContext, ServiceDefinition
 
 
@@ -24,11 +23,18 @@ def _recording(ctx: ServiceContext) -> RecordingPaymentAdapter | None:
     return adapter if isinstance(adapter, RecordingPaymentAdapter) else None
 
 
+def _routers(ctx: ServiceContext) -> list:
+    # Imported here: only the API process serves HTTP (the other roles start without FastAPI).
+    from pension_payout.entrypoints.api import ops_router, withdrawals_router
+
+    return [withdrawals_router(ctx), ops_router(ctx, _recording(ctx))]
+
+
 DEFINITION = ServiceDefinition(
     name="payout",
     migrations=Path(__file__).resolve().parents[2] / "migrations",
     projections=lambda: [PayeeRegisteredProjection(), WithdrawalsProjection()],
-    routers=lambda ctx: [withdrawals_router(ctx), ops_router(ctx, _recording(ctx))],
+    routers=_routers,
     policies=lambda ctx: policies(ctx.store),
     subscribes_to=("pension.account", "pension.fund-account"),
     jobs=lambda ctx: [DuePayouts(ctx), Payments(ctx, payment_adapter(ctx))],
