@@ -24,8 +24,7 @@ help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
 
 sync:
-	@scripts/ensure-uv.sh >/dev/null
-	uv sync --all-packages
+	scripts/sync.sh
 
 run: sync
 	uv run pension run

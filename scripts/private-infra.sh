@@ -15,7 +15,7 @@ export PENSION_KAFKA_START_TIMEOUT="${PENSION_KAFKA_START_TIMEOUT:-300}"
 private_infra() {
   local dir="$1" pg_port="$2" kafka_port="$3"
   UV="$(PENSION_INFRA_DIR="$MAIN_INFRA" scripts/ensure-uv.sh)"
-  "$UV" sync --all-packages --quiet
+  UV="$UV" scripts/sync.sh --quiet
   # The broker's jars are the same for every infra directory: use what `make test` fetched.
   if [[ -f "$MAIN_INFRA/kafka/libs/.complete" && ! -e "$dir/kafka/libs" ]]; then
     mkdir -p "$dir/kafka"

@@ -26,8 +26,8 @@ step "ensure uv"
 UV="$(scripts/ensure-uv.sh)"
 export PATH="$(dirname "$UV"):$PATH"
 
-step "uv sync --all-packages"
-"$UV" sync --all-packages
+step "uv sync --all-packages, bytecode compiled (scripts/sync.sh)"
+UV="$UV" scripts/sync.sh
 
 step "ensure tools (kcat, docker compose)"
 scripts/ensure-tools.sh
