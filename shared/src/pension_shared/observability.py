@@ -242,9 +242,11 @@ def install_observability(app: FastAPI, contexts: Sequence["ServiceContext"]) ->
 
     app.add_middleware(_PureMiddleware, call=measure)
 
-    from fastapi.responses import Response
+    from fastapi.responses import Response  # here: only an API process imports the web framework
 
-    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    # response_model=None: FastAPI would otherwise look the return annotation up among this
+    # module's names, where Response is not.
+    @app.get("/metrics", tags=["operations"], include_in_schema=False, response_model=None)
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -258,10 +258,10 @@ def build_app(contexts: Sequence[ServiceContext], *, title: str) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "up"}
 
-    # No return annotation: FastAPI would resolve it among the module's names, and JSONResponse
-    # is imported here, by the API only.
-    @app.get("/ready", tags=["operations"])
-    def ready():  # noqa: ANN202
+    # response_model=None: FastAPI would otherwise look the return annotation up among this
+    # module's names, and JSONResponse is imported above, by the API only.
+    @app.get("/ready", tags=["operations"], response_model=None)
+    def ready() -> JSONResponse:
         states = {ctx.definition.name: ctx.ready() for ctx in contexts}
         states["broker"] = broker.reachable()
         status = 200 if all(states.values()) else 503
