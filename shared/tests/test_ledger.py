@@ -6,7 +6,7 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from pension_shared.envelope import Upcasters, parse_cloudevent
+from pension_shared.envelope import Upcasters, canonical_json, parse_cloudevent
 from pension_shared.errors import ConcurrencyConflict
 from pension_shared.ledger import EventStore, NewEvent
 from pension_shared.schema import events, outbox, stream_heads
@@ -176,6 +176,25 @@ def test_every_event_has_an_outbox_row_in_the_same_transaction_holding_the_cloud
     assert all(r.topic == "pension.tally" and r.published_at is None for r in rows)
     assert [r.key for r in rows] == ["P1", "P1", "P2"]
     assert [parse_cloudevent(bytes(r.payload)) for r in rows] == recorded
+
+
+def test_text_of_every_kind_is_stored_and_published_byte_for_byte(tally: TallyService) -> None:
+    """The append sends its events to PostgreSQL inside a JSON document: whatever JSON escapes on
+    the way (quotes, backslashes, control characters, NUL) or leaves as UTF-8 (Chinese, emoji)
+    comes out as the store's own canonical JSON, in the ledger and in the outbox."""
+    text = '张三 "quoted" back\\slash \\u0041 new\nline\ttab \x00 nul \x1f unit 🎉'
+    new = [NewEvent("Added", {"amount": 1, "note": text, "nested": {"键": [text, None, 1.5]}}, "P1"),
+           NewEvent("Added", {"amount": 2, "note": "plain"}, "P1")]
+    with tally.engine.begin() as conn:
+        recorded = tally.store.append(conn, "tally-P1", 0, new, meta("关联", "cause\"'"))
+    with tally.engine.connect() as conn:
+        stored = conn.execute(sa.select(events.c.data).order_by(events.c.sequence)).scalars().all()
+        payloads = conn.execute(sa.select(outbox.c.payload).order_by(outbox.c.id)).scalars().all()
+        loaded = tally.store.load(conn, "tally-P1")
+        assert verify_ledger(conn).intact
+    assert stored == [canonical_json(e.data).decode() for e in recorded]
+    assert [bytes(p) for p in payloads] == [e.to_json() for e in recorded]
+    assert loaded.events == recorded and recorded[0].data["note"] == text
 
 
 def test_read_all_returns_every_event_in_recorded_order_across_batches(tally: TallyService) -> None:

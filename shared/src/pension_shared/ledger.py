@@ -290,13 +290,17 @@ class EventStore:
         """The heads, the events and their outbox rows in one round trip (PostgreSQL): a stream's
         events are inserted only if its head moved from the expected version (else none of them
         is, and the writer that got there first wins), the outbox rows only for the events."""
-        rows = [_event_row(e) for e in recorded]
-        params: dict[str, Any] = {name: [row[name] for row in rows] for name, _ in _EVENT_COLUMNS[:-1]}
-        params.update(
-            payload=[e.to_json() for e in recorded], topic=self.topic,
-            h_stream=[h[0] for h in heads], h_expected=[h[1] for h in heads], h_version=[h[2] for h in heads],
-            h_hash=[h[3] for h in heads],
-        )
+        params = {
+            "heads": orjson.dumps([
+                {"stream_id": stream_id, "expected": expected, "version": version, "head_hash": head_hash}
+                for stream_id, expected, version, head_hash in heads
+            ]).decode(),
+            "events": orjson.dumps([
+                {**_event_row(e), "payload": e.to_json().decode(), "ordinal": ordinal}
+                for ordinal, e in enumerate(recorded)
+            ]).decode(),
+            "topic": self.topic,
+        }
         inserted = conn.execute(_APPEND, params).all()
         if len(inserted) != len(recorded):
             written = {row.event_id for row in inserted}
@@ -570,42 +574,38 @@ def _upsert_snapshot(dialect: str) -> Any:
         where=(snapshots.c.version < statement.excluded.version) | (snapshots.c.kind != statement.excluded.kind),
     )
 
+
+_HEAD_COLUMNS = "stream_id varchar, expected integer, version integer, head_hash varchar"
 _EVENT_COLUMNS = (
-    ("event_id", "varchar"), ("stream_id", "varchar"), ("sequence", "integer"), ("type", "varchar"),
-    ("source", "varchar"), ("subject", "varchar"), ("time", "varchar"), ("data", "text"), ("correlation_id", "varchar"),
-    ("causation_id", "varchar"), ("prevhash", "varchar"), ("hash", "varchar"), ("payload", "bytea"),
+    "event_id varchar, stream_id varchar, sequence integer, type varchar, source varchar, subject varchar, "
+    "time varchar, data text, correlation_id varchar, causation_id varchar, prevhash varchar, hash varchar, "
+    "payload text, ordinal integer"
 )
-
-
-def _unnest(columns: Sequence[tuple[str, str]], prefix: str = "") -> str:
-    arrays = ", ".join(f"CAST(:{prefix}{name} AS {kind}[])" for name, kind in columns)
-    return f"unnest({arrays})"
-
-
-_HEAD_COLUMNS = (("stream", "varchar"), ("expected", "integer"), ("version", "integer"), ("hash", "varchar"))
 _STORED = "event_id, stream_id, sequence, type, source, subject, time, data, correlation_id, causation_id, prevhash, hash"
 _APPEND = sa.text(
-    f"WITH heads AS (SELECT * FROM {_unnest(_HEAD_COLUMNS, 'h_')} AS h (stream_id, expected, version, head_hash)), "
+    f"WITH heads AS (SELECT * FROM json_to_recordset(CAST(:heads AS json)) AS h ({_HEAD_COLUMNS})), "
     "updated AS (UPDATE stream_heads s SET version = h.version, head_hash = h.head_hash FROM heads h "
     "WHERE h.expected > 0 AND s.stream_id = h.stream_id AND s.version = h.expected RETURNING s.stream_id), "
     "created AS (INSERT INTO stream_heads (stream_id, version, head_hash) "
     "SELECT stream_id, version, head_hash FROM heads WHERE expected = 0 ON CONFLICT (stream_id) DO NOTHING RETURNING stream_id), "
     "moved AS (SELECT stream_id FROM updated UNION ALL SELECT stream_id FROM created), "
-    f"new_events AS (SELECT * FROM {_unnest(_EVENT_COLUMNS)} WITH ORDINALITY "
-    f"AS n ({', '.join(name for name, _ in _EVENT_COLUMNS)}, ordinal)), "
+    f"new_events AS (SELECT * FROM json_to_recordset(CAST(:events AS json)) AS n ({_EVENT_COLUMNS})), "
     f"inserted AS (INSERT INTO events ({_STORED}) "
     f"SELECT {', '.join('n.' + name for name in _STORED.split(', '))} FROM new_events n JOIN moved USING (stream_id) "
     "ORDER BY n.ordinal RETURNING event_id, position), "
     "published AS (INSERT INTO outbox (event_id, topic, key, payload) "
-    "SELECT n.event_id, CAST(:topic AS varchar), n.subject, n.payload FROM inserted JOIN new_events n USING (event_id) "
-    "ORDER BY inserted.position), "
+    "SELECT n.event_id, CAST(:topic AS varchar), n.subject, convert_to(n.payload, 'UTF8') "
+    "FROM inserted JOIN new_events n USING (event_id) ORDER BY inserted.position), "
     # Delivered at commit, to the relay waiting for outbox rows (none if rolled back).
     f"notified AS (SELECT pg_notify('{OUTBOX_CHANNEL}', '')) "
     "SELECT event_id, position FROM inserted, notified"
 )
-"""``EventStore._write_in_one_statement``'s SQL, one text for any number of streams and events
-(given as arrays): data-modifying CTEs, each stream's events inserted in order (so positions
-follow sequences) only if its head was written, the outbox rows only for the events inserted."""
+"""``EventStore._write_in_one_statement``'s SQL, one text for any number of streams and events:
+data-modifying CTEs, each stream's events inserted in order (so positions follow sequences) only
+if its head was written, the outbox rows only for the events inserted. The heads and the events
+come as two JSON documents (an array of objects each), which the server reads in one pass each:
+given as a dozen arrays of text instead, psycopg's quoting of every element cost more Python than
+the rest of an append (0.4 ms of a two-event append, against 0.02 ms for orjson's documents)."""
 
 
 class _Kept:
