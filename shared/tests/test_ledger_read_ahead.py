@@ -23,8 +23,9 @@ def _reads(engine: sa.Engine) -> list[str]:
     seen: list[str] = []
 
     def note(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
-        if statement.lstrip().startswith("SELECT") and ("FROM events" in statement or "FROM stream_heads" in statement
-                                                        or "FROM snapshots" in statement):
+        reading = statement.lstrip().startswith("SELECT") or (
+            statement.lstrip().startswith("WITH") and "INSERT" not in statement and "UPDATE" not in statement)
+        if reading and ("FROM events" in statement or "FROM stream_heads" in statement or "FROM snapshots" in statement):
             seen.append(statement)
 
     event.listen(engine, "before_cursor_execute", note)

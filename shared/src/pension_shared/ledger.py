@@ -337,7 +337,7 @@ class EventStore:
     ) -> dict[str, Stream]:
         """``load`` of several streams in one round trip. With ``snapshots`` (stream id -> the
         kind its caller folds): the stream's snapshot of that kind, when it has one that continues
-        its chain, and only the events after it (one round trip more). A stream ``preload``-ed in
+        its chain, and only the events after it, in the same round trip. A stream ``preload``-ed in
         this transaction (of the same snapshot kind) is not read again."""
         snapshots = snapshots or {}
         kept = _kept(conn, self)
@@ -390,15 +390,19 @@ class EventStore:
     ) -> dict[str, tuple[list[Envelope], Snapshot | None]]:
         """The streams as stored (kept appends aside): each one's usable snapshot, if asked and
         found, and the events after it (or all of them), upcast."""
-        taken = self._snapshots(conn, snapshots) if snapshots else {}
-        if taken:
-            floors = {stream_id: snapshot.version for stream_id, snapshot in taken.items()}
-            rows = conn.execute(_select_streams_after(floors), {"stream_ids": list(stream_ids)}).all()
+        loaded: dict[str, list[Envelope]] = {stream_id: [] for stream_id in stream_ids}
+        taken: dict[str, Snapshot] = {}
+        if snapshots:
+            rows = conn.execute(_SELECT_FROM_SNAPSHOTS, {
+                "stream_ids": list(stream_ids), "kinds": list(snapshots.items()),
+            }).all()
         else:
             rows = conn.execute(_SELECT_STREAMS, {"stream_ids": list(stream_ids)}).all()
-        loaded: dict[str, list[Envelope]] = {stream_id: [] for stream_id in stream_ids}
         for row in rows:
-            loaded[row.stream_id].append(self.upcasters.upcast(_envelope(row)))
+            if row.event_id is None:  # the stream's snapshot, ordered before the events after it
+                taken[row.stream_id] = Snapshot(row.kind, row.sequence, row.hash, orjson.loads(row.data))
+            else:
+                loaded[row.stream_id].append(self.upcasters.upcast(_envelope(row)))
         for stream_id, snapshot in list(taken.items()):
             after = loaded[stream_id]
             if after and (after[0].sequence != snapshot.version + 1 or after[0].prevhash != snapshot.hash):
@@ -411,17 +415,6 @@ class EventStore:
     def _stored(self, conn: Connection, stream_id: str) -> list[Envelope]:
         """Every stored event of the stream, upcast, in order."""
         return [self.upcasters.upcast(_envelope(row)) for row in conn.execute(_SELECT_STREAM, {"stream_id": stream_id})]
-
-    def _snapshots(self, conn: Connection, kinds: Mapping[str, str]) -> dict[str, Snapshot]:
-        """The streams' snapshots of the kinds asked that are at the stream's head or behind it
-        (with the head's hash when at it): a snapshot past the head or off its chain is not used."""
-        found = {}
-        for row in conn.execute(_SELECT_SNAPSHOTS, {"stream_ids": list(kinds)}):
-            behind = row.head_version > row.version
-            at_head = row.head_version == row.version and row.head_hash == row.hash
-            if row.kind == kinds[row.stream_id] and (behind or at_head):
-                found[row.stream_id] = Snapshot(row.kind, row.version, row.hash, orjson.loads(row.state))
-        return found
 
     def save_snapshot(self, conn: Connection, stream_id: str, snapshot: Snapshot) -> None:
         """Keep ``snapshot`` as the stream's, in the caller's transaction, unless the stream
@@ -553,16 +546,47 @@ _SELECT_HEADS = sa.select(stream_heads).where(stream_heads.c.stream_id.in_(sa.bi
 _SELECT_STREAM = sa.select(events).where(events.c.stream_id == sa.bindparam("stream_id")).order_by(events.c.sequence)
 _SELECT_STREAMS = sa.select(events).where(events.c.stream_id.in_(sa.bindparam("stream_ids", expanding=True))).order_by(
     events.c.stream_id, events.c.sequence)
-_SELECT_SNAPSHOTS = (
-    sa.select(snapshots, stream_heads.c.version.label("head_version"), stream_heads.c.head_hash)
+_USABLE_SNAPSHOTS = (
+    sa.select(snapshots.c.stream_id, snapshots.c.kind, snapshots.c.version, snapshots.c.hash, snapshots.c.state)
     .join(stream_heads, stream_heads.c.stream_id == snapshots.c.stream_id)
-    .where(snapshots.c.stream_id.in_(sa.bindparam("stream_ids", expanding=True)))
+    .where(
+        sa.tuple_(snapshots.c.stream_id, snapshots.c.kind).in_(sa.bindparam("kinds", expanding=True)),
+        (stream_heads.c.version > snapshots.c.version)
+        | ((stream_heads.c.version == snapshots.c.version) & (stream_heads.c.head_hash == snapshots.c.hash)),
+    )
+    .cte("usable")
 )
+"""The snapshots of the kinds asked (stream id, kind pairs) that are behind their stream's head,
+or at it with the head's hash: a snapshot past the head or off its chain is not used."""
 
 
-def _select_streams_after(floors: Mapping[str, int]) -> sa.Select:
-    """``_SELECT_STREAMS`` of the events after each stream's floor (0 for a stream without one)."""
-    return _SELECT_STREAMS.where(events.c.sequence > sa.case(floors, value=events.c.stream_id, else_=0))
+def _no(column: sa.Column) -> sa.ColumnElement:
+    return sa.cast(sa.null(), column.type).label(column.name)
+
+
+_SNAPSHOT_AS_ROW = {
+    "stream_id": _USABLE_SNAPSHOTS.c.stream_id, "sequence": _USABLE_SNAPSHOTS.c.version.label("sequence"),
+    "data": _USABLE_SNAPSHOTS.c.state.label("data"), "hash": _USABLE_SNAPSHOTS.c.hash,
+}
+
+_SELECT_FROM_SNAPSHOTS = sa.union_all(
+    sa.select(*events.c, _no(snapshots.c.kind))
+    .select_from(
+        stream_heads
+        .outerjoin(_USABLE_SNAPSHOTS, _USABLE_SNAPSHOTS.c.stream_id == stream_heads.c.stream_id)
+        .join(events, (events.c.stream_id == stream_heads.c.stream_id)
+              & (events.c.sequence > sa.func.coalesce(_USABLE_SNAPSHOTS.c.version, 0)))
+    )
+    .where(stream_heads.c.stream_id.in_(sa.bindparam("stream_ids", expanding=True))),
+    sa.select(*(_SNAPSHOT_AS_ROW.get(c.name, _no(c)) for c in events.c), _USABLE_SNAPSHOTS.c.kind),
+).order_by("stream_id", "sequence")
+"""``load_many``'s read from snapshots, in one round trip: each stream's usable snapshot (a row
+with no event id: its version as the sequence, its state as the data, its hash and kind) and
+the events after it, or all of the stream's events without one, by stream and sequence (so the
+snapshot comes before its events). Driven by the streams' heads (every stream with events has
+one, written with them), so the events are found through the index on (stream_id, sequence)
+from the snapshot's version on, where a condition on each stream's floor had the whole stream
+read and filtered: a long stream costs only the events after its snapshot."""
 
 
 @functools.lru_cache(maxsize=None)
