@@ -52,6 +52,16 @@ platform has a few dozen; the bound keeps a stream of junk types from growing it
 _PARSED_TYPES_MAX = 4096
 
 
+def parsed_type(text: str) -> EventType:
+    """``EventType.parse``, each type text parsed once."""
+    parsed = _PARSED_TYPES.get(text) if isinstance(text, str) else None
+    if parsed is None:
+        parsed = EventType.parse(text)
+        if len(_PARSED_TYPES) < _PARSED_TYPES_MAX:
+            _PARSED_TYPES[text] = parsed
+    return parsed
+
+
 def canonical_json(value: Any) -> bytes:
     """Deterministic JSON: sorted keys, no insignificant whitespace, UTF-8."""
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
@@ -78,12 +88,7 @@ class Envelope:
 
     @property
     def event_type(self) -> EventType:
-        parsed = _PARSED_TYPES.get(self.type)
-        if parsed is None:
-            parsed = EventType.parse(self.type)
-            if len(_PARSED_TYPES) < _PARSED_TYPES_MAX:
-                _PARSED_TYPES[self.type] = parsed
-        return parsed
+        return parsed_type(self.type)
 
     def to_cloudevent(self) -> dict[str, Any]:
         document = _hashed_attributes(
@@ -141,7 +146,7 @@ def parse_cloudevent(raw: bytes | str) -> Envelope:
         if document.get(name) is not None and not isinstance(document[name], str):
             raise MalformedEvent(f"{name} must be a string or null")
     try:
-        EventType.parse(document["type"])
+        parsed_type(document["type"])
     except ValueError as exc:
         raise MalformedEvent(str(exc)) from exc
     return Envelope(
