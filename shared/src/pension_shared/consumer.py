@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, ContextManager, Mapping, Sequence
 
 import orjson
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -305,11 +306,14 @@ class InboxConsumer:
 
     def _claim_all(self, conn: Connection, parsed: Sequence[tuple[IncomingRecord, Envelope]]) -> set[str]:
         """The inbox rows of these events, in one statement: the ids of those not seen before."""
-        return set(conn.execute(_inbox_claim(conn.dialect.name), [
+        rows = [
             {"consumer": self.name, "event_id": envelope.id, "topic": record.topic, "partition": record.partition,
              "offset": record.offset}
             for record, envelope in parsed
-        ]).scalars())
+        ]
+        if conn.dialect.name == "postgresql":
+            return set(conn.execute(_CLAIM_ALL, {"rows": orjson.dumps(rows).decode()}).scalars())
+        return set(conn.execute(_inbox_claim(conn.dialect.name), rows).scalars())
 
     @staticmethod
     def _applied(conn: Connection, envelope: Envelope, policy: Policy | None) -> str:
@@ -356,6 +360,17 @@ def _key(record: IncomingRecord) -> tuple[str, int, int]:
 def _inbox_claim(dialect: str) -> Any:
     """INSERT INTO inbox ... ON CONFLICT DO NOTHING RETURNING event_id, built once per dialect."""
     return insert_ignoring_duplicates(dialect, inbox).returning(inbox.c.event_id)
+
+
+_CLAIM_ALL = sa.text(
+    'INSERT INTO inbox (consumer, event_id, topic, "partition", "offset") '
+    'SELECT consumer, event_id, topic, "partition", "offset" FROM json_to_recordset(CAST(:rows AS json)) '
+    'AS r (consumer varchar, event_id varchar, topic varchar, "partition" integer, "offset" bigint) '
+    "ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id"
+)
+"""``_inbox_claim`` on PostgreSQL, the rows given as one JSON document: a batch's claim as a
+multi-row INSERT had psycopg dump five parameters per record (10 % of the account consumer's
+CPU); a second copy of an event in the batch is not inserted, as there."""
 
 
 def _is_infrastructure_failure(exc: Exception) -> bool:
