@@ -77,7 +77,9 @@ def main() -> None:
     args = parser.parse_args()
     import uvicorn
 
-    uvicorn.run(build_app(os.environ["PENSION_DATABASE_URL"]), host=args.host, port=args.port)
+    # Served as the services' APIs are (pension_shared.runtime): no access line per request.
+    uvicorn.run(build_app(os.environ["PENSION_DATABASE_URL"]), host=args.host, port=args.port,
+                log_config=None, access_log=False)
 
 
 if __name__ == "__main__":
