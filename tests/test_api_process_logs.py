@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from pension_shared.testing import free_port
+from tests.support.requests import eventually
 
 
 def test_an_api_process_logs_json_lines_only_and_no_line_per_request(tmp_path: Path) -> None:
@@ -27,19 +22,19 @@ def test_an_api_process_logs_json_lines_only_and_no_line_per_request(tmp_path: P
     }
     env.pop("PENSION_TOKENS_FILE", None)
     subprocess.run([sys.executable, "-m", "pension_tax", "migrate"], env=env, check=True, capture_output=True, timeout=180)
-    port = _free_port()
+    port = free_port()
     api = subprocess.Popen([sys.executable, "-m", "pension_tax", "api", "--port", str(port)], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def up() -> bool:
+        assert api.poll() is None, "the API exited"
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert api.poll() is None and time.monotonic() < deadline, "the API did not start"
-            time.sleep(0.2)
+        eventually(up, timeout_s=120, interval_s=0.2)
         statuses = [httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5).status_code
                     for path in ("/health", "/health", "/v1/no-such-thing")]
         assert statuses == [200, 200, 404]

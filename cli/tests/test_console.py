@@ -3,7 +3,6 @@ view shows (computed by the operator commands' own code), and the live stream of
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from pension_cli.commands.consumers import lag_rows
 from pension_cli.console.sessions import COOKIE, Sessions
 from pension_cli.deployment import Deployment, DeploymentError
 from pension_shared.auth import Principal, digest
+from pension_shared.testing import free_port
 
 PROBLEM = "application/problem+json"
 DATA_ROUTES = [
@@ -190,15 +190,9 @@ def test_the_monthly_figures_cover_the_months_up_to_the_business_month(running):
     assert [m["month"] for m in three["result"]["months"]] == ["2025-08", "2025-09", "2025-10"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def served(app) -> Iterator[str]:  # noqa: ANN001
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, daemon=True)

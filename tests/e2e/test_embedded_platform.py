@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,21 +12,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pension_shared.testing import free_port
 from tests.support.requests import auth, eventually, registration
 
 pytestmark = pytest.mark.e2e
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class RunningPlatform:
     def __init__(self, var: Path) -> None:
         self.var = var
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
         self.output = var / "pension-run.log"

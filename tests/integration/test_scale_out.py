@@ -41,7 +41,7 @@ import pytest
 import sqlalchemy as sa
 
 from pension_shared.clock import SHANGHAI, SettableClock
-from pension_shared.testing import random_id
+from pension_shared.testing import free_ports, random_id
 from tests.support.requests import auth, eventually, registration
 
 pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
@@ -132,20 +132,6 @@ class Cluster:
         )
 
 
-def _free_ports(count: int) -> list[int]:
-    import socket
-
-    sockets, ports = [], []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        sockets.append(s)
-        ports.append(s.getsockname()[1])
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _wait_ready(cluster: Cluster, timeout_s: float = 90) -> None:
     deadline = time.monotonic() + timeout_s
     pending = {f"http://127.0.0.1:{port}" for ports in cluster.ports.values() for port in ports}
@@ -195,7 +181,7 @@ def cluster(new_postgres_database, kafka_bootstrap, tmp_path):
         migrations = [cluster.spawn(service, "migrate") for service in MODULES]
         for proc in migrations:
             assert proc.popen.wait(timeout=120) == 0, f"{proc.name} failed:\n{proc.tail()}"
-        ports = iter(_free_ports(len(MODULES) * API_REPLICAS))
+        ports = iter(free_ports(len(MODULES) * API_REPLICAS))
         for service in MODULES:
             cluster.ports[service] = []
             for replica in range(API_REPLICAS):

@@ -7,6 +7,7 @@ the infrastructure is missing they fail and say how to start it."""
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +23,22 @@ _HOW = "start it with `make infra-up` (or run everything with `make test`)"
 
 def random_id(prefix: str = "") -> str:
     return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports free now: each bound until all are found, then released."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
 
 
 @pytest.fixture(scope="session")
