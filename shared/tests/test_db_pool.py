@@ -40,3 +40,35 @@ def test_bursts_of_sixteen_concurrent_requests_reuse_their_connections(postgres_
     engine.dispose()
     assert not failures
     assert len(opened) <= 16
+
+
+def test_a_burst_beyond_the_pool_waits_for_the_connections_it_keeps(postgres_url: str) -> None:
+    """Twenty-four transactions at once on a pool of four: every one is done, on the four
+    connections kept, the others waiting for one to come back. (With overflow allowed, the pool
+    opened a connection per transaction beyond four, and closed each as it came back: a new
+    PostgreSQL backend, its caches and every statement planned again, for each.)"""
+    engine = create_engine(postgres_url, pool_size=4)
+    opened: list[object] = []
+    event.listen(engine, "connect", lambda dbapi_connection, _record: opened.append(dbapi_connection))
+    burst = threading.Barrier(24)
+    failures: list[BaseException] = []
+    done: list[int] = []
+
+    def client() -> None:
+        try:
+            for _ in range(5):
+                burst.wait()
+                with engine.begin() as conn:
+                    done.append(conn.execute(sa.text("SELECT 1 FROM pg_sleep(0.01)")).scalar_one())
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=client) for _ in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    engine.dispose()
+    assert not failures
+    assert len(done) == 24 * 5
+    assert len(opened) <= 4
