@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from pension_shared.db import dialect_insert
+from pension_shared.db import dialect_insert, padded
 from pension_shared.envelope import Envelope, EventType, Upcasters, canonical_json, chain_hash, event_type
 from pension_shared.errors import ConcurrencyConflict
 from pension_shared.reading import batches_of_rows
@@ -382,7 +382,7 @@ class EventStore:
         read = sorted({s for s in heads if s not in kept.stored_heads and s not in kept.heads})
         if read:
             kept.stored_heads.update({s: (0, None) for s in read})
-            for row in conn.execute(_SELECT_HEADS, {"stream_ids": read}):
+            for row in conn.execute(_SELECT_HEADS, {"stream_ids": padded(read)}):
                 kept.stored_heads[row.stream_id] = (row.version, row.head_hash)
 
     def _load_stored(
@@ -394,10 +394,10 @@ class EventStore:
         taken: dict[str, Snapshot] = {}
         if snapshots:
             rows = conn.execute(_SELECT_FROM_SNAPSHOTS, {
-                "stream_ids": list(stream_ids), "kinds": list(snapshots.items()),
+                "stream_ids": padded(stream_ids), "kinds": padded(list(snapshots.items())),
             }).all()
         else:
-            rows = conn.execute(_SELECT_STREAMS, {"stream_ids": list(stream_ids)}).all()
+            rows = conn.execute(_SELECT_STREAMS, {"stream_ids": padded(stream_ids)}).all()
         for row in rows:
             if row.event_id is None:  # the stream's snapshot, ordered before the events after it
                 taken[row.stream_id] = Snapshot(row.kind, row.sequence, row.hash, orjson.loads(row.data))

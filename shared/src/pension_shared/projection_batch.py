@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from pension_shared.db import dialect_insert
+from pension_shared.db import dialect_insert, padded
 
 
 class FoldedRows:
@@ -112,13 +112,13 @@ def delete_many(conn: Connection, table: sa.Table, keys: Sequence[tuple]) -> Non
 
 
 def existing_rows(conn: Connection, table: sa.Table, keys: Iterable[tuple]) -> dict[tuple, dict[str, Any]]:
-    """The current rows with these primary keys, by key, in statements of a thousand keys."""
+    """The current rows with these primary keys, by key, in statements of 1,024 keys at most."""
     key_columns = list(table.primary_key.columns)
     wanted = list(dict.fromkeys(keys))
     found: dict[tuple, dict[str, Any]] = {}
-    for start in range(0, len(wanted), 1000):
-        chunk = wanted[start:start + 1000]
-        keys_param = [k[0] for k in chunk] if len(key_columns) == 1 else chunk
+    for start in range(0, len(wanted), 1024):
+        chunk = wanted[start:start + 1024]
+        keys_param = padded([k[0] for k in chunk] if len(key_columns) == 1 else chunk)
         for row in conn.execute(_select_by_keys(table), {"keys": keys_param}).mappings():
             found[tuple(row[c.name] for c in key_columns)] = dict(row)
     return found

@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from pension_shared.db import padded
 from pension_shared.lease import Lease
 from pension_shared.ledger import OUTBOX_CHANNEL
 from pension_shared.messaging import OutgoingRecord, Publisher
@@ -63,14 +64,14 @@ class OutboxRelay:
             ids = self._publish(rows)
             if ids:
                 with self._engine.begin() as conn:
-                    conn.execute(_MARK_PUBLISHED, {"ids": ids, "at": datetime.now(timezone.utc)})
+                    conn.execute(_MARK_PUBLISHED, {"ids": padded(ids), "at": datetime.now(timezone.utc)})
             return len(ids)
         # PostgreSQL: one connection for the batch, in autocommit (the read needs no transaction
         # of its own, the marking is one statement): a round trip each instead of three.
         with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             ids = self._publish(conn.execute(_UNPUBLISHED, {"limit": self._batch_size}).all())
             if ids:
-                conn.execute(_MARK_PUBLISHED, {"ids": ids, "at": datetime.now(timezone.utc)})
+                conn.execute(_MARK_PUBLISHED, {"ids": padded(ids), "at": datetime.now(timezone.utc)})
         return len(ids)
 
     def _publish(self, rows: Sequence[sa.Row]) -> list[int]:
