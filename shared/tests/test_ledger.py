@@ -333,3 +333,30 @@ def test_events_appended_together_take_positions_and_outbox_rows_in_sequence_ord
     with pytest.raises(ConcurrencyConflict), tally.engine.begin() as conn:
         tally.store.append(conn, "tally-P1", 3, [added("P1", 9), added("P1", 10)], meta())
     assert tally.count(events) == tally.count(outbox) == 5
+
+
+@pytest.mark.parametrize("streams", [1, 2, 5])
+def test_an_append_looks_its_streams_heads_up_by_their_index(pg_tally: TallyService, streams: int) -> None:
+    """However few streams the ledger holds (2,000 here): the append's heads are found through
+    the primary key, not by scanning and hashing every head (its plan did, below some thousands
+    of streams, taking a document's heads for the hundred rows estimated of any function)."""
+    with pg_tally.engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO stream_heads (stream_id, version, head_hash) "
+                             "SELECT 'elsewhere-' || n, 1, md5(n::text) FROM generate_series(1, 2000) AS n")
+        conn.exec_driver_sql("ANALYZE stream_heads")
+    subjects = [f"P{n}" for n in range(streams)]
+    for subject in subjects:
+        pg_tally.add(subject, 1)
+    appends: list[tuple[str, dict]] = []
+    sa.event.listen(pg_tally.engine, "before_cursor_execute",
+                    lambda _c, _cur, statement, parameters, *_: appends.append((statement, parameters))
+                    if statement.startswith("WITH heads") else None)
+    with pg_tally.engine.begin() as conn, pg_tally.store.deferred(conn):  # the heads in one statement
+        for stream in pg_tally.store.load_many(conn, [stream_of(s) for s in subjects]).values():
+            pg_tally.store.append_to(conn, stream, [added(stream.stream_id.removeprefix("tally-"), 2)], meta())
+    [(statement, parameters)] = appends[-1:]
+    with pg_tally.engine.connect() as conn:
+        plan = "\n".join(conn.exec_driver_sql(f"EXPLAIN {statement}", parameters).scalars())
+    assert "Seq Scan on stream_heads" not in plan, plan
+    assert "Index Scan using stream_heads_pkey on stream_heads" in plan, plan
+    assert pg_tally.totals() == {s: (3, 2) for s in subjects}

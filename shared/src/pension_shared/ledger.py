@@ -301,7 +301,7 @@ class EventStore:
             ]).decode(),
             "topic": self.topic,
         }
-        inserted = conn.execute(_APPEND, params).all()
+        inserted = conn.execute(_append(1 << (len(heads) - 1).bit_length()), params).all()
         if len(inserted) != len(recorded):
             written = {row.event_id for row in inserted}
             stale = sorted({e.streamid for e in recorded if e.id not in written})
@@ -606,8 +606,8 @@ _EVENT_COLUMNS = (
     "payload text, ordinal integer"
 )
 _STORED = "event_id, stream_id, sequence, type, source, subject, time, data, correlation_id, causation_id, prevhash, hash"
-_APPEND = sa.text(
-    f"WITH heads AS (SELECT * FROM json_to_recordset(CAST(:heads AS json)) AS h ({_HEAD_COLUMNS})), "
+_APPEND = (
+    f"WITH heads AS (SELECT * FROM json_to_recordset(CAST(:heads AS json)) AS h ({_HEAD_COLUMNS}) LIMIT {{heads}}), "
     "updated AS (UPDATE stream_heads s SET version = h.version, head_hash = h.head_hash FROM heads h "
     "WHERE h.expected > 0 AND s.stream_id = h.stream_id AND s.version = h.expected RETURNING s.stream_id), "
     "created AS (INSERT INTO stream_heads (stream_id, version, head_hash) "
@@ -624,12 +624,23 @@ _APPEND = sa.text(
     f"notified AS (SELECT pg_notify('{OUTBOX_CHANNEL}', '')) "
     "SELECT event_id, position FROM inserted, notified"
 )
-"""``EventStore._write_in_one_statement``'s SQL, one text for any number of streams and events:
+"""``EventStore._write_in_one_statement``'s SQL, one text for up to ``{heads}`` streams and any number of events:
 data-modifying CTEs, each stream's events inserted in order (so positions follow sequences) only
 if its head was written, the outbox rows only for the events inserted. The heads and the events
 come as two JSON documents (an array of objects each), which the server reads in one pass each:
 given as a dozen arrays of text instead, psycopg's quoting of every element cost more Python than
 the rest of an append (0.4 ms of a two-event append, against 0.02 ms for orjson's documents)."""
+
+
+@functools.lru_cache(maxsize=None)
+def _append(heads: int) -> sa.TextClause:
+    """``_APPEND`` for ``heads`` streams at most (a power of two: a text each). The LIMIT only
+    tells the planner how many heads the document holds, never fewer than it does: a function's
+    rows are estimated at 100, and for 33 heads to move (a third of them) PostgreSQL scanned the
+    whole of ``stream_heads`` and hashed it rather than look each head up in its index, as soon
+    as the table had fewer than some thousands of streams (0.3 ms of an append's 0.7 ms at 2,000
+    streams, EXPLAIN ANALYZE; 0.2 ms with the LIMIT)."""
+    return sa.text(_APPEND.format(heads=heads))
 
 
 class _Kept:
