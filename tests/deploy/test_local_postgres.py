@@ -1,0 +1,91 @@
+"""deploy/local/postgres.sh when its port is held by a client socket, not a listener.
+
+The local servers' ports (55432 for tests, 55490 for the benchmark) lie in Linux's range for the
+local ends of outgoing connections. A loopback client of another server may hold one as its own
+end, or leave it in TIME_WAIT after closing: nothing listens there, so the script's probe sees the
+port free, and PostgreSQL cannot bind it (found running the test servers just after the benchmark)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+
+SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "local" / "postgres.sh"
+
+
+class _HeldPort:
+    """A loopback connection whose client end is bound to a port of its own: that port is taken
+    while the connection lasts, though nothing listens on it."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._client = socket.socket()
+        self._client.bind(("127.0.0.1", 0))
+        self._client.connect(self._listener.getsockname())
+        self._accepted, _ = self._listener.accept()
+        self.port = self._client.getsockname()[1]
+
+    def release(self) -> None:
+        """Close the client end with a reset, so it leaves no TIME_WAIT behind on the port."""
+        if self._client.fileno() != -1:
+            self._client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        for s in (self._client, self._accepted, self._listener):
+            s.close()
+
+
+def _script(infra: Path, port: int, *args: str, wait_s: int) -> subprocess.Popen:
+    env = {**os.environ, "PENSION_INFRA_DIR": str(infra), "PENSION_PG_PORT": str(port),
+           "PENSION_PG_BIND_WAIT_S": str(wait_s)}
+    return subprocess.Popen(["bash", str(SCRIPT), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _stop(infra: Path, port: int) -> None:
+    _script(infra, port, "stop", wait_s=0).communicate(timeout=60)
+
+
+def test_start_waits_for_a_client_socket_on_its_port_to_go_then_serves(tmp_path: Path) -> None:
+    held = _HeldPort()
+    infra = tmp_path / "infra"
+    starting = _script(infra, held.port, "start", wait_s=90)
+    try:
+        log = infra / "pg" / "server.log"
+        deadline = time.monotonic() + 60
+        while not (log.exists() and "Address already in use" in log.read_text(errors="replace")):
+            assert starting.poll() is None, starting.communicate()
+            assert time.monotonic() < deadline, "the server never tried the held port"
+            time.sleep(0.2)
+        held.release()
+        out, err = starting.communicate(timeout=120)
+        assert starting.returncode == 0, err
+        assert f"127.0.0.1:{held.port} is held by a client socket on this machine; waiting up to 90 s" in err
+        assert f"up on 127.0.0.1:{held.port}" in out
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{held.port}/postgres", connect_timeout=10) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        held.release()
+        if starting.poll() is None:
+            starting.kill()
+        _stop(infra, held.port)
+
+
+def test_start_gives_up_with_the_servers_log_when_the_port_stays_held(tmp_path: Path) -> None:
+    held = _HeldPort()
+    infra = tmp_path / "infra"
+    try:
+        starting = _script(infra, held.port, "start", wait_s=3)
+        out, err = starting.communicate(timeout=120)
+        assert starting.returncode != 0
+        assert "waiting up to 3 s" in err
+        assert "could not bind IPv4 address" in err and "Address already in use" in err
+        assert err.rstrip().endswith("postgres: ERROR: PostgreSQL did not start")
+        assert "up on" not in out
+    finally:
+        held.release()
+        _stop(infra, held.port)
