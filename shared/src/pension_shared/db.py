@@ -67,8 +67,14 @@ def padded(values: Sequence[T]) -> list[T]:
     updates or deletes."""
     if not values:
         return []
-    size = 1 << (len(values) - 1).bit_length()
+    size = power_of_two_at_least(len(values))
     return [*values, *(values[-1] for _ in range(size - len(values)))]
+
+
+def power_of_two_at_least(n: int) -> int:
+    """The least power of two not below ``n`` (at least 1): the sizes a statement is written for,
+    so that it has one text per power of two rather than one per length."""
+    return 1 << (n - 1).bit_length() if n > 1 else 1
 
 
 def dialect_insert(dialect: str, table: sa.Table) -> Any:

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from pension_shared.db import dialect_insert, padded
+from pension_shared.db import dialect_insert, padded, power_of_two_at_least
 from pension_shared.envelope import Envelope, EventType, Upcasters, canonical_json, chain_hash, event_type
 from pension_shared.errors import ConcurrencyConflict
 from pension_shared.reading import batches_of_rows
@@ -301,7 +301,7 @@ class EventStore:
             ]).decode(),
             "topic": self.topic,
         }
-        inserted = conn.execute(_append(1 << (len(heads) - 1).bit_length()), params).all()
+        inserted = conn.execute(_append(power_of_two_at_least(len(heads))), params).all()
         if len(inserted) != len(recorded):
             written = {row.event_id for row in inserted}
             stale = sorted({e.streamid for e in recorded if e.id not in written})
