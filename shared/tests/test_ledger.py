@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from pension_shared.envelope import Upcasters, canonical_json, parse_cloudevent
 from pension_shared.errors import ConcurrencyConflict
-from pension_shared.ledger import EventStore, NewEvent
+from pension_shared.ledger import EventStore, NewEvent, Snapshot
 from pension_shared.schema import events, outbox, stream_heads
 from pension_shared.verification import verify_ledger
 from shared_support.tally import (
@@ -195,6 +195,28 @@ def test_text_of_every_kind_is_stored_and_published_byte_for_byte(tally: TallySe
     assert stored == [canonical_json(e.data).decode() for e in recorded]
     assert [bytes(p) for p in payloads] == [e.to_json() for e in recorded]
     assert loaded.events == recorded and recorded[0].data["note"] == text
+
+
+def test_every_read_gives_each_event_back_field_for_field_with_its_position(tally: TallyService) -> None:
+    """Reads unpack rows by column order: every field, the position and the optional
+    correlation and causation included, comes back where it was written."""
+    with tally.engine.begin() as conn:
+        recorded = tally.store.append(conn, stream_of("P1"), 0, [added("P1", n) for n in range(1, 5)], meta("c", "d"))
+        recorded += tally.store.append(conn, stream_of("P1"), 4, [added("P1", 5)], meta())
+        tally.store.save_snapshot(conn, stream_of("P1"), Snapshot("Total.v1", 2, recorded[1].hash, {"total": 3}))
+
+    def fields(envelopes: list) -> list[dict]:  # noqa: ANN001
+        return [vars(e) for e in envelopes]
+
+    with tally.engine.connect() as conn:
+        assert fields(tally.store.load(conn, stream_of("P1")).events) == fields(recorded)
+        from_snapshot = tally.store.load_many(conn, [stream_of("P1")], snapshots={stream_of("P1"): "Total.v1"})
+        assert from_snapshot[stream_of("P1")].snapshot == Snapshot("Total.v1", 2, recorded[1].hash, {"total": 3})
+        assert fields(from_snapshot[stream_of("P1")].events) == fields(recorded[2:])
+        assert fields(tally.store.read_all(conn, batch_size=2)) == fields(recorded)
+        assert fields(tally.store.read_stream(conn, stream_of("P1"), after=1)) == fields(recorded[1:])
+    assert recorded[0].correlationid == "c" and recorded[0].causationid == "d" and recorded[4].causationid is None
+    assert all(e.position for e in recorded)
 
 
 def test_read_all_returns_every_event_in_recorded_order_across_batches(tally: TallyService) -> None:

@@ -301,12 +301,10 @@ class EventStore:
             ]).decode(),
             "topic": self.topic,
         }
-        inserted = conn.execute(_append(power_of_two_at_least(len(heads))), params).all()
-        if len(inserted) != len(recorded):
-            written = {row.event_id for row in inserted}
-            stale = sorted({e.streamid for e in recorded if e.id not in written})
+        position_of = dict(conn.execute(_append(power_of_two_at_least(len(heads))), params).all())
+        if len(position_of) != len(recorded):
+            stale = sorted({e.streamid for e in recorded if e.id not in position_of})
             raise ConcurrencyConflict(f"stream {', '.join(stale)} moved past the version expected", stream_id=stale[0])
-        position_of = {row.event_id: row.position for row in inserted}
         return [position_of[e.id] for e in recorded]
 
     def _insert_events(self, conn: Connection, recorded: Sequence[Envelope]) -> list[int]:
@@ -382,8 +380,8 @@ class EventStore:
         read = sorted({s for s in heads if s not in kept.stored_heads and s not in kept.heads})
         if read:
             kept.stored_heads.update({s: (0, None) for s in read})
-            for row in conn.execute(_SELECT_HEADS, {"stream_ids": padded(read)}):
-                kept.stored_heads[row.stream_id] = (row.version, row.head_hash)
+            for stream_id, version, head_hash in conn.execute(_SELECT_HEADS, {"stream_ids": padded(read)}):
+                kept.stored_heads[stream_id] = (version, head_hash)
 
     def _load_stored(
         self, conn: Connection, stream_ids: Sequence[str], snapshots: Mapping[str, str],
@@ -398,11 +396,12 @@ class EventStore:
             }).all()
         else:
             rows = conn.execute(_SELECT_STREAMS, {"stream_ids": padded(stream_ids)}).all()
+        upcast = self.upcasters.upcast
         for row in rows:
-            if row.event_id is None:  # the stream's snapshot, ordered before the events after it
-                taken[row.stream_id] = Snapshot(row.kind, row.sequence, row.hash, orjson.loads(row.data))
+            if row[_EVENT_ID] is None:  # the stream's snapshot, ordered before the events after it
+                taken[row[_STREAM_ID]] = Snapshot(row[_KIND], row[_SEQUENCE], row[_HASH], orjson.loads(row[_DATA]))
             else:
-                loaded[row.stream_id].append(self.upcasters.upcast(_envelope(row)))
+                loaded[row[_STREAM_ID]].append(upcast(_envelope_of_tuple(row)))
         for stream_id, snapshot in list(taken.items()):
             after = loaded[stream_id]
             if after and (after[0].sequence != snapshot.version + 1 or after[0].prevhash != snapshot.hash):
@@ -414,7 +413,8 @@ class EventStore:
 
     def _stored(self, conn: Connection, stream_id: str) -> list[Envelope]:
         """Every stored event of the stream, upcast, in order."""
-        return [self.upcasters.upcast(_envelope(row)) for row in conn.execute(_SELECT_STREAM, {"stream_id": stream_id})]
+        rows = conn.execute(_SELECT_STREAM, {"stream_id": stream_id})
+        return [self.upcasters.upcast(_envelope_of_tuple(row)) for row in rows]
 
     def save_snapshot(self, conn: Connection, stream_id: str, snapshot: Snapshot) -> None:
         """Keep ``snapshot`` as the stream's, in the caller's transaction, unless the stream
@@ -451,25 +451,26 @@ class EventStore:
         position = after
         while True:
             rows = conn.execute(
-                sa.select(events).where(events.c.position > position).order_by(events.c.position).limit(batch_size)
+                sa.select(*_ENVELOPE_COLUMNS).where(events.c.position > position).order_by(events.c.position)
+                .limit(batch_size)
             ).all()
             for row in rows:
-                envelope = _envelope(row)
+                envelope = _envelope_of_tuple(row)
                 yield self.upcasters.upcast(envelope) if upcast else envelope
             if len(rows) < batch_size:
                 return
-            position = rows[-1].position
+            position = rows[-1][_POSITION]
 
     def read_stream(self, conn: Connection, stream_id: str, *, after: int = 0, limit: int = 100) -> list[Envelope]:
         """Stored events of one stream after a sequence number, as recorded (not upcast)."""
         self.flush(conn)
         rows = conn.execute(
-            sa.select(events)
+            sa.select(*_ENVELOPE_COLUMNS)
             .where(events.c.stream_id == stream_id, events.c.sequence > after)
             .order_by(events.c.sequence)
             .limit(limit)
         ).all()
-        return [_envelope(row) for row in rows]
+        return [_envelope_of_tuple(row) for row in rows]
 
     def head_position(self, conn: Connection) -> int:
         """The position of the last event this transaction appended (what a command's response
@@ -531,10 +532,20 @@ _ENVELOPE_COLUMNS = (
     events.c.sequence, events.c.data, events.c.prevhash, events.c.hash, events.c.correlation_id,
     events.c.causation_id, events.c.position,
 )
+"""The columns every read of events selects first, in the order of ``Envelope``'s fields: a row
+is read by unpacking it, a quarter of the Python of reading its thirteen columns by name (20 µs
+an event, which made a load of 30 events cost 1.2 ms)."""
+_EVENT_ID, _STREAM_ID, _SEQUENCE, _DATA, _HASH, _POSITION = (
+    [c.name for c in _ENVELOPE_COLUMNS].index(name) for name in ("event_id", "stream_id", "sequence", "data", "hash", "position")
+)
+_KIND = len(_ENVELOPE_COLUMNS)
+"""In ``_SELECT_FROM_SNAPSHOTS``'s rows: the snapshot's kind, after the envelope's columns."""
 
 
-def _envelope_of_tuple(row: tuple) -> Envelope:
-    id_, source, type_, time, subject, streamid, sequence, data, prevhash, hash_, correlation, causation, position = row
+def _envelope_of_tuple(row: Sequence[Any]) -> Envelope:
+    """The envelope of a row whose first columns are ``_ENVELOPE_COLUMNS``."""
+    id_, source, type_, time, subject, streamid, sequence, data, prevhash, hash_, correlation, causation, position = \
+        row[:_KIND]
     return Envelope(id_, source, type_, time, subject, streamid, sequence, orjson.loads(data), prevhash, hash_,
                     correlation, causation, position)
 
@@ -542,10 +553,12 @@ def _envelope_of_tuple(row: tuple) -> Envelope:
 # Built once: building a statement (and its cache key) costs more Python than running it.
 _SELECT_HEAD = sa.select(stream_heads.c.version, stream_heads.c.head_hash).where(
     stream_heads.c.stream_id == sa.bindparam("stream_id"))
-_SELECT_HEADS = sa.select(stream_heads).where(stream_heads.c.stream_id.in_(sa.bindparam("stream_ids", expanding=True)))
-_SELECT_STREAM = sa.select(events).where(events.c.stream_id == sa.bindparam("stream_id")).order_by(events.c.sequence)
-_SELECT_STREAMS = sa.select(events).where(events.c.stream_id.in_(sa.bindparam("stream_ids", expanding=True))).order_by(
-    events.c.stream_id, events.c.sequence)
+_SELECT_HEADS = sa.select(stream_heads.c.stream_id, stream_heads.c.version, stream_heads.c.head_hash).where(
+    stream_heads.c.stream_id.in_(sa.bindparam("stream_ids", expanding=True)))
+_SELECT_STREAM = sa.select(*_ENVELOPE_COLUMNS).where(events.c.stream_id == sa.bindparam("stream_id")).order_by(
+    events.c.sequence)
+_SELECT_STREAMS = sa.select(*_ENVELOPE_COLUMNS).where(
+    events.c.stream_id.in_(sa.bindparam("stream_ids", expanding=True))).order_by(events.c.stream_id, events.c.sequence)
 _USABLE_SNAPSHOTS = (
     sa.select(snapshots.c.stream_id, snapshots.c.kind, snapshots.c.version, snapshots.c.hash, snapshots.c.state)
     .join(stream_heads, stream_heads.c.stream_id == snapshots.c.stream_id)
@@ -570,7 +583,7 @@ _SNAPSHOT_AS_ROW = {
 }
 
 _SELECT_FROM_SNAPSHOTS = sa.union_all(
-    sa.select(*events.c, _no(snapshots.c.kind))
+    sa.select(*_ENVELOPE_COLUMNS, _no(snapshots.c.kind))
     .select_from(
         stream_heads
         .outerjoin(_USABLE_SNAPSHOTS, _USABLE_SNAPSHOTS.c.stream_id == stream_heads.c.stream_id)
@@ -578,7 +591,7 @@ _SELECT_FROM_SNAPSHOTS = sa.union_all(
               & (events.c.sequence > sa.func.coalesce(_USABLE_SNAPSHOTS.c.version, 0)))
     )
     .where(stream_heads.c.stream_id.in_(sa.bindparam("stream_ids", expanding=True))),
-    sa.select(*(_SNAPSHOT_AS_ROW.get(c.name, _no(c)) for c in events.c), _USABLE_SNAPSHOTS.c.kind),
+    sa.select(*(_SNAPSHOT_AS_ROW.get(c.name, _no(c)) for c in _ENVELOPE_COLUMNS), _USABLE_SNAPSHOTS.c.kind),
 ).order_by("stream_id", "sequence")
 """``load_many``'s read from snapshots, in one round trip: each stream's usable snapshot (a row
 with no event id: its version as the sequence, its state as the data, its hash and kind) and
@@ -703,14 +716,6 @@ def _event_row(e: Envelope) -> dict[str, Any]:
 
 def _with_position(envelope: Envelope, position: int) -> Envelope:
     return Envelope(**{**envelope.__dict__, "position": position})
-
-
-def _envelope(row: Any) -> Envelope:
-    return Envelope(
-        id=row.event_id, source=row.source, type=row.type, time=row.time, subject=row.subject,
-        streamid=row.stream_id, sequence=row.sequence, data=orjson.loads(row.data), prevhash=row.prevhash,
-        hash=row.hash, correlationid=row.correlation_id, causationid=row.causation_id, position=row.position,
-    )
 
 
 __all__ = ["EventStore", "Metadata", "NewEvent", "Projection", "Snapshot", "Stream", "EventType"]

@@ -77,8 +77,9 @@ class OutboxRelay:
     def _publish(self, rows: Sequence[sa.Row]) -> list[int]:
         if not rows:
             return []
-        self._publisher.publish([OutgoingRecord(r.topic, r.key, bytes(r.payload)) for r in rows])
-        ids = [r.id for r in rows]
+        # Unpacked: reading a row's columns by name costs about 1 µs each.
+        self._publisher.publish([OutgoingRecord(topic, key, bytes(payload)) for _, topic, key, payload in rows])
+        ids = [id_ for id_, _, _, _ in rows]
         if self._after_publish is not None:
             self._after_publish(ids)
         return ids
