@@ -85,7 +85,7 @@ class Stream:
         return self.snapshot.state if self.snapshot is not None else None
 
 
-SNAPSHOT_EVERY = 100
+SNAPSHOT_EVERY = 20
 """A stream gets a new snapshot once this many events were appended after its last one: loading
 it then reads at most this many events (plus the snapshot), however long its history."""
 

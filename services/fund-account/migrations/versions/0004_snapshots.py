@@ -1,5 +1,5 @@
 """Snapshots of the fund accounts' and participants' aggregates, so that a command reads at most
-a hundred events however long the account's history (pension_shared.ledger.EventStore.snapshot_after).
+SNAPSHOT_EVERY events however long the account's history (pension_shared.ledger.EventStore.snapshot_after).
 
 Revision ID: 0004
 Revises: 0003

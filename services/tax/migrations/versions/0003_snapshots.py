@@ -1,5 +1,5 @@
-"""Snapshots of the taxpayers' aggregates, so that deciding on a contribution reads at most a
-hundred events however many vouchers the taxpayer has (pension_shared.ledger.EventStore.snapshot_after).
+"""Snapshots of the taxpayers' aggregates, so that deciding on a contribution reads at most
+SNAPSHOT_EVERY events however many vouchers the taxpayer has (pension_shared.ledger.EventStore.snapshot_after).
 
 Revision ID: 0003
 Revises: 0002
