@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -57,3 +58,75 @@ def test_a_burst_beyond_the_pool_waits_for_the_connections_it_keeps(postgres_url
     opened, done = _bursts(create_engine(postgres_url, pool_size=4), clients=24, rounds=5)
     assert done == 24 * 5
     assert opened <= 4
+
+
+def _backend(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+
+
+def _counting_pings(engine: sa.Engine) -> list[object]:
+    pings: list[object] = []
+    ping = engine.dialect.do_ping
+
+    def counted(dbapi_connection) -> bool:  # noqa: ANN001
+        pings.append(dbapi_connection)
+        return ping(dbapi_connection)
+
+    engine.dialect.do_ping = counted  # type: ignore[method-assign]
+    return pings
+
+
+def test_a_quiet_pooled_connection_is_taken_without_a_ping(postgres_url: str) -> None:
+    """No round trip at checkout while the server has sent the connection nothing."""
+    engine = create_engine(postgres_url, pool_size=1)
+    pings = _counting_pings(engine)
+    backend = _backend(engine)
+    assert {_backend(engine) for _ in range(20)} == {backend}
+    assert pings == []
+    engine.dispose()
+
+
+def test_a_connection_the_server_closed_is_replaced_at_checkout_without_an_error(postgres_url: str) -> None:
+    """The server ends every pooled connection (as a restart does): the next checkouts ping
+    them, find them gone and connect again, and the work runs without an error."""
+    engine = create_engine(postgres_url, pool_size=3)
+    pings = _counting_pings(engine)
+    connections = [engine.connect() for _ in range(3)]
+    before = {conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() for conn in connections}
+    for conn in connections:
+        conn.close()
+    admin = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        ended = conn.execute(sa.text("SELECT count(pg_terminate_backend(pid)) FROM unnest(CAST(:pids AS integer[])) AS pid"),
+                             {"pids": sorted(before)}).scalar_one()
+    assert ended == 3
+    time.sleep(0.2)  # the goodbyes reach the pooled sockets
+    after = set()
+    for _ in range(6):
+        with engine.begin() as conn:
+            after.add(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+    assert after and not after & before
+    assert pings  # the closed connection was pinged, not used
+    engine.dispose()
+    admin.dispose()
+
+
+def test_a_connection_with_a_notification_waiting_is_pinged_and_kept(postgres_url: str) -> None:
+    """Something the server sent while the connection was idle (here a notification on a
+    channel it listens to) is not a goodbye: the ping answers, and the same backend serves."""
+    engine = create_engine(postgres_url, pool_size=1)
+    pings = _counting_pings(engine)
+    with engine.connect() as conn:
+        backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        conn.exec_driver_sql("LISTEN pension_pool_test")
+        conn.commit()
+    admin = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql("NOTIFY pension_pool_test")
+    time.sleep(0.2)
+    assert _backend(engine) == backend
+    assert len(pings) == 1
+    assert _backend(engine) == backend and len(pings) == 1  # read with the ping: quiet again
+    engine.dispose()
+    admin.dispose()
