@@ -92,17 +92,44 @@ T = TypeVar("T")
 
 def padded(values: Sequence[T]) -> list[T]:
     """The values with the last one repeated up to the next power of two in length, for a list
-    bound to an expanding IN: SQLAlchemy writes one placeholder per value, so each length is a
-    statement text of its own, and psycopg prepares a text only from its fifth run on a
-    connection and keeps the hundred used last. Unpadded, a consumer's batches of every size
-    were new texts, parsed and planned each time, and pushed its fixed statements out of the
-    prepared ones (30 % of the account database's statements were planned). Padded, a
-    statement has one text per power of two. Repeating a value changes nothing an IN selects,
-    updates or deletes."""
+    bound to an IN (``in_list``): each length is a statement text of its own, and psycopg
+    prepares a text only from its fifth run on a connection and keeps the hundred used last.
+    Unpadded, a consumer's batches of every size were new texts, parsed and planned each time,
+    and pushed its fixed statements out of the prepared ones (30 % of the account database's
+    statements were planned). Padded, a statement has one text per power of two. Repeating a
+    value changes nothing an IN selects, updates or deletes."""
     if not values:
         return []
     size = power_of_two_at_least(len(values))
     return [*values, *(values[-1] for _ in range(size - len(values)))]
+
+
+def in_list(expression: sa.ColumnElement[Any], name: str, size: int) -> sa.ColumnElement[bool]:
+    """``expression IN (:name_0, ..., :name_<size - 1>)``, for a statement built once per size
+    (``padded`` lengths) and given ``list_params(name, values)``. ``expression`` is a column, or
+    a ``tuple_`` of columns (each value then a tuple). An expanding bind parameter, one
+    statement for every length, has SQLAlchemy write the placeholders into the compiled text on
+    every run: 25 to 35 % of the Python of executing the statement, whatever its size (a head
+    read of 2 streams 257 against 192 µs, 64 streams 1,186 against 741 µs)."""
+    if isinstance(expression, sa.Tuple):
+        columns = list(expression.clauses)
+        return expression.in_([
+            sa.tuple_(*(sa.bindparam(f"{name}_{i}_{j}", type_=c.type) for j, c in enumerate(columns)))
+            for i in range(size)
+        ])
+    return expression.in_([sa.bindparam(f"{name}_{i}", type_=expression.type) for i in range(size)])
+
+
+def list_params(name: str, values: Sequence[Any]) -> dict[str, Any]:
+    """The parameters of ``in_list(..., name, len(values))`` holding ``values``."""
+    params: dict[str, Any] = {}
+    for i, value in enumerate(values):
+        if isinstance(value, tuple):
+            for j, part in enumerate(value):
+                params[f"{name}_{i}_{j}"] = part
+        else:
+            params[f"{name}_{i}"] = value
+    return params
 
 
 def power_of_two_at_least(n: int) -> int:

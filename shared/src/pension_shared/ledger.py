@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from pension_shared.db import dialect_insert, padded, power_of_two_at_least
+from pension_shared.db import dialect_insert, in_list, list_params, padded, power_of_two_at_least
 from pension_shared.envelope import Envelope, EventType, Upcasters, canonical_json, chain_hash, event_type
 from pension_shared.errors import ConcurrencyConflict
 from pension_shared.reading import batches_of_rows
@@ -380,7 +380,10 @@ class EventStore:
         read = sorted({s for s in heads if s not in kept.stored_heads and s not in kept.heads})
         if read:
             kept.stored_heads.update({s: (0, None) for s in read})
-            for stream_id, version, head_hash in conn.execute(_SELECT_HEADS, {"stream_ids": padded(read)}):
+            read = padded(read)
+            for stream_id, version, head_hash in conn.execute(
+                _select_heads(len(read)), list_params("stream_ids", read),
+            ):
                 kept.stored_heads[stream_id] = (version, head_hash)
 
     def _load_stored(
@@ -391,11 +394,13 @@ class EventStore:
         loaded: dict[str, list[Envelope]] = {stream_id: [] for stream_id in stream_ids}
         taken: dict[str, Snapshot] = {}
         if snapshots:
-            rows = conn.execute(_SELECT_FROM_SNAPSHOTS, {
-                "stream_ids": padded(stream_ids), "kinds": padded(list(snapshots.items())),
+            streams, kinds = padded(stream_ids), padded(list(snapshots.items()))
+            rows = conn.execute(_select_from_snapshots(len(streams), len(kinds)), {
+                **list_params("stream_ids", streams), **list_params("kinds", kinds),
             }).all()
         else:
-            rows = conn.execute(_SELECT_STREAMS, {"stream_ids": padded(stream_ids)}).all()
+            streams = padded(stream_ids)
+            rows = conn.execute(_select_streams(len(streams)), list_params("stream_ids", streams)).all()
         upcast = self.upcasters.upcast
         for row in rows:
             if row[_EVENT_ID] is None:  # the stream's snapshot, ordered before the events after it
@@ -539,7 +544,7 @@ _EVENT_ID, _STREAM_ID, _SEQUENCE, _DATA, _HASH, _POSITION = (
     [c.name for c in _ENVELOPE_COLUMNS].index(name) for name in ("event_id", "stream_id", "sequence", "data", "hash", "position")
 )
 _KIND = len(_ENVELOPE_COLUMNS)
-"""In ``_SELECT_FROM_SNAPSHOTS``'s rows: the snapshot's kind, after the envelope's columns."""
+"""In ``_select_from_snapshots``'s rows: the snapshot's kind, after the envelope's columns."""
 
 
 def _envelope_of_tuple(row: Sequence[Any]) -> Envelope:
@@ -553,53 +558,67 @@ def _envelope_of_tuple(row: Sequence[Any]) -> Envelope:
 # Built once: building a statement (and its cache key) costs more Python than running it.
 _SELECT_HEAD = sa.select(stream_heads.c.version, stream_heads.c.head_hash).where(
     stream_heads.c.stream_id == sa.bindparam("stream_id"))
-_SELECT_HEADS = sa.select(stream_heads.c.stream_id, stream_heads.c.version, stream_heads.c.head_hash).where(
-    stream_heads.c.stream_id.in_(sa.bindparam("stream_ids", expanding=True)))
 _SELECT_STREAM = sa.select(*_ENVELOPE_COLUMNS).where(events.c.stream_id == sa.bindparam("stream_id")).order_by(
     events.c.sequence)
-_SELECT_STREAMS = sa.select(*_ENVELOPE_COLUMNS).where(
-    events.c.stream_id.in_(sa.bindparam("stream_ids", expanding=True))).order_by(events.c.stream_id, events.c.sequence)
-_USABLE_SNAPSHOTS = (
-    sa.select(snapshots.c.stream_id, snapshots.c.kind, snapshots.c.version, snapshots.c.hash, snapshots.c.state)
-    .join(stream_heads, stream_heads.c.stream_id == snapshots.c.stream_id)
-    .where(
-        sa.tuple_(snapshots.c.stream_id, snapshots.c.kind).in_(sa.bindparam("kinds", expanding=True)),
-        (stream_heads.c.version > snapshots.c.version)
-        | ((stream_heads.c.version == snapshots.c.version) & (stream_heads.c.head_hash == snapshots.c.hash)),
-    )
-    .cte("usable")
-)
-"""The snapshots of the kinds asked (stream id, kind pairs) that are behind their stream's head,
-or at it with the head's hash: a snapshot past the head or off its chain is not used."""
+
+
+@functools.lru_cache(maxsize=None)
+def _select_heads(streams: int) -> sa.Select:
+    """The heads of ``streams`` streams (a power of two: ``padded``), bound as ``stream_ids``."""
+    return sa.select(stream_heads.c.stream_id, stream_heads.c.version, stream_heads.c.head_hash).where(
+        in_list(stream_heads.c.stream_id, "stream_ids", streams))
+
+
+@functools.lru_cache(maxsize=None)
+def _select_streams(streams: int) -> sa.Select:
+    """Every event of ``streams`` streams, bound as ``stream_ids``, by stream and sequence."""
+    return sa.select(*_ENVELOPE_COLUMNS).where(in_list(events.c.stream_id, "stream_ids", streams)).order_by(
+        events.c.stream_id, events.c.sequence)
 
 
 def _no(column: sa.Column) -> sa.ColumnElement:
     return sa.cast(sa.null(), column.type).label(column.name)
 
 
-_SNAPSHOT_AS_ROW = {
-    "stream_id": _USABLE_SNAPSHOTS.c.stream_id, "sequence": _USABLE_SNAPSHOTS.c.version.label("sequence"),
-    "data": _USABLE_SNAPSHOTS.c.state.label("data"), "hash": _USABLE_SNAPSHOTS.c.hash,
-}
+@functools.lru_cache(maxsize=None)
+def _select_from_snapshots(streams: int, kinds: int) -> sa.CompoundSelect:
+    """``load_many``'s read from snapshots, in one round trip: each stream's usable snapshot (a
+    row with no event id: its version as the sequence, its state as the data, its hash and kind)
+    and the events after it, or all of the stream's events without one, by stream and sequence
+    (so the snapshot comes before its events); ``streams`` streams bound as ``stream_ids``,
+    ``kinds`` (stream id, snapshot kind) pairs as ``kinds``.
 
-_SELECT_FROM_SNAPSHOTS = sa.union_all(
-    sa.select(*_ENVELOPE_COLUMNS, _no(snapshots.c.kind))
-    .select_from(
-        stream_heads
-        .outerjoin(_USABLE_SNAPSHOTS, _USABLE_SNAPSHOTS.c.stream_id == stream_heads.c.stream_id)
-        .join(events, (events.c.stream_id == stream_heads.c.stream_id)
-              & (events.c.sequence > sa.func.coalesce(_USABLE_SNAPSHOTS.c.version, 0)))
+    A usable snapshot is of a kind asked and behind its stream's head, or at it with the head's
+    hash: a snapshot past the head or off its chain is not used. The read is driven by the
+    streams' heads (every stream with events has one, written with them), so the events are
+    found through the index on (stream_id, sequence) from the snapshot's version on, where a
+    condition on each stream's floor had the whole stream read and filtered: a long stream costs
+    only the events after its snapshot."""
+    usable = (
+        sa.select(snapshots.c.stream_id, snapshots.c.kind, snapshots.c.version, snapshots.c.hash, snapshots.c.state)
+        .join(stream_heads, stream_heads.c.stream_id == snapshots.c.stream_id)
+        .where(
+            in_list(sa.tuple_(snapshots.c.stream_id, snapshots.c.kind), "kinds", kinds),
+            (stream_heads.c.version > snapshots.c.version)
+            | ((stream_heads.c.version == snapshots.c.version) & (stream_heads.c.head_hash == snapshots.c.hash)),
+        )
+        .cte("usable")
     )
-    .where(stream_heads.c.stream_id.in_(sa.bindparam("stream_ids", expanding=True))),
-    sa.select(*(_SNAPSHOT_AS_ROW.get(c.name, _no(c)) for c in _ENVELOPE_COLUMNS), _USABLE_SNAPSHOTS.c.kind),
-).order_by("stream_id", "sequence")
-"""``load_many``'s read from snapshots, in one round trip: each stream's usable snapshot (a row
-with no event id: its version as the sequence, its state as the data, its hash and kind) and
-the events after it, or all of the stream's events without one, by stream and sequence (so the
-snapshot comes before its events). Driven by the streams' heads (every stream with events has
-one, written with them), so the events are found through the index on (stream_id, sequence)
-from the snapshot's version on, where a condition on each stream's floor had the whole stream
-read and filtered: a long stream costs only the events after its snapshot."""
+    as_row = {
+        "stream_id": usable.c.stream_id, "sequence": usable.c.version.label("sequence"),
+        "data": usable.c.state.label("data"), "hash": usable.c.hash,
+    }
+    return sa.union_all(
+        sa.select(*_ENVELOPE_COLUMNS, _no(snapshots.c.kind))
+        .select_from(
+            stream_heads
+            .outerjoin(usable, usable.c.stream_id == stream_heads.c.stream_id)
+            .join(events, (events.c.stream_id == stream_heads.c.stream_id)
+                  & (events.c.sequence > sa.func.coalesce(usable.c.version, 0)))
+        )
+        .where(in_list(stream_heads.c.stream_id, "stream_ids", streams)),
+        sa.select(*(as_row.get(c.name, _no(c)) for c in _ENVELOPE_COLUMNS), usable.c.kind),
+    ).order_by("stream_id", "sequence")
 
 
 @functools.lru_cache(maxsize=None)

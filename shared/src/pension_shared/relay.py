@@ -12,6 +12,7 @@ rows arriving under load go out in batches."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from datetime import datetime, timezone
@@ -20,7 +21,7 @@ from typing import Callable, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from pension_shared.db import padded
+from pension_shared.db import in_list, list_params, padded
 from pension_shared.lease import Lease
 from pension_shared.ledger import OUTBOX_CHANNEL
 from pension_shared.messaging import OutgoingRecord, Publisher
@@ -35,9 +36,17 @@ _UNPUBLISHED = (
     .order_by(outbox.c.id)
     .limit(sa.bindparam("limit"))
 )
-_MARK_PUBLISHED = (
-    outbox.update().where(outbox.c.id.in_(sa.bindparam("ids", expanding=True))).values(published_at=sa.bindparam("at"))
-)
+
+
+@functools.lru_cache(maxsize=None)
+def _mark_published(rows: int) -> sa.Update:
+    """``rows`` outbox rows (a power of two: ``padded``), bound as ``ids``, marked published ``at``."""
+    return outbox.update().where(in_list(outbox.c.id, "ids", rows)).values(published_at=sa.bindparam("at"))
+
+
+def _marking(ids: Sequence[int]) -> tuple[sa.Update, dict]:
+    ids = padded(ids)
+    return _mark_published(len(ids)), {**list_params("ids", ids), "at": datetime.now(timezone.utc)}
 
 
 class OutboxRelay:
@@ -64,14 +73,14 @@ class OutboxRelay:
             ids = self._publish(rows)
             if ids:
                 with self._engine.begin() as conn:
-                    conn.execute(_MARK_PUBLISHED, {"ids": padded(ids), "at": datetime.now(timezone.utc)})
+                    conn.execute(*_marking(ids))
             return len(ids)
         # PostgreSQL: one connection for the batch, in autocommit (the read needs no transaction
         # of its own, the marking is one statement): a round trip each instead of three.
         with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             ids = self._publish(conn.execute(_UNPUBLISHED, {"limit": self._batch_size}).all())
             if ids:
-                conn.execute(_MARK_PUBLISHED, {"ids": padded(ids), "at": datetime.now(timezone.utc)})
+                conn.execute(*_marking(ids))
         return len(ids)
 
     def _publish(self, rows: Sequence[sa.Row]) -> list[int]:
