@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from pension_shared.db import create_engine, in_list, list_params, padded
+from pension_shared.db import bound_list, create_engine, in_list, padded
 from shared_support.tally import TallyService, stream_of
 
 KIND = "Total.v1"
@@ -70,8 +70,8 @@ def test_loads_of_every_batch_size_run_as_four_prepared_statements(pg_tally: Tal
 
 
 def test_in_list_selects_by_columns_and_by_tuples_on_either_backend(database_url: str) -> None:
-    """``in_list`` with ``list_params``: one placeholder per value (a tuple's per part), the
-    values bound by name, the same rows as the IN would give on SQLite and PostgreSQL."""
+    """``in_list`` with ``bound_list``: one placeholder per value (a tuple's per part), the
+    values padded and bound by name, the same rows as the IN would give on SQLite and PostgreSQL."""
     metadata = sa.MetaData()
     pairs = sa.Table("in_list_pairs", metadata, sa.Column("name", sa.String(20), primary_key=True),
                      sa.Column("year", sa.Integer, primary_key=True), sa.Column("amount", sa.BigInteger))
@@ -81,12 +81,14 @@ def test_in_list_selects_by_columns_and_by_tuples_on_either_backend(database_url
         with engine.begin() as conn:
             conn.execute(pairs.insert(), [{"name": f"P{n}", "year": 2020 + n % 3, "amount": n} for n in range(12)])
             by_name = sa.select(pairs.c.amount).where(in_list(pairs.c.name, "names", 4)).order_by(pairs.c.amount)
-            assert conn.execute(by_name, list_params("names", padded(["P1", "P5", "P7"]))).scalars().all() == [1, 5, 7]
+            size, params = bound_list("names", ["P1", "P5", "P7"])
+            assert size == 4
+            assert conn.execute(by_name, params).scalars().all() == [1, 5, 7]
             by_key = sa.select(pairs.c.amount).where(
                 in_list(sa.tuple_(pairs.c.name, pairs.c.year), "keys", 2)).order_by(pairs.c.amount)
             wanted = [("P4", 2021), ("P5", 2021)]  # P5 is in 2022: not selected
-            assert conn.execute(by_key, list_params("keys", wanted)).scalars().all() == [4]
-        assert list_params("keys", wanted) == {"keys_0_0": "P4", "keys_0_1": 2021, "keys_1_0": "P5", "keys_1_1": 2021}
+            assert conn.execute(by_key, bound_list("keys", wanted)[1]).scalars().all() == [4]
+        assert bound_list("keys", wanted) == (2, {"keys_0_0": "P4", "keys_0_1": 2021, "keys_1_0": "P5", "keys_1_1": 2021})
         assert str(by_name).count(":names_") == 4
     finally:
         metadata.drop_all(engine)

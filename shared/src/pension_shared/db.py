@@ -106,7 +106,7 @@ def padded(values: Sequence[T]) -> list[T]:
 
 def in_list(expression: sa.ColumnElement[Any], name: str, size: int) -> sa.ColumnElement[bool]:
     """``expression IN (:name_0, ..., :name_<size - 1>)``, for a statement built once per size
-    (``padded`` lengths) and given ``list_params(name, values)``. ``expression`` is a column, or
+    and given the parameters of ``bound_list(name, values)``. ``expression`` is a column, or
     a ``tuple_`` of columns (each value then a tuple). An expanding bind parameter, one
     statement for every length, has SQLAlchemy write the placeholders into the compiled text on
     every run: 25 to 35 % of the Python of executing the statement, whatever its size (a head
@@ -120,16 +120,18 @@ def in_list(expression: sa.ColumnElement[Any], name: str, size: int) -> sa.Colum
     return expression.in_([sa.bindparam(f"{name}_{i}", type_=expression.type) for i in range(size)])
 
 
-def list_params(name: str, values: Sequence[Any]) -> dict[str, Any]:
-    """The parameters of ``in_list(..., name, len(values))`` holding ``values``."""
+def bound_list(name: str, values: Sequence[Any]) -> tuple[int, dict[str, Any]]:
+    """``values`` ``padded`` and bound for ``in_list(..., name, size)``: the size to build the
+    statement for (a power of two) and the statement's parameters holding them."""
     params: dict[str, Any] = {}
+    values = padded(values)
     for i, value in enumerate(values):
         if isinstance(value, tuple):
             for j, part in enumerate(value):
                 params[f"{name}_{i}_{j}"] = part
         else:
             params[f"{name}_{i}"] = value
-    return params
+    return len(values), params
 
 
 def power_of_two_at_least(n: int) -> int:

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from pension_shared.db import dialect_insert, in_list, list_params, padded, power_of_two_at_least
+from pension_shared.db import bound_list, dialect_insert, in_list, power_of_two_at_least
 from pension_shared.envelope import Envelope, EventType, Upcasters, canonical_json, chain_hash, event_type
 from pension_shared.errors import ConcurrencyConflict
 from pension_shared.reading import batches_of_rows
@@ -380,10 +380,8 @@ class EventStore:
         read = sorted({s for s in heads if s not in kept.stored_heads and s not in kept.heads})
         if read:
             kept.stored_heads.update({s: (0, None) for s in read})
-            read = padded(read)
-            for stream_id, version, head_hash in conn.execute(
-                _select_heads(len(read)), list_params("stream_ids", read),
-            ):
+            size, params = bound_list("stream_ids", read)
+            for stream_id, version, head_hash in conn.execute(_select_heads(size), params):
                 kept.stored_heads[stream_id] = (version, head_hash)
 
     def _load_stored(
@@ -394,13 +392,12 @@ class EventStore:
         loaded: dict[str, list[Envelope]] = {stream_id: [] for stream_id in stream_ids}
         taken: dict[str, Snapshot] = {}
         if snapshots:
-            streams, kinds = padded(stream_ids), padded(list(snapshots.items()))
-            rows = conn.execute(_select_from_snapshots(len(streams), len(kinds)), {
-                **list_params("stream_ids", streams), **list_params("kinds", kinds),
-            }).all()
+            streams, stream_params = bound_list("stream_ids", stream_ids)
+            kinds, kind_params = bound_list("kinds", list(snapshots.items()))
+            rows = conn.execute(_select_from_snapshots(streams, kinds), {**stream_params, **kind_params}).all()
         else:
-            streams = padded(stream_ids)
-            rows = conn.execute(_select_streams(len(streams)), list_params("stream_ids", streams)).all()
+            streams, params = bound_list("stream_ids", stream_ids)
+            rows = conn.execute(_select_streams(streams), params).all()
         upcast = self.upcasters.upcast
         for row in rows:
             if row[_EVENT_ID] is None:  # the stream's snapshot, ordered before the events after it
@@ -564,7 +561,7 @@ _SELECT_STREAM = sa.select(*_ENVELOPE_COLUMNS).where(events.c.stream_id == sa.bi
 
 @functools.lru_cache(maxsize=None)
 def _select_heads(streams: int) -> sa.Select:
-    """The heads of ``streams`` streams (a power of two: ``padded``), bound as ``stream_ids``."""
+    """The heads of ``streams`` streams, bound as ``stream_ids`` (``bound_list``)."""
     return sa.select(stream_heads.c.stream_id, stream_heads.c.version, stream_heads.c.head_hash).where(
         in_list(stream_heads.c.stream_id, "stream_ids", streams))
 

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from pension_shared.db import dialect_insert, in_list, list_params, padded
+from pension_shared.db import bound_list, dialect_insert, in_list
 
 
 class FoldedRows:
@@ -118,8 +118,8 @@ def existing_rows(conn: Connection, table: sa.Table, keys: Iterable[tuple]) -> d
     found: dict[tuple, dict[str, Any]] = {}
     for start in range(0, len(wanted), 1024):
         chunk = wanted[start:start + 1024]
-        keys_param = padded([k[0] for k in chunk] if len(key_columns) == 1 else chunk)
-        for row in conn.execute(_select_by_keys(table, len(keys_param)), list_params("keys", keys_param)).mappings():
+        size, params = bound_list("keys", [k[0] for k in chunk] if len(key_columns) == 1 else chunk)
+        for row in conn.execute(_select_by_keys(table, size), params).mappings():
             found[tuple(row[c.name] for c in key_columns)] = dict(row)
     return found
 
@@ -164,7 +164,7 @@ def _delete(table: sa.Table) -> sa.Delete:
 
 @functools.lru_cache(maxsize=None)
 def _select_by_keys(table: sa.Table, keys: int) -> sa.Select:
-    """The rows of ``keys`` primary keys (a power of two: ``padded``), bound as ``keys``."""
+    """The rows of ``keys`` primary keys, bound as ``keys`` (``bound_list``)."""
     key_columns = list(table.primary_key.columns)
     key = key_columns[0] if len(key_columns) == 1 else sa.tuple_(*key_columns)
     return sa.select(table).where(in_list(key, "keys", keys))

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from pension_shared.db import in_list, list_params, padded
+from pension_shared.db import bound_list, in_list
 from pension_shared.lease import Lease
 from pension_shared.ledger import OUTBOX_CHANNEL
 from pension_shared.messaging import OutgoingRecord, Publisher
@@ -40,13 +40,13 @@ _UNPUBLISHED = (
 
 @functools.lru_cache(maxsize=None)
 def _mark_published(rows: int) -> sa.Update:
-    """``rows`` outbox rows (a power of two: ``padded``), bound as ``ids``, marked published ``at``."""
+    """``rows`` outbox rows, bound as ``ids`` (``bound_list``), marked published ``at``."""
     return outbox.update().where(in_list(outbox.c.id, "ids", rows)).values(published_at=sa.bindparam("at"))
 
 
 def _marking(ids: Sequence[int]) -> tuple[sa.Update, dict]:
-    ids = padded(ids)
-    return _mark_published(len(ids)), {**list_params("ids", ids), "at": datetime.now(timezone.utc)}
+    rows, params = bound_list("ids", ids)
+    return _mark_published(rows), {**params, "at": datetime.now(timezone.utc)}
 
 
 class OutboxRelay:
