@@ -1,4 +1,5 @@
-from dataclasses import replace
+import inspect
+from dataclasses import MISSING, FrozenInstanceError, fields, replace
 
 import orjson
 import pytest
@@ -232,5 +233,42 @@ def test_upcaster_types_must_be_valid_event_types() -> None:
      {"source": ["x"]}, {"time": 20250815}, {"prevhash": 5}, {"correlationid": {"x": 1}}, {"causationid": 1}],
 )
 def test_parse_cloudevent_refuses_attributes_of_the_wrong_json_type(changes: dict) -> None:
-    with pytest.raises(MalformedEvent):
+    (name,) = changes
+    with pytest.raises(MalformedEvent, match=f"^{name} must be a"):
         parse_cloudevent(orjson.dumps(_document(**changes)))
+
+
+def test_parse_cloudevent_names_the_first_bad_attribute_when_several_are() -> None:
+    with pytest.raises(MalformedEvent, match="^source must be a non-empty string"):
+        parse_cloudevent(orjson.dumps(_document(source="", time=5, hash=None)))
+    with pytest.raises(MalformedEvent, match="^correlationid must be a string or null"):
+        parse_cloudevent(orjson.dumps(_document(prevhash=None, correlationid=3, causationid=4)))
+
+
+def test_parse_cloudevent_leaves_absent_or_null_optional_attributes_none() -> None:
+    parsed = parse_cloudevent(orjson.dumps(_document(prevhash=None, correlationid=_DROP, causationid=None)))
+    assert (parsed.prevhash, parsed.correlationid, parsed.causationid) == (None, None, None)
+
+
+# -- the envelope's own constructor ----------------------------------------------------------------
+
+def test_the_written_out_constructor_takes_the_fields_in_order_with_their_defaults() -> None:
+    parameters = list(inspect.signature(Envelope.__init__).parameters.values())[1:]
+    assert [(p.name, p.default) for p in parameters] == [
+        (f.name, inspect.Parameter.empty if f.default is MISSING else f.default) for f in fields(Envelope)
+    ]
+    assert all(f.default_factory is MISSING for f in fields(Envelope))
+
+
+def test_an_envelope_is_built_positionally_or_by_name_and_stays_frozen() -> None:
+    envelope = make_envelope()
+    values = [getattr(envelope, f.name) for f in fields(Envelope)]
+    assert Envelope(*values) == envelope == Envelope(**{f.name: getattr(envelope, f.name) for f in fields(Envelope)})
+    assert vars(Envelope(*values)) == {f.name: value for f, value in zip(fields(Envelope), values)}
+    with pytest.raises(FrozenInstanceError):
+        envelope.hash = "0" * 64  # type: ignore[misc]
+    with pytest.raises(FrozenInstanceError):
+        del envelope.subject  # type: ignore[misc]
+    moved = replace(envelope, position=7)
+    assert (moved.position, moved == envelope, moved == replace(envelope, data={})) == (7, True, False)
+    assert Envelope(*values[:10]).position is None and Envelope(*values[:10]).correlationid is None
