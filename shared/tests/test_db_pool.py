@@ -130,3 +130,31 @@ def test_a_connection_with_a_notification_waiting_is_pinged_and_kept(postgres_ur
     assert _backend(engine) == backend and len(pings) == 1  # read with the ping: quiet again
     engine.dispose()
     admin.dispose()
+
+
+def test_psycopg_parses_each_long_statement_text_once(postgres_url: str) -> None:
+    from psycopg import _queries
+    from sqlalchemy.dialects import postgresql
+
+    from pension_shared.db import STATEMENT_TEXTS_PARSED_ONCE, bound_list, in_list
+    from pension_shared.relay import _mark_published
+
+    engine = create_engine(postgres_url)
+    try:
+        assert (_queries.MAX_CACHED_STATEMENT_LENGTH, _queries.MAX_CACHED_STATEMENT_PARAMS) >= STATEMENT_TEXTS_PARSED_ONCE
+        largest = _mark_published(512).compile(dialect=postgresql.psycopg.dialect())  # the relay's batch of 500
+        assert len(str(largest).encode()) <= STATEMENT_TEXTS_PARSED_ONCE[0]
+        assert len(largest.params) <= STATEMENT_TEXTS_PARSED_ONCE[1]
+        size, params = bound_list("n", [(i, i + 1) for i in range(300)])  # 512 pairs: 1,024 parameters
+        pairs = sa.select(sa.func.count()).select_from(
+            sa.select(sa.literal(1).label("n"), sa.literal(2).label("m")).subquery("pair")
+        ).where(in_list(sa.tuple_(sa.literal_column("pair.n"), sa.literal_column("pair.m")), "n", size))
+        with engine.connect() as conn:
+            assert conn.execute(pairs, params).scalar_one() == 1
+            before = _queries._query2pg.cache_info()
+            for _ in range(3):
+                assert conn.execute(pairs, params).scalar_one() == 1
+            after = _queries._query2pg.cache_info()
+        assert (after.hits - before.hits, after.misses - before.misses) == (3, 0)
+    finally:
+        engine.dispose()
