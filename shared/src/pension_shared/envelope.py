@@ -171,11 +171,12 @@ def parse_cloudevent(raw: bytes | str) -> Envelope:
         raise MalformedEvent("data must be a JSON object")
     if type(sequence) is not int or sequence < 1:
         raise MalformedEvent("sequence must be a positive integer")
-    strings = (id_, source, type_, time, subject, streamid, hash_)
+    strings = (id_, source, type_, time, subject, streamid, hash_)  # in the order of _STRINGS
     if not _STR.issuperset(map(type, strings)) or not all(strings):
         name = next(name for name, value in zip(_STRINGS, strings) if type(value) is not str or not value)
         raise MalformedEvent(f"{name} must be a non-empty string")
-    optional = (document.get("prevhash"), document.get("correlationid"), document.get("causationid"))
+    optional = prevhash, correlationid, causationid = (
+        document.get("prevhash"), document.get("correlationid"), document.get("causationid"))  # _OPTIONAL_STRINGS
     if not _STR_OR_NONE.issuperset(map(type, optional)):
         name = next(name for name, value in zip(_OPTIONAL_STRINGS, optional) if value is not None and type(value) is not str)
         raise MalformedEvent(f"{name} must be a string or null")
@@ -183,8 +184,8 @@ def parse_cloudevent(raw: bytes | str) -> Envelope:
         parsed_type(type_)
     except ValueError as exc:
         raise MalformedEvent(str(exc)) from exc
-    return Envelope(id_, source, type_, time, subject, streamid, sequence, data, optional[0], hash_, optional[1],
-                    optional[2])
+    return Envelope(id_, source, type_, time, subject, streamid, sequence, data, prevhash, hash_, correlationid,
+                    causationid)
 
 
 def chain_hash(**attributes: Any) -> str:
