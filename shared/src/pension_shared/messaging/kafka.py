@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import struct
+import time
 from collections import defaultdict
 from typing import Sequence
 
@@ -121,9 +122,11 @@ class KafkaPublisher:
 
 
 class KafkaSubscription:
-    def __init__(self, bootstrap: str, *, group_id: str, topics: Sequence[str], client_id: str = "pension") -> None:
+    def __init__(
+        self, bootstrap: str, *, group_id: str, topics: Sequence[str], client_id: str = "pension",
+        partitions_timeout_s: float = 10.0,
+    ) -> None:
         self._consumer = KafkaConsumer(
-            *topics,
             bootstrap_servers=bootstrap,
             group_id=group_id,
             client_id=client_id,
@@ -145,6 +148,8 @@ class KafkaSubscription:
             metadata_max_age_ms=30_000,
             metrics_enabled=False,  # as the publisher's
         )
+        _await_partitions(self._consumer, topics, timeout_s=partitions_timeout_s)
+        self._consumer.subscribe(list(topics))
 
     def poll(self, timeout_s: float, max_records: int) -> list[IncomingRecord]:
         batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
@@ -182,6 +187,22 @@ class KafkaSubscription:
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)
+
+
+def _await_partitions(consumer: KafkaConsumer, topics: Sequence[str], *, timeout_s: float) -> None:
+    """Wait until the consumer's own metadata has every partition of ``topics``, before it joins
+    its group. Subscribed at once, it joins while its first metadata request is in flight: the
+    leader assigns without the topics' partitions ("No partition metadata") and the group is only
+    rebalanced onto them after a later metadata response, which a busy machine delays by seconds.
+    A topic not found within ``timeout_s`` (not created yet) is subscribed to all the same; the
+    group is rebalanced onto it at a metadata refresh after its creation."""
+    deadline = time.monotonic() + timeout_s
+    missing = list(topics)
+    while missing := [topic for topic in missing if not consumer.partitions_for_topic(topic)]:
+        if time.monotonic() >= deadline:
+            log.warning("topics %s have no partitions yet; subscribing all the same", ", ".join(missing))
+            return
+        time.sleep(0.1)
 
 
 def ensure_topics(
