@@ -226,6 +226,9 @@ def consume(args: argparse.Namespace) -> int:
     consumer = KafkaConsumer(
         bootstrap_servers=args.bootstrap, group_id=args.group, client_id=f"tax-bureau-{args.group}",
         enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=args.batch_size,
+        # A consumer that died without leaving holds its partitions until its session times out:
+        # its successor takes them over after 10 s rather than the client's default 45 s.
+        session_timeout_ms=10_000, heartbeat_interval_ms=3_000,
     )
 
     class Start(ConsumerRebalanceListener):
@@ -246,6 +249,10 @@ def consume(args: argparse.Namespace) -> int:
                 for tp in fresh:
                     consumer.seek(tp, args.offset)
 
+    # Subscribed at once, the consumer joins its group while its first metadata request is in
+    # flight: it is assigned none of the topic's partitions ("No partition metadata") until a later
+    # metadata response and a second rebalance. Asking for them first avoids that.
+    consumer.partitions_for_topic(args.topic)
     consumer.subscribe([args.topic], listener=Start())
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))

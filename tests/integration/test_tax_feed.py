@@ -109,6 +109,7 @@ def test_the_reference_consumer_killed_mid_stream_ends_with_the_same_totals(year
     _, _, participant, _ = year_on_kafka
     through = _run_consumer(kafka_bootstrap, tmp_path / "through.db", random_id("bureau-"), "--from-beginning")
     assert through.returncode == 0, through.stderr
+    assert "No partition metadata" not in through.stderr, "assigned before it knew the topic's partitions"
 
     group, killed_db = random_id("bureau-"), tmp_path / "killed.db"
     slow = _start_consumer(kafka_bootstrap, killed_db, group, "--batch-size", "1", "--pause-ms", "150")
