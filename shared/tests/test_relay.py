@@ -196,9 +196,20 @@ def test_an_idle_relay_is_woken_by_the_commit_of_an_append(pg_tally: TallyServic
             raise RuntimeError("rolled back")
     finally:
         stop.set()
-        thread.join(70)
+        thread.join(5)
     assert not thread.is_alive()
     assert [parse_cloudevent(r.value).data["amount"] for r in log.records] == [1, 2, 3]
+
+
+def test_an_idle_relay_told_to_stop_stops_without_waiting_for_a_notification(pg_tally: TallyService) -> None:
+    stop, thread = _running(OutboxRelay(pg_tally.engine, RecordingPublisher()), idle_s=0.01, quiet_s=60)
+    time.sleep(0.3)  # idle, waiting up to a minute for a notification
+    told = time.monotonic()
+    stop.set()
+    thread.join(5)
+
+    assert not thread.is_alive()
+    assert time.monotonic() - told < 2.0, "it looks whether it was told to stop every second"
 
 
 def test_a_relay_whose_listening_connection_is_killed_still_publishes_everything(pg_tally: TallyService) -> None:
@@ -219,5 +230,5 @@ def test_a_relay_whose_listening_connection_is_killed_still_publishes_everything
         assert _published_within(log, 2, 5) is not None
     finally:
         stop.set()
-        thread.join(70)
+        thread.join(5)
     assert not thread.is_alive()

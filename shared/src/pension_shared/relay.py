@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from datetime import datetime, timezone
 from typing import Callable, Sequence
 
@@ -134,8 +135,13 @@ class OutboxRelay:
                 continue
             if published or wake is None:
                 stop.wait(idle_s)
-            elif not wake.wait(quiet_s):
+            elif not wake.wait(quiet_s, stop):
                 stop.wait(idle_s)  # the listening connection failed: poll until it is back
+
+
+_STOP_LOOK_S = 1.0
+"""How often an idle relay, waiting for a notification, looks whether it was told to stop: as
+often as it looks for rows at the default ``quiet_s``, so an idle relay wakes no more often."""
 
 
 class _Notifications:
@@ -160,15 +166,19 @@ class _Notifications:
             raise
         self._conn = conn
 
-    def wait(self, timeout_s: float) -> bool:
-        """Wait until notified or ``timeout_s`` passed; ``False`` if the connection failed."""
+    def wait(self, timeout_s: float, stop: threading.Event) -> bool:
+        """Wait until notified, ``timeout_s`` passed or ``stop`` set, looking at ``stop`` every
+        ``_STOP_LOOK_S`` (a relay told to stop while idle would otherwise sleep out ``quiet_s``);
+        ``False`` if the connection failed."""
         if self._conn is None:
             return False
+        deadline = time.monotonic() + timeout_s
         try:
-            for _ in self._conn.notifies(timeout=timeout_s, stop_after=1):
-                pass
-            for _ in self._conn.notifies(timeout=0):  # the others already received: one look covers them
-                pass
+            while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                if sum(1 for _ in self._conn.notifies(timeout=min(left, _STOP_LOOK_S), stop_after=1)):
+                    for _ in self._conn.notifies(timeout=0):  # the others already received: one look covers them
+                        pass
+                    break
             return True
         except Exception:
             log.warning("outbox relay: the notification connection failed; polling until it is back")
