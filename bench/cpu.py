@@ -5,12 +5,13 @@ Kafka...) and divided by the commands the phase got accepted.
 On a machine where every process shares the same few cores, this is what bounds a closed loop's
 throughput: a command costs the machine the sum of every part's share, whichever process spends
 it. It also tells apart what the APIs cost from what the rest of the pipeline costs for the same
-command, which a throughput figure alone cannot."""
+command, which a throughput figure alone cannot. PostgreSQL's time is split further by the
+database each connection is to: which service's statements the server spends it on."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
@@ -52,18 +53,50 @@ def children_of() -> dict[int, list[int]]:
     return children
 
 
+def descendants(pid: int, children: Mapping[int, Sequence[int]]) -> list[int]:
+    """Every process below this one, running now."""
+    found, pending = [], list(children.get(pid, ()))
+    while pending:
+        child = pending.pop()
+        found.append(child)
+        pending.extend(children.get(child, ()))
+    return found
+
+
 def tree_cpu_s(pid: int, children: Mapping[int, Sequence[int]]) -> float | None:
     """The CPU time of a process and of all its descendants, those that ended included (a
     PostgreSQL backend's time goes to the postmaster's children's time when it exits)."""
     own = cpu_s(pid, reaped=True)
     if own is None:
         return None
-    pending, total = list(children.get(pid, ())), own
-    while pending:
-        child = pending.pop()
-        total += cpu_s(child) or 0.0
-        pending.extend(children.get(child, ()))
-    return total
+    return own + sum(cpu_s(child) or 0.0 for child in descendants(pid, children))
+
+
+def command_line(pid: int) -> str:
+    """The process's command line as ``ps`` shows it (a PostgreSQL process's title); "" once gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def postgres_database(pid: int) -> str | None:
+    """The database the PostgreSQL connection served by this process is to; None for the
+    server's own processes."""
+    return database_in_title(command_line(pid))
+
+
+def database_in_title(title: str) -> str | None:
+    """The database in a PostgreSQL connection's process title (``postgres: <user> <database>
+    <host>(<port>) <activity>``, ``[local]`` for a Unix socket's, the server's ``cluster_name:``
+    after ``postgres:`` when it has one); None in any other title (the checkpointer's, the WAL
+    writer's, an autovacuum worker's...)."""
+    words = title.split()
+    if len(words) >= 2 and words[0] == "postgres:" and words[1].endswith(":"):
+        del words[1]
+    if len(words) >= 4 and words[0] == "postgres:" and (words[3] == "[local]" or words[3].endswith(")")):
+        return words[2]
+    return None
 
 
 def listening_pid(port: int) -> int | None:
@@ -113,9 +146,21 @@ class Part:
     """The processes of the part now (a restarted one has a new pid)."""
     tree: bool = False
     """Count their descendants too, and the children they reaped (a server's connections)."""
+    share_of: Callable[[int], str | None] | None = None
+    """With ``tree``: the share of the part a descendant's CPU time is shown in (a PostgreSQL
+    connection's database), None for none. Shares are shown beneath their part, not added to
+    any sum; what they leave of the part (the server's own processes, connections that ended)
+    is shown as ``Split.UNSHARED``."""
 
 
-Reading = dict[str, float | None]
+@dataclass(frozen=True)
+class Reading:
+    """Every part's CPU time at one moment, and the machine's under ``CpuMeter.MACHINE``."""
+
+    parts: dict[str, float | None]
+    """By part; None when a part could not be read."""
+    shares: dict[tuple[str, str, int], float] = field(default_factory=dict)
+    """(part, share, pid) -> the CPU time of that descendant of the part so far."""
 
 
 class CpuMeter:
@@ -128,7 +173,8 @@ class CpuMeter:
 
     def read(self) -> Reading:
         children = children_of() if any(part.tree for part in self.parts) else {}
-        reading: Reading = {}
+        parts: dict[str, float | None] = {}
+        shares: dict[tuple[str, str, int], float] = {}
         for part in self.parts:
             pids = list(part.pids())
             used: float | None = 0.0 if pids else None  # none found: not known, rather than nothing
@@ -138,9 +184,21 @@ class CpuMeter:
                     used = None
                     break
                 used += spent
-            reading[part.name] = used
-        reading[self.MACHINE] = machine_busy_s()
-        return reading
+                if part.tree and part.share_of is not None:
+                    shares.update(_shares(part, pid, children))
+            parts[part.name] = used
+        parts[self.MACHINE] = machine_busy_s()
+        return Reading(parts, shares)
+
+
+def _shares(part: Part, pid: int, children: Mapping[int, Sequence[int]]) -> dict[tuple[str, str, int], float]:
+    found = {}
+    for child in descendants(pid, children):
+        share = part.share_of(child)  # type: ignore[misc]
+        spent = cpu_s(child) if share is not None else None
+        if spent is not None:
+            found[(part.name, share, child)] = spent
+    return found
 
 
 @dataclass(frozen=True)
@@ -152,8 +210,12 @@ class Split:
     ms_per_command: dict[str, float | None]
     """By part; None when a part could not be read. The machine's total is under ``MACHINE``,
     and what no part accounts for (other processes, the kernel) under ``REST``."""
+    shares: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Part -> share -> ms per command, for the parts read with ``Part.share_of``; what the shares
+    leave of the part under ``UNSHARED``."""
 
     REST = "the rest of the machine"
+    UNSHARED = "the rest"
 
     @property
     def total_ms(self) -> float:
@@ -171,10 +233,10 @@ class Split:
 def split(spans: Sequence[tuple[Reading, Reading]], *, commands: int, wall_s: float) -> Split:
     """The CPU spent between each pair of readings (a phase run in parts), per command."""
     per: dict[str, float | None] = {}
-    for name in spans[0][0]:
+    for name in spans[0][0].parts:
         spent: float | None = 0.0
         for before, after in spans:
-            start, end = before.get(name), after.get(name)
+            start, end = before.parts.get(name), after.parts.get(name)
             if start is None or end is None or spent is None:
                 spent = None
             else:
@@ -182,7 +244,28 @@ def split(spans: Sequence[tuple[Reading, Reading]], *, commands: int, wall_s: fl
         per[name] = None if spent is None else spent * 1000 / max(commands, 1)
     accounted = sum(value or 0.0 for name, value in per.items() if name != CpuMeter.MACHINE)
     per[Split.REST] = max((per[CpuMeter.MACHINE] or 0.0) - accounted, 0.0)
-    return Split(commands, wall_s, per)
+    return Split(commands, wall_s, per, _split_shares(spans, per, commands))
+
+
+def _split_shares(spans: Sequence[tuple[Reading, Reading]], per: Mapping[str, float | None],
+                  commands: int) -> dict[str, dict[str, float]]:
+    """Each share's CPU between the readings: a process there at both, what it spent in between;
+    one that started in between, all it spent; one that ended in between is not seen (its time
+    went to its parent's reaped time), and stays in ``UNSHARED`` with the part's own."""
+    spent: dict[str, dict[str, float]] = {}
+    for before, after in spans:
+        for (part, share, pid), end in after.shares.items():
+            used = max(end - before.shares.get((part, share, pid), 0.0), 0.0)
+            shares = spent.setdefault(part, {})
+            shares[share] = shares.get(share, 0.0) + used
+    result: dict[str, dict[str, float]] = {}
+    for part, shares in spent.items():
+        whole = per.get(part)
+        if whole is None:
+            continue
+        result[part] = {share: s * 1000 / max(commands, 1) for share, s in shares.items()}
+        result[part][Split.UNSHARED] = max(whole - sum(result[part].values()), 0.0)
+    return result
 
 
 def parts_of(cluster: Cluster, *, server_url: str, kafka: str) -> list[Part]:
@@ -203,6 +286,6 @@ def parts_of(cluster: Cluster, *, server_url: str, kafka: str) -> list[Part]:
         Part("relays", role("relay")),
         Part("consumers", role("consumer")),
         Part("jobs", role("jobs")),
-        Part("PostgreSQL", server(sa.engine.make_url(server_url).port), tree=True),
+        Part("PostgreSQL", server(sa.engine.make_url(server_url).port), tree=True, share_of=postgres_database),
         Part("Kafka", server(int(kafka.rsplit(":", 1)[1])), tree=True),
     ]

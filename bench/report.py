@@ -229,7 +229,9 @@ def _cpu_split(system: Any, reference: Any, ref_rate: float) -> list[str]:
     cores = len(os.sched_getaffinity(0))
     lines = [
         "1c. Where the CPU went per accepted command in the closed loops of 1 (each process's CPU time from",
-        "   /proc; the system's until the rest had drained; PostgreSQL and Kafka with every process they run):",
+        "   /proc; the system's until the rest had drained; PostgreSQL and Kafka with every process they run;",
+        "   PostgreSQL's split by the database each connection is to, the rest being the server's own processes",
+        "   and connections that ended; the reference's connections are to the fund-account database):",
         f"   {'ms of CPU per command':30}{'system':>20}{'reference':>20}",
     ]
     names = [name for name in system.ms_per_command if name not in (CpuMeter.MACHINE, Split.REST)]
@@ -237,6 +239,7 @@ def _cpu_split(system: Any, reference: Any, ref_rate: float) -> list[str]:
         label = "total (the whole machine)" if name == CpuMeter.MACHINE else name
         lines.append(f"   {label:30}{_ms_or_unknown(system.ms_per_command.get(name)):>20}"
                      f"{_ms_or_unknown(reference.ms_per_command.get(name)):>20}")
+        lines.extend(_shares(name, system, reference))
     lines.append(f"   {'cores busy (of ' + str(cores) + ')':30}{system.cores_busy:>20.2f}{reference.cores_busy:>20.2f}")
     downstream, loadgen = system.of(*DOWNSTREAM), system.of("load generator")
     reference_work = reference.of("the reference", "PostgreSQL")
@@ -251,6 +254,20 @@ def _cpu_split(system: Any, reference: Any, ref_rate: float) -> list[str]:
             f"   take at most {ceiling:.0f} commands/s: {ceiling / ref_rate:.2f} x the reference's {ref_rate:.0f}/s, "
             "the highest throughput ratio these costs allow",
         ]
+    return lines
+
+
+def _shares(name: str, system: Any, reference: Any) -> list[str]:
+    """A part's shares beneath it (PostgreSQL's by database), the largest first; the reference's
+    rows are those of the database it shares with the fund-account service."""
+    shares = system.shares.get(name, {})
+    theirs = reference.shares.get(name, {})
+    order = sorted((share for share in {*shares, *theirs} if share != Split.UNSHARED),
+                   key=lambda share: -shares.get(share, 0.0))
+    lines = []
+    for share in [*order, Split.UNSHARED] if order else []:
+        label = "the rest" if share == Split.UNSHARED else share
+        lines.append(f"     {label:28}{_ms_or_unknown(shares.get(share)):>20}{_ms_or_unknown(theirs.get(share)):>20}")
     return lines
 
 
