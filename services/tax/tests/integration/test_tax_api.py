@@ -4,13 +4,16 @@ check, the withholding return from payout events, and the year's statement issue
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import asdict
 
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from pension_cli.platform import embedded_platform
+from pension_shared.envelope import canonical_json
 from pension_shared.ledger import SNAPSHOT_EVERY
+from pension_shared.schema import snapshots
 from pension_tax.application.policies import load_taxpayer
 from pension_tax.domain.events import taxpayer_stream
 from pension_tax.domain.taxpayer import Taxpayer
@@ -110,6 +113,40 @@ def test_a_taxpayer_with_a_long_history_decides_from_snapshots_as_from_every_eve
                                             [(e.event_type.name, e.data) for e in every.events])
     contributions = 2 * SNAPSHOT_EVERY + 30
     assert (taxpayer.years[2025].contributed, taxpayer.years[2025].vouchers) == (100 * contributions, contributions)
+
+
+def test_a_taxpayer_whose_snapshot_is_of_the_earlier_kind_is_folded_from_every_event_and_given_one_of_this_kind(
+        platform, client):
+    # As the tax service found its snapshots after the upgrade that made them "Taxpayer.v2":
+    # "Taxpayer.v1" rows, with the vouchers and withholdings as objects.
+    participant = register(client)
+    open_fund_account(client, participant)
+    for _ in range(SNAPSHOT_EVERY + 5):
+        contribute(client, participant, "1.00")
+    wait_for_vouchers(client, participant.participant_id, SNAPSHOT_EVERY + 5)
+    ctx, stream_id = platform.context("tax"), taxpayer_stream(participant.participant_id)
+    with ctx.engine.begin() as conn:
+        stream, taxpayer = load_taxpayer(conn, ctx.store, participant.participant_id)
+        assert stream.snapshot is not None and stream.snapshot.kind == Taxpayer.SNAPSHOT == "Taxpayer.v2"
+        v1 = {**taxpayer.snapshot_state(),
+              "vouchers": {key: asdict(voucher) for key, voucher in taxpayer.vouchers.items()},
+              "withholdings": {key: asdict(held) for key, held in taxpayer.withholdings.items()}}
+        conn.execute(snapshots.update().where(snapshots.c.stream_id == stream_id).values(
+            kind="Taxpayer.v1", state=canonical_json(v1).decode()))
+    with ctx.engine.connect() as conn:
+        stream, restored = load_taxpayer(conn, ctx.store, participant.participant_id)
+        every = ctx.store.load(conn, stream_id)
+    assert stream.snapshot is None and len(stream.events) == every.version
+    assert restored == taxpayer
+
+    contribute(client, participant, "1.00")
+    wait_for_vouchers(client, participant.participant_id, SNAPSHOT_EVERY + 6)
+    with ctx.engine.connect() as conn:
+        stream, after = load_taxpayer(conn, ctx.store, participant.participant_id)
+        every = ctx.store.load(conn, stream_id)
+    assert stream.snapshot is not None and (stream.snapshot.kind, stream.snapshot.version) == ("Taxpayer.v2", every.version)
+    assert after == Taxpayer.from_events(participant.participant_id, [(e.event_type.name, e.data) for e in every.events])
+    assert len(after.vouchers) == SNAPSHOT_EVERY + 6
 
 
 def test_the_withholding_return_lists_each_payout_for_its_bank_and_month(platform, client, taxpayer):
