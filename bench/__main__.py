@@ -58,11 +58,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, help="seconds of the closed-loop phase")
     parser.add_argument("--ledger-events", type=int, help="events per service ledger for rebuild and verification")
     parser.add_argument("--skip-ledgers", action="store_true", help="leave out rebuild and verification")
+    parser.add_argument("--history", type=int, help="contributions to one account in the long-history phase")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the processes it started on the way out
     plan = QUICK if args.quick else FULL
     plan = Plan(**{**plan.__dict__, **{k: v for k, v in (("clients", args.clients), ("duration_s", args.duration),
-                                                          ("ledger_events", args.ledger_events)) if v}})
+                                                          ("ledger_events", args.ledger_events),
+                                                          ("history", args.history)) if v}})
     server_url, kafka = os.environ["BENCH_PG_URL"], os.environ["BENCH_KAFKA"]
     infra = Path(os.environ.get("BENCH_INFRA_DIR", ".infra/bench"))
     workdir = infra / "run"
