@@ -63,13 +63,23 @@ def descendants(pid: int, children: Mapping[int, Sequence[int]]) -> list[int]:
     return found
 
 
-def tree_cpu_s(pid: int, children: Mapping[int, Sequence[int]]) -> float | None:
+def tree_cpu_s(
+    pid: int, children: Mapping[int, Sequence[int]], *, each: dict[int, float] | None = None,
+) -> float | None:
     """The CPU time of a process and of all its descendants, those that ended included (a
-    PostgreSQL backend's time goes to the postmaster's children's time when it exits)."""
+    PostgreSQL backend's time goes to the postmaster's children's time when it exits). With
+    ``each``, every running descendant's own time, as counted in the total, is put there by pid."""
     own = cpu_s(pid, reaped=True)
     if own is None:
         return None
-    return own + sum(cpu_s(child) or 0.0 for child in descendants(pid, children))
+    total = own
+    for child in descendants(pid, children):
+        spent = cpu_s(child)
+        if spent is not None:
+            total += spent
+            if each is not None:
+                each[child] = spent
+    return total
 
 
 def command_line(pid: int) -> str:
@@ -179,26 +189,19 @@ class CpuMeter:
             pids = list(part.pids())
             used: float | None = 0.0 if pids else None  # none found: not known, rather than nothing
             for pid in pids:
-                spent = tree_cpu_s(pid, children) if part.tree else cpu_s(pid)
+                below: dict[int, float] = {}
+                spent = tree_cpu_s(pid, children, each=below) if part.tree else cpu_s(pid)
                 if spent is None:  # gone (or never seen): the part's figure would be wrong
                     used = None
                     break
                 used += spent
-                if part.tree and part.share_of is not None:
-                    shares.update(_shares(part, pid, children))
+                if part.share_of is not None:
+                    for child, child_s in below.items():
+                        if (share := part.share_of(child)) is not None:
+                            shares[(part.name, share, child)] = child_s
             parts[part.name] = used
         parts[self.MACHINE] = machine_busy_s()
         return Reading(parts, shares)
-
-
-def _shares(part: Part, pid: int, children: Mapping[int, Sequence[int]]) -> dict[tuple[str, str, int], float]:
-    found = {}
-    for child in descendants(pid, children):
-        share = part.share_of(child)  # type: ignore[misc]
-        spent = cpu_s(child) if share is not None else None
-        if spent is not None:
-            found[(part.name, share, child)] = spent
-    return found
 
 
 @dataclass(frozen=True)
