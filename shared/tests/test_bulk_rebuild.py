@@ -11,7 +11,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from pension_shared.bulk_rebuild import Load, SetBased, rebuild_set_based
+from pension_shared.bulk_rebuild import Load, SetBased, _largest_first, rebuild_set_based
 from pension_shared.envelope import Upcasters
 from pension_shared.ledger import EventStore, NewEvent
 from shared_support.tally import (
@@ -180,6 +180,26 @@ def test_a_load_by_event_is_taken_in_two_halves_each_parsing_only_its_own_events
     assert all(re.search(r"Scan on events e .*\n\s+Filter: .*mod\(\"position\"", plan) for plan in plans), plans
     with pytest.raises(ValueError, match="divided by 'at'"):
         Load(table, by_event, per_event="at")
+
+
+def test_a_load_by_event_is_halved_only_when_each_half_parses_more_than_a_scan_of_the_ledger() -> None:
+    table = sa.Table("additions", sa.MetaData(), sa.Column("subject", sa.String), sa.Column("position", sa.BigInteger))
+    by_event = Load(table, f"SELECT e.subject, e.position FROM events e WHERE e.type = '{ADDED}'", per_event="position")
+    whole = Load(table, f"SELECT e.subject, max(e.position) FROM events e WHERE e.type = '{ADDED}' GROUP BY 1")
+    form = SetBased(reads=frozenset({ADDED}), steps=(by_event, whole))
+    other = "cn.pension.tally.Other.v1"
+
+    def taken(added: int, others: int) -> list[Load]:
+        return _largest_first([(by_event, form), (whole, form)], {ADDED: added, other: others})
+
+    # Half of the ledger read: halved (each half parses a quarter, more than a scan's tenth), and
+    # the halves, costing less than the whole load over the same events, come after it.
+    assert taken(500, 500) == [whole, *by_event.halves()]
+    # A fifth or less: each half would parse no more than a scan costs, so it is taken whole.
+    assert taken(200, 800) == [by_event, whole]
+    assert taken(10, 990) == [by_event, whole]
+    # Without statistics nothing is known to be small: halved.
+    assert _largest_first([(by_event, form)], {}) == list(by_event.halves())
 
 
 def test_a_statement_failing_on_the_callers_connection_fails_the_rebuild_and_leaves_the_old_rows(pg_tally) -> None:  # noqa: ANN001

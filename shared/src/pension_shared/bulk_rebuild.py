@@ -22,11 +22,12 @@ The rebuild runs in the caller's transaction, as the Python path does:
    rows are shared: their loads, the most costly first, are taken by whichever connection is
    free, the caller's or a second one in its snapshot (``pg_export_snapshot``, taken once the
    tables are locked, so it sees what the first would see) whose rows are sent back with COPY.
-   The caller's connection first runs the other forms. A load whose every row comes from one
-   event alone (``per_event``) is taken in two halves, by the events' positions: one large load
-   would otherwise keep one backend busy long after the other is done. Then the forms that read
-   tables other projections just rebuilt (``uses``) run, in projection order. Forms that read
-   only the events do not depend on each other, so their order does not matter.
+   The caller's connection first runs the other forms. A large load whose every row comes from
+   one event alone (``per_event``) is taken in two halves, by the events' positions: one large
+   load would otherwise keep one backend busy long after the other is done. A small one is
+   taken whole, since each half scans the whole ledger. Then the forms that read tables other
+   projections just rebuilt (``uses``) run, in projection order. Forms that read only the
+   events do not depend on each other, so their order does not matter.
 
 Why TRUNCATE rather than DELETE, and why not new tables swapped in: DELETE leaves every old row
 in the heap and in the indexes until a vacuum (the index builds read them all again, and the
@@ -196,16 +197,18 @@ def _run(conn: Connection, steps: Iterable[Step]) -> None:
 
 
 def _largest_first(loads: list[tuple[Load, SetBased]], stored: Mapping[str, int]) -> list[Load]:
-    """The loads (those divided by event, in their halves) from the most costly to the least, as
-    estimated: a scan of the events (about as much as parsing a tenth of them) and the parsing
-    of those they read (the types its SQL names, or all its form's for a load done in Python;
-    half of them for each half of a divided one)."""
+    """The loads from the most costly to the least, as estimated: a scan of the events (about as
+    much as parsing a tenth of them) and the parsing of those they read (the types its SQL names,
+    or all its form's for a load done in Python). A load divided by event is taken in its halves,
+    each parsing half of them, when that half still parses more than a scan's worth (a fifth of
+    the ledger between them): each half scans the whole ledger again. With no statistics, every
+    such load is halved."""
     scan = max(sum(stored.values()) // 10, 1)
     costs: list[tuple[int, Load]] = []
     for load, form in loads:
         types = set(_TYPE_LITERAL.findall(load.rows)) if isinstance(load.rows, str) else form.reads
         parsing = sum(stored.get(type_, 0) for type_ in types)
-        halves = load.halves()
+        halves = load.halves() if not stored or parsing // 2 > scan else (load,)
         costs.extend((scan + parsing // len(halves), half) for half in halves)
     return [load for _, load in sorted(costs, key=lambda pair: -pair[0])]
 
