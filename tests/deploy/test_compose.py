@@ -121,4 +121,4 @@ def test_topics_job_creates_all_topics_and_dlqs(compose: dict) -> None:
 def test_one_database_per_service() -> None:
     sql = (REPO / "deploy" / "postgres" / "init-databases.sql").read_text()
     for svc in SERVICES:
-        assert f"CREATE DATABASE {svc.replace('-', '_')};" in sql
+        assert f"CREATE DATABASE {svc.replace('-', '_')} TEMPLATE template0 LC_COLLATE 'C';" in sql

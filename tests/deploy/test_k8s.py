@@ -181,7 +181,8 @@ def test_migrations_and_setup_run_as_jobs(docs: list[dict]) -> None:
     for service, module in SERVICES.items():
         container = jobs[f"{service}-migrate"]["spec"]["template"]["spec"]["containers"][0]
         assert container["command"] == ["python", "-m", module, "migrate"]
-    assert "pension-database-setup" in jobs
+    setup = jobs["pension-database-setup"]["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    assert '-c "CREATE DATABASE $db TEMPLATE template0 LC_COLLATE \'C\'"' in setup  # as init-databases.sql
     script = jobs["pension-kafka-topics"]["spec"]["template"]["spec"]["containers"][0]["args"][0]
     for topic in TOPICS:
         assert topic in script

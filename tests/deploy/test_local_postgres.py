@@ -68,6 +68,11 @@ def test_start_waits_for_a_client_socket_on_its_port_to_go_then_serves(tmp_path:
         assert f"up on 127.0.0.1:{held.port}" in out
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:{held.port}/postgres", connect_timeout=10) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
+            # Text compares bytewise: the order of code points, Python's (character classes stay C.UTF-8's).
+            assert conn.execute("SELECT datcollate FROM pg_database WHERE datname = 'template1'").fetchone() == ("C",)
+            words = ["pe1", "PE1", "b", "B", "é", "e", "张", "Z", "_x"]
+            ordered = conn.execute("SELECT array_agg(w ORDER BY w) FROM unnest(%s::text[]) AS w", (words,)).fetchone()
+            assert ordered == (sorted(words),)
     finally:
         held.release()
         if starting.poll() is None:
