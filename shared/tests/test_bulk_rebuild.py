@@ -202,6 +202,42 @@ def test_a_load_by_event_is_halved_only_when_each_half_parses_more_than_a_scan_o
     assert _largest_first([(by_event, form)], {}) == list(by_event.halves())
 
 
+class TalliedAndReceived(TallyProjection):
+    """Two read models in one projection: the totals loaded from the events, and what was received
+    taken from the totals once they are loaded (an ``after`` step)."""
+
+    tables = (tally_totals, tally_received)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ran: list[int] = []
+        # The recorder keeps the connection that takes it busy: the totals go to the other.
+        self.set_based = SetBased(reads=frozenset({ADDED}),
+                                  steps=(_recorder(tally_totals, self.ran, 0.5), Load(tally_totals, _TOTALS)),
+                                  after=("INSERT INTO tally_received SELECT subject, total, events FROM tally_totals",))
+
+    def apply(self, conn, event) -> None:  # noqa: ANN001
+        super().apply(conn, event)
+        if event.type == ADDED:
+            receive(conn, event)
+
+
+def test_after_steps_read_the_rows_their_forms_loads_made_wherever_those_ran(pg_tally) -> None:  # noqa: ANN001
+    _history(pg_tally)
+    with pg_tally.engine.begin() as conn:
+        conn.execute(tally_received.insert().values(subject="stale", total=1, events=1))
+    with pg_tally.engine.connect() as conn:
+        live = snapshot(conn, tally_totals)
+    projection = TalliedAndReceived()
+    with pg_tally.engine.begin() as conn:
+        assert rebuild_set_based(conn, [projection], Upcasters()) == 79
+        assert snapshot(conn, tally_totals) == live
+        assert snapshot(conn, tally_received) == [row[:3] for row in live]
+    assert len(projection.ran) == 1
+    with pytest.raises(ValueError, match="does not declare"):
+        SetBased(reads=frozenset({ADDED}), steps=(), after=("SELECT 1 FROM events WHERE type = 'cn.pension.tally.Other.v1'",))
+
+
 def test_a_statement_failing_on_the_callers_connection_fails_the_rebuild_and_leaves_the_old_rows(pg_tally) -> None:  # noqa: ANN001
     _history(pg_tally)
     with pg_tally.engine.connect() as conn:

@@ -98,6 +98,9 @@ def test_the_history_holds_the_awkward_cases(lived):
         "active", "receiving", "deceased"}
     assert {status for status, in rows("account", "SELECT DISTINCT status FROM withdrawal_applications")} >= {
         "approved", "rejected"}
+    # A year's figures are its last contribution's, of several (the records they are found among).
+    assert rows("account", "SELECT 1 FROM participant_records WHERE kind = 'contribution' "
+                           "GROUP BY participant_id, year HAVING count(*) > 1")
     assert rows("account", "SELECT 1 FROM participant_records WHERE kind = 'bank_change'")
     assert {kind for kind, in rows("payout", "SELECT DISTINCT view::json->>'kind' FROM withdrawals")} == {
         "withdrawal", "inheritance"}

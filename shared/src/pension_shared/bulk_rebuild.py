@@ -26,8 +26,9 @@ The rebuild runs in the caller's transaction, as the Python path does:
    one event alone (``per_event``) is taken in two halves, by the events' positions: one large
    load would otherwise keep one backend busy long after the other is done. A small one is
    taken whole, since each half scans the whole ledger. Then the forms that read tables other
-   projections just rebuilt (``uses``) run, in projection order. Forms that read only the
-   events do not depend on each other, so their order does not matter.
+   projections just rebuilt (``uses``) run, in projection order, each form's ``after`` steps
+   (which read tables its own loads made) in the same order. Forms that read only the events
+   do not depend on each other, so their order does not matter.
 
 Why TRUNCATE rather than DELETE, and why not new tables swapped in: DELETE leaves every old row
 in the heap and in the indexes until a vacuum (the index builds read them all again, and the
@@ -103,9 +104,14 @@ class SetBased:
     """Run in order on the emptied tables, their indexes dropped."""
     uses: tuple[sa.Table, ...] = field(default=())
     """Tables of projections before this one in the store that the steps read, rebuilt first."""
+    after: tuple[Step, ...] = field(default=())
+    """Run on the caller's connection once every form's loads are in, in projection order with
+    the forms that ``use`` tables: they may read what this form's steps loaded, and the tables of
+    the projections before it. A fold that needs only a few of the events a load parses anyway
+    (the last of each stream's, say) finds them there, instead of parsing them all again."""
 
     def __post_init__(self) -> None:
-        sql = [step if isinstance(step, str) else step.rows for step in self.steps]
+        sql = [step if isinstance(step, str) else step.rows for step in (*self.steps, *self.after)]
         named = {t for text in sql if isinstance(text, str) for t in _TYPE_LITERAL.findall(text)}
         if not named <= self.reads:
             raise ValueError(f"the SQL reads event types it does not declare: {sorted(named - self.reads)}")
@@ -160,6 +166,7 @@ def rebuild_set_based(conn: Connection, projections: Sequence, upcasters: Upcast
         for form in forms:
             if form.uses:
                 _run(conn, form.steps)
+            _run(conn, form.after)
         for ddl in rebuild_indexes:
             conn.exec_driver_sql(ddl)
     return sum(other.stored.values())

@@ -37,7 +37,8 @@ class ParticipantsProjection:
     tables = (participants, contribution_years, participant_records)
     # A participant's fund account is the last one bound to it (by an account opened, or a bank
     # change completed) after its registration; a record per recorded event; each year's
-    # figures those of its last contribution (its events parsed again: it runs beside the records).
+    # figures those of its last contribution, found among the records just loaded (a record of
+    # kind 'contribution' is one of a contribution recorded), so that only that one is parsed again.
     set_based = SetBased(reads=frozenset({_REGISTERED, _BOUND, *_RECORDS}), steps=(Load(participants, f"""
         WITH stored AS (
             SELECT position, type, subject, CAST(data AS jsonb) AS d
@@ -72,13 +73,17 @@ class ParticipantsProjection:
             year integer, kind text, amount bigint, fund_account_id text, product_code text, source_event json,
             completed_at text, new_fund_account_id text)
         WHERE e.type IN ({", ".join(f"'{t}'" for t in _RECORDS)})
-    """, per_event="position"), Load(contribution_years, f"""
-        SELECT DISTINCT ON (e.subject COLLATE "C", d.year) e.subject, d.year, d.contributed_this_year, d.remaining_quota
-        FROM events e, json_to_record(CAST(e.data AS json))
-             AS d (year integer, contributed_this_year bigint, remaining_quota bigint)
-        WHERE e.type = '{_CONTRIBUTION}'
-        ORDER BY e.subject COLLATE "C", d.year, e.position DESC
-    """)))
+    """, per_event="position")), after=(f"""
+        INSERT INTO contribution_years (participant_id, year, contributed, remaining_quota)
+        SELECT r.participant_id, r.year, d.contributed_this_year, d.remaining_quota
+        FROM (
+            SELECT participant_id, year, max(position) AS position
+            FROM participant_records WHERE kind = 'contribution'
+            GROUP BY participant_id, year
+        ) AS r
+        JOIN events e ON e.position = r.position AND e.type = '{_CONTRIBUTION}'
+        CROSS JOIN LATERAL json_to_record(CAST(e.data AS json)) AS d (contributed_this_year bigint, remaining_quota bigint)
+    """,))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         for how, table, row in self._writes(event):
