@@ -207,9 +207,9 @@ def _largest_first(loads: list[tuple[Load, SetBased]], stored: Mapping[str, int]
     """The loads from the most costly to the least, as estimated: a scan of the events (about as
     much as parsing a tenth of them) and the parsing of those they read (the types its SQL names,
     or all its form's for a load done in Python). A load divided by event is taken in its halves,
-    each parsing half of them, when that half still parses more than a scan's worth (a fifth of
-    the ledger between them): each half scans the whole ledger again. With no statistics, every
-    such load is halved."""
+    each parsing half of them, when each half still parses more than a scan costs (the load
+    reads more than a fifth of the ledger): each half scans the whole ledger again. With no
+    statistics, every such load is halved."""
     scan = max(sum(stored.values()) // 10, 1)
     costs: list[tuple[int, Load]] = []
     for load, form in loads:
