@@ -3,8 +3,8 @@
 #
 #   deploy/local/postgres.sh start   # initdb a fresh cluster and start it on 127.0.0.1:${PENSION_PG_PORT:-55432}
 #   deploy/local/postgres.sh stop    # stop it and delete the cluster
-#   deploy/local/postgres.sh restart [fast|immediate]  # restart the running server on the SAME data
-#                                    # (pg_ctl restart; default fast; fault injection)
+#   deploy/local/postgres.sh restart [fast|immediate]  # stop the server (default fast) and start it
+#                                    # again on the SAME data, or start it if it is down (fault injection)
 #
 # Superuser "postgres", trust authentication, loopback TCP only. Connect with
 #   postgresql+psycopg://postgres@127.0.0.1:55432/postgres
@@ -87,6 +87,33 @@ is_running() {
   [[ -f "$DATA/postmaster.pid" ]] && as_pg "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1
 }
 
+# Start the server on the cluster in $DATA and wait until it accepts connections; on failure, show
+# what it logged and die with $1.
+launch() {
+  local opts="-h $HOST -p $PORT -k $SOCK -c fsync=on -c max_connections=300 -c shared_buffers=256MB"
+  # The port lies in Linux's range for the local ends of outgoing connections (32768-60999): a
+  # loopback client of another server (a benchmark's, say) may hold it as its own end, or leave it
+  # in TIME_WAIT for a minute after closing; while no server listens, a client connecting to the
+  # port may even be given it as its own end and connect to itself. Nothing listens there, so the
+  # server cannot bind it until that socket is gone: wait for it, BIND_WAIT_S at most. Only what
+  # this attempt logged is read (pg_ctl appends to the log).
+  local bind_deadline=$((SECONDS + BIND_WAIT_S)) waited="" from
+  until from="$(stat -c %s "$LOGFILE" 2>/dev/null || echo 0)"
+    as_pg "$BIN/pg_ctl" -D "$DATA" -l "$LOGFILE" -w -t 60 -o "$opts" start >/dev/null 2>&1 \
+      && as_pg "$BIN/pg_isready" -q -h "$HOST" -p "$PORT" -t 30; do
+    if tail -c "+$((from + 1))" "$LOGFILE" 2>/dev/null | grep -q 'could not bind .*Address already in use' \
+        && ((SECONDS < bind_deadline)); then
+      [[ -n "$waited" ]] || log "$HOST:$PORT is held by a client socket on this machine; waiting up to ${BIND_WAIT_S} s for it to go"
+      waited=1
+      sleep 2
+      continue
+    fi
+    echo "----- $LOGFILE (this attempt) -----" >&2
+    tail -c "+$((from + 1))" "$LOGFILE" >&2 || true
+    die "$1"
+  done
+}
+
 start() {
   ensure_postgres
   ensure_os_user
@@ -122,25 +149,7 @@ start() {
     die "initdb failed"
   fi
 
-  local opts="-h $HOST -p $PORT -k $SOCK -c fsync=on -c max_connections=300 -c shared_buffers=256MB"
-  # The port lies in Linux's range for the local ends of outgoing connections (32768-60999): a
-  # loopback client of another server (a benchmark's, say) may hold it as its own end, or leave it
-  # in TIME_WAIT for a minute after closing. Nothing listens there, so the probe above passes, and
-  # the server cannot bind it until that socket is gone: wait for it, BIND_WAIT_S at most.
-  local bind_deadline=$((SECONDS + BIND_WAIT_S)) waited=""
-  until as_pg "$BIN/pg_ctl" -D "$DATA" -l "$LOGFILE" -w -t 60 -o "$opts" start >/dev/null 2>&1 \
-    && as_pg "$BIN/pg_isready" -q -h "$HOST" -p "$PORT" -t 30; do
-    if grep -q 'could not bind .*Address already in use' "$LOGFILE" 2>/dev/null && ((SECONDS < bind_deadline)); then
-      [[ -n "$waited" ]] || log "$HOST:$PORT is held by a client socket on this machine; waiting up to ${BIND_WAIT_S} s for it to go"
-      waited=1
-      : >"$LOGFILE"
-      sleep 2
-      continue
-    fi
-    echo "----- $LOGFILE -----" >&2
-    cat "$LOGFILE" >&2 || true
-    die "PostgreSQL did not start"
-  done
+  launch "PostgreSQL did not start"
   echo "postgres: up on $HOST:$PORT after $(elapsed "$t0") s ($("$BIN/postgres" --version | awk '{print $3}'), data $DATA)"
 }
 
@@ -161,16 +170,16 @@ restart() {
   local mode="${1:-fast}"
   [[ "$mode" == fast || "$mode" == immediate ]] || die "restart mode must be fast or immediate, not '$mode'"
   BIN="$(find_bindir)" || die "PostgreSQL is not installed"
-  [[ -d "$DATA" ]] && is_running || die "no server is running on $DATA; use start"
+  [[ -f "$DATA/PG_VERSION" ]] || die "no cluster in $DATA; use start"
   local t0
   t0="$(now)"
-  # pg_ctl restart reuses the options of the running server (postmaster.opts).
-  if ! as_pg "$BIN/pg_ctl" -D "$DATA" -l "$LOGFILE" -m "$mode" -w -t 60 restart >/dev/null 2>&1 \
-    || ! as_pg "$BIN/pg_isready" -q -h "$HOST" -p "$PORT" -t 60; then
-    echo "----- last 30 lines of $LOGFILE -----" >&2
-    tail -n 30 "$LOGFILE" >&2 || true
-    die "PostgreSQL did not come back after restart -m $mode"
+  # Stopped and started again with start's options, so that it waits for the port as start does.
+  # A server already down (a restart that failed half way, say) is only started: restarting is
+  # bringing the server back on the same data, and may be tried again.
+  if is_running && ! as_pg "$BIN/pg_ctl" -D "$DATA" -m "$mode" -w -t 60 stop >/dev/null 2>&1; then
+    die "PostgreSQL did not stop (-m $mode)"
   fi
+  launch "PostgreSQL did not come back after restart -m $mode"
   echo "postgres: restarted ($mode) on $HOST:$PORT after $(elapsed "$t0") s"
 }
 

@@ -1,4 +1,5 @@
-"""deploy/local/postgres.sh when its port is held by a client socket, not a listener.
+"""deploy/local/postgres.sh when its port is held by a client socket, not a listener, at a start or
+a restart; and a restart keeps the data, and brings back a server that is down.
 
 The local servers' ports (55432 for tests, 55490 for the benchmark) lie in Linux's range for the
 local ends of outgoing connections. A loopback client of another server may hold one as its own
@@ -8,6 +9,7 @@ port free, and PostgreSQL cannot bind it (found running the test servers just af
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -23,10 +25,10 @@ class _HeldPort:
     """A loopback connection whose client end is bound to a port of its own: that port is taken
     while the connection lasts, though nothing listens on it."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._client = socket.socket()
-        self._client.bind(("127.0.0.1", 0))
+        self._client.bind(("127.0.0.1", port))
         self._client.connect(self._listener.getsockname())
         self._accepted, _ = self._listener.accept()
         self.port = self._client.getsockname()[1]
@@ -37,6 +39,26 @@ class _HeldPort:
             self._client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         for s in (self._client, self._accepted, self._listener):
             s.close()
+
+
+def _free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        return probe.getsockname()[1]
+
+
+def _until(condition, what: str, timeout_s: float = 60) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _script(infra: Path, port: int, *args: str, wait_s: int) -> subprocess.Popen:
@@ -94,3 +116,40 @@ def test_start_gives_up_with_the_servers_log_when_the_port_stays_held(tmp_path: 
     finally:
         held.release()
         _stop(infra, held.port)
+
+
+def test_restart_keeps_the_data_and_brings_a_server_that_is_down_back_waiting_for_its_held_port(tmp_path: Path) -> None:
+    port, infra = _free_port(), tmp_path / "infra"
+    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    held = None
+    try:
+        out, err = _script(infra, port, "start", wait_s=0).communicate(timeout=120)
+        assert f"up on 127.0.0.1:{port}" in out, err
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute("CREATE TABLE kept (n integer)")
+            conn.execute("INSERT INTO kept VALUES (1)")
+        for mode in ("immediate", "fast"):
+            out, err = _script(infra, port, "restart", mode, wait_s=0).communicate(timeout=120)
+            assert f"restarted ({mode}) on 127.0.0.1:{port}" in out, err
+        # Down, as after a restart that failed half way, and while it is down a client socket takes
+        # its port as its own end: restart starts it, once the port is free again.
+        pid = int((infra / "pg" / "data" / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGINT)
+        _until(lambda: not _alive(pid), "the server did not stop")
+        held = _HeldPort(port)
+        restarting = _script(infra, port, "restart", wait_s=90)
+        log = infra / "pg" / "server.log"
+        _until(lambda: log.read_text(errors="replace").count("Address already in use") >= 1 or restarting.poll() is not None,
+               "the server never tried the held port")
+        assert restarting.poll() is None, restarting.communicate()
+        held.release()
+        out, err = restarting.communicate(timeout=120)
+        assert restarting.returncode == 0, err
+        assert f"127.0.0.1:{port} is held by a client socket on this machine; waiting up to 90 s" in err
+        assert f"restarted (fast) on 127.0.0.1:{port}" in out
+        with psycopg.connect(url, connect_timeout=10) as conn:
+            assert conn.execute("SELECT n FROM kept").fetchall() == [(1,)]
+    finally:
+        if held is not None:
+            held.release()
+        _stop(infra, port)
