@@ -6,8 +6,8 @@ jitter) over the run, so faults of different kinds overlap:
 - ``kill -9 api|relay|consumer``: SIGKILL to one process of that role, the services in turn; the
   supervisor starts it again after a short pause, as an orchestrator would.
 - ``kafka restart``: the broker stopped and started again on its data (deploy/local/kafka.sh restart).
-- ``postgres restart``: pg_ctl restart, alternately ``-m fast`` and ``-m immediate`` (a crash and
-  recovery), on its data (deploy/local/postgres.sh restart).
+- ``postgres restart``: the server stopped, alternately ``-m fast`` and ``-m immediate`` (a crash
+  and recovery), and started again on its data (deploy/local/postgres.sh restart).
 - ``broker cut``: one service's processes cut off from the broker by their proxy for a few seconds."""
 
 from __future__ import annotations
