@@ -18,6 +18,8 @@ from pathlib import Path
 
 import psycopg
 
+from tests.support.requests import eventually
+
 SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "local" / "postgres.sh"
 
 
@@ -44,13 +46,6 @@ class _HeldPort:
 def _free_port() -> int:
     with socket.create_server(("127.0.0.1", 0)) as probe:
         return probe.getsockname()[1]
-
-
-def _until(condition, what: str, timeout_s: float = 60) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
 
 
 def _alive(pid: int) -> bool:
@@ -135,12 +130,12 @@ def test_restart_keeps_the_data_and_brings_a_server_that_is_down_back_waiting_fo
         # its port as its own end: restart starts it, once the port is free again.
         pid = int((infra / "pg" / "data" / "postmaster.pid").read_text().split()[0])
         os.kill(pid, signal.SIGINT)
-        _until(lambda: not _alive(pid), "the server did not stop")
+        eventually(lambda: not _alive(pid), timeout_s=60)
         held = _HeldPort(port)
         restarting = _script(infra, port, "restart", wait_s=90)
         log = infra / "pg" / "server.log"
-        _until(lambda: log.read_text(errors="replace").count("Address already in use") >= 1 or restarting.poll() is not None,
-               "the server never tried the held port")
+        eventually(lambda: "Address already in use" in log.read_text(errors="replace") or restarting.poll() is not None,
+                   timeout_s=60)
         assert restarting.poll() is None, restarting.communicate()
         held.release()
         out, err = restarting.communicate(timeout=120)
