@@ -69,8 +69,8 @@ class ParticipantsProjection:
                CASE WHEN e.type = '{_CHANGED}' THEN coalesce(nullif(d.new_fund_account_id, ''), d.fund_account_id)
                     ELSE d.fund_account_id END,
                d.product_code, d.source_event ->> 'id', d.source_event ->> 'type'
-        FROM events e, json_to_record(CAST(e.data AS json)) AS d (
-            year integer, kind text, amount bigint, fund_account_id text, product_code text, source_event json,
+        FROM events e, jsonb_to_record(CAST(e.data AS jsonb)) AS d (
+            year integer, kind text, amount bigint, fund_account_id text, product_code text, source_event jsonb,
             completed_at text, new_fund_account_id text)
         WHERE e.type IN ({", ".join(f"'{t}'" for t in _RECORDS)})
     """, per_event="position")), after=(f"""
