@@ -11,7 +11,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from pension_shared.bulk_rebuild import Load, SetBased, _largest_first, rebuild_set_based
+from pension_shared.bulk_rebuild import Load, SetBased, _cuts, _largest_first, rebuild_set_based
 from pension_shared.envelope import Upcasters
 from pension_shared.ledger import EventStore, NewEvent
 from shared_support.tally import (
@@ -26,6 +26,11 @@ _TOTALS = f"""
     WHERE e.type = '{ADDED}'
     GROUP BY e.subject
 """
+
+
+_ADDITIONS = sa.Table("additions", sa.MetaData(), sa.Column("subject", sa.String), sa.Column("total", sa.BigInteger),
+                      sa.Column("events", sa.Integer), sa.Column("last_event_id", sa.String),
+                      sa.Column("position", sa.BigInteger))
 
 
 def _recorder(table: sa.Table, ran: list, pause_s: float) -> Load:
@@ -160,46 +165,105 @@ def test_forms_share_the_rebuild_loads_taken_by_whichever_connection_is_free_in_
     assert here in totals.ran + received.ran and len(set(totals.ran + received.ran)) == 2
 
 
-def test_a_load_by_event_is_taken_in_two_halves_each_parsing_only_its_own_events(pg_tally) -> None:  # noqa: ANN001
-    _history(pg_tally)
+def _blocks(conn) -> int:  # noqa: ANN001
+    return conn.exec_driver_sql("SELECT pg_relation_size('events') / 8192").scalar_one()
+
+
+def test_a_load_by_event_is_taken_in_eight_parts_each_reading_only_its_own_blocks_of_the_events(pg_tally) -> None:  # noqa: ANN001
     by_event = f"""
         SELECT e.subject, d.amount, 1, e.event_id, e.position
         FROM events e, json_to_record(CAST(e.data AS json)) AS d (amount bigint)
         WHERE e.type = '{ADDED}'
     """
-    table = sa.Table("additions", sa.MetaData(), sa.Column("subject", sa.String), sa.Column("total", sa.BigInteger),
-                     sa.Column("events", sa.Integer), sa.Column("last_event_id", sa.String), sa.Column("position", sa.BigInteger))
-    whole = Load(table, by_event, per_event="position")
+    whole = Load(_ADDITIONS, by_event, per_event=True)
+    _history(pg_tally)
     with pg_tally.engine.connect() as conn:
+        assert _blocks(conn) < 8 and _cuts(conn) == [] and whole.parts(_cuts(conn)) == (whole,)
+    while True:  # until the events fill eight blocks
+        _history(pg_tally)
+        with pg_tally.engine.connect() as conn:
+            if _blocks(conn) >= 8:
+                break
+    with pg_tally.engine.connect() as conn:
+        blocks, cuts = _blocks(conn), _cuts(conn)
         every = sorted(conn.exec_driver_sql(by_event).all())
-        halves = [conn.exec_driver_sql(half.rows).all() for half in whole.halves()]
-        plans = ["\n".join(conn.exec_driver_sql(f"EXPLAIN {half.rows}").scalars()) for half in whole.halves()]
-    assert len(every) == 79 and all(halves) and sorted(halves[0] + halves[1]) == every
-    assert {position % 2 for _, _, _, _, position in halves[0]} == {0}
-    # The parity is a condition of the scan of the events, under json_to_record: not after it.
-    assert all(re.search(r"Scan on events e .*\n\s+Filter: .*mod\(\"position\"", plan) for plan in plans), plans
-    with pytest.raises(ValueError, match="divided by 'at'"):
-        Load(table, by_event, per_event="at")
+        parts = whole.parts(cuts)
+        taken = [conn.exec_driver_sql(part.rows).all() for part in parts]
+        plans = ["\n".join(conn.exec_driver_sql(f"EXPLAIN {part.rows}").scalars()) for part in parts]
+    assert cuts == [(blocks * k // 8, 0) for k in range(1, 8)] and cuts == sorted(set(cuts)) and cuts[0] > (0, 0)
+    # A part per range of blocks, the first and the last open-ended, none empty: together every row, once.
+    assert len(parts) == 8 and all(taken) and sorted(row for part in taken for row in part) == every
+    # The range is the condition of the scan of the events, under json_to_record: the events
+    # outside it are not read.
+    assert all(re.search(r"Tid Range Scan on events\b.*\n\s+TID Cond: .*ctid", plan) for plan in plans), plans
+    assert Load(_ADDITIONS, by_event).parts(cuts) == (Load(_ADDITIONS, by_event),)
+    with pytest.raises(ValueError, match="must be a query naming the events once"):
+        Load(_ADDITIONS, lambda conn: (), per_event=True)
+    with pytest.raises(ValueError, match="must be a query naming the events once"):
+        Load(_ADDITIONS, by_event + " AND e.position > (SELECT min(position) FROM events)", per_event=True)
 
 
-def test_a_load_by_event_is_halved_only_when_each_half_parses_more_than_a_scan_of_the_ledger() -> None:
-    table = sa.Table("additions", sa.MetaData(), sa.Column("subject", sa.String), sa.Column("position", sa.BigInteger))
-    by_event = Load(table, f"SELECT e.subject, e.position FROM events e WHERE e.type = '{ADDED}'", per_event="position")
-    whole = Load(table, f"SELECT e.subject, max(e.position) FROM events e WHERE e.type = '{ADDED}' GROUP BY 1")
-    form = SetBased(reads=frozenset({ADDED}), steps=(by_event, whole))
+def test_a_load_by_event_is_taken_in_parts_each_costing_its_share() -> None:
     other = "cn.pension.tally.Other.v1"
+    by_event = Load(_ADDITIONS, f"SELECT e.subject, 0, 1, e.event_id, e.position FROM events e WHERE e.type = '{ADDED}'",
+                    per_event=True)
+    whole = Load(_ADDITIONS, f"SELECT e.subject, 0, count(*), '', max(e.position) FROM events e WHERE e.type = '{other}' GROUP BY 1")
+    form = SetBased(reads=frozenset({ADDED, other}), steps=(by_event, whole))
 
-    def taken(added: int, others: int) -> list[Load]:
-        return _largest_first([(by_event, form), (whole, form)], {ADDED: added, other: others})
+    def taken(added: int, others: int, cuts: list[tuple[int, int]]) -> list[Load]:
+        return _largest_first([(whole, form), (by_event, form)], {ADDED: added, other: others}, cuts)
 
-    # Half of the ledger read: halved (each half parses a quarter, more than a scan's tenth), and
-    # the halves, costing less than the whole load over the same events, come after it.
-    assert taken(500, 500) == [whole, *by_event.halves()]
-    # A fifth or less: each half would parse no more than a scan costs, so it is taken whole.
-    assert taken(200, 800) == [by_event, whole]
-    assert taken(10, 990) == [by_event, whole]
-    # Without statistics nothing is known to be small: halved.
-    assert _largest_first([(by_event, form)], {}) == list(by_event.halves())
+    # A scan of the ledger costs as much as parsing a tenth of it (here 100), and each part of a
+    # load by event its share of the scan and of the parsing: (100 + 900) / 2 against 100 + 100.
+    assert taken(900, 100, [(10, 0)]) == [*by_event.parts([(10, 0)]), whole]
+    # (100 + 100) / 3 against 100 + 900.
+    assert taken(100, 900, [(10, 0), (20, 0)]) == [whole, *by_event.parts([(10, 0), (20, 0)])]
+    # Too few events to cut the ledger: taken whole, 100 + 900 against 100 + 100.
+    assert taken(900, 100, []) == [by_event, whole]
+    # Without statistics every load costs the same, and they are taken in the order given.
+    assert _largest_first([(whole, form), (by_event, form)], {}, [(10, 0)]) == [whole, *by_event.parts([(10, 0)])]
+
+
+def test_the_caller_writes_the_rows_of_the_loads_the_other_connection_finished_between_two_of_its_own(pg_tally) -> None:  # noqa: ANN001
+    _history(pg_tally)
+    # The caller is held by a form of its own first; the other connection meanwhile takes the load
+    # of received rows (each carrying the backend that made it) and starts on the checks. The
+    # caller takes the checks left, each noting how many received rows it sees (the other
+    # connection cannot read the locked table).
+    checks: list[tuple[int, int | None]] = []
+    here: list[int] = []
+
+    def check(conn) -> tuple:  # noqa: ANN001
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        checks.append((pid, conn.exec_driver_sql("SELECT count(*) FROM tally_received").scalar() if pid in here else None))
+        time.sleep(0.1)
+        return ()
+
+    received = Load(tally_received, f"SELECT subject, pg_backend_pid(), count(*) FROM events WHERE type = '{ADDED}' GROUP BY subject")
+    held = _Holding(SetBased(reads=frozenset({ADDED}), steps=("SELECT pg_sleep(1.0)",)))
+    loads = _Holding(SetBased(reads=frozenset({ADDED}), steps=(received, *(Load(tally_totals, check) for _ in range(16)))),
+                     tables=(tally_received, tally_totals))
+    with pg_tally.engine.begin() as conn:
+        here.append(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+        assert rebuild_set_based(conn, [held, loads], Upcasters()) == 79
+        made_by = {pid for pid, in conn.exec_driver_sql("SELECT DISTINCT total FROM tally_received")}
+    there = {pid for pid, _ in checks} - set(here)
+    assert len(there) == 1 and made_by == there
+    on_caller = [seen for pid, seen in checks if pid in here]
+    # Without the writes between loads the caller would see none of them until every load was done.
+    assert on_caller and all(seen == 9 for seen in on_caller), checks
+
+
+class _Holding:
+    """A projection given only by its set-based form (its ``apply`` is never called here)."""
+
+    name = "holding"
+
+    def __init__(self, form: SetBased, tables: tuple = ()) -> None:
+        self.set_based, self.tables = form, tables
+
+    def apply(self, conn, event) -> None:  # noqa: ANN001
+        raise AssertionError("the set-based path folds the events")
 
 
 class TalliedAndReceived(TallyProjection):

@@ -22,13 +22,15 @@ The rebuild runs in the caller's transaction, as the Python path does:
    rows are shared: their loads, the most costly first, are taken by whichever connection is
    free, the caller's or a second one in its snapshot (``pg_export_snapshot``, taken once the
    tables are locked, so it sees what the first would see) whose rows are sent back with COPY.
-   The caller's connection first runs the other forms. A large load whose every row comes from
-   one event alone (``per_event``) is taken in two halves, by the events' positions: one large
-   load would otherwise keep one backend busy long after the other is done. A small one is
-   taken whole, since each half scans the whole ledger. Then the forms that read tables other
-   projections just rebuilt (``uses``) run, in projection order, each form's ``after`` steps
-   (which read tables its own loads made) in the same order. Forms that read only the events
-   do not depend on each other, so their order does not matter.
+   The caller's connection first runs the other forms. A load whose every row comes from one
+   event alone (``per_event``) is taken in parts, each reading the events of one range of the
+   table's blocks: one large load would otherwise keep one backend busy long after the other is
+   done. Between two of its loads, the caller writes the rows of those the second
+   connection has finished, so that it is not left with all of them to write once that one is
+   done. Then the forms that read tables other projections just rebuilt (``uses``) run, in
+   projection order, each form's ``after`` steps (which read tables its own loads made) in the
+   same order. Forms that read only the events do not depend on each other, so their order does
+   not matter.
 
 Why TRUNCATE rather than DELETE, and why not new tables swapped in: DELETE leaves every old row
 in the heap and in the indexes until a vacuum (the index builds read them all again, and the
@@ -50,6 +52,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -60,6 +63,12 @@ from pension_shared.envelope import EventType, Upcasters
 from pension_shared.projection_batch import copying, insert_many
 
 
+_EVENTS = re.compile(r"\bevents\b")
+
+Tid = tuple[int, int]
+"""Where a row is stored: its block, and its place in the block (PostgreSQL's ``ctid``)."""
+
+
 @dataclass(frozen=True)
 class Load:
     """Every row of ``table``: a query over the events giving the table's columns in order, or a
@@ -67,24 +76,29 @@ class Load:
 
     table: sa.Table
     rows: str | Callable[[Connection], Iterable[Mapping[str, Any]]]
-    per_event: str | None = None
-    """For a query whose every row comes from one event alone (no fold across events): the
-    table's column holding that event's position. The load is then taken in two halves, by the
-    position's parity, which the two connections share. The condition is put on that column
-    outside the query, and PostgreSQL pushes it down to the scan of the events, so each half
-    parses only its own events."""
+    per_event: bool = False
+    """For a query whose every row comes from one event alone (no fold across events: the
+    ``events`` table named once): the load is then taken in parts, which the two connections
+    share. In each, ``events`` names the events of a range of the table's blocks (a common table
+    expression of that name, which PostgreSQL folds into the query: a scan of those blocks
+    alone), so each part reads and parses only its own events."""
 
     def __post_init__(self) -> None:
-        if self.per_event is not None and not (isinstance(self.rows, str) and self.per_event in self.table.c):
-            raise ValueError(f"a load divided by {self.per_event!r} must be a query giving a column of that name")
+        if self.per_event and not (isinstance(self.rows, str) and len(_EVENTS.findall(self.rows)) == 1):
+            raise ValueError("a load divided by event must be a query naming the events once")
 
-    def halves(self) -> tuple[Load, ...]:
-        """The loads that together give its rows: itself, or its two halves."""
-        if self.per_event is None:
+    def parts(self, cuts: Sequence[Tid]) -> tuple[Load, ...]:
+        """The loads that together give its rows: itself, or one per range of the events' places
+        between the cuts (increasing), the first and the last open-ended, so that every stored
+        event is in exactly one, wherever it is stored."""
+        if not self.per_event or not cuts:
             return (self,)
-        columns = ", ".join(f'"{column.name}"' for column in self.table.columns)
-        return tuple(Load(self.table, f'SELECT * FROM ({self.rows}) AS whole ({columns}) WHERE mod("{self.per_event}", 2) = {k}')
-                     for k in (0, 1))
+        bounds = [None, *cuts, None]
+        return tuple(Load(self.table, "WITH events AS NOT MATERIALIZED (SELECT * FROM events WHERE "
+                                      + " AND ".join(f"ctid {op} '({at[0]},{at[1]})'" for op, at
+                                                     in ((">=", low), ("<", high)) if at is not None)
+                                      + f") SELECT * FROM ({self.rows}) AS part")
+                     for low, high in zip(bounds, bounds[1:]))
 
 
 Step = str | Load
@@ -140,7 +154,7 @@ def rebuild_set_based(conn: Connection, projections: Sequence, upcasters: Upcast
         return None
     fixed = [form for form in forms if not form.uses and not form.movable]
     loads = _Shared(_largest_first([(step, form) for form in forms if form.movable for step in form.steps],
-                                   _estimated_types(conn)))
+                                   _estimated_types(conn), _cuts(conn)))
     quote = conn.dialect.identifier_preparer.format_table
     tables = ", ".join(quote(table) for table in _tables_of(projections))
     conn.exec_driver_sql(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE")
@@ -157,12 +171,13 @@ def rebuild_set_based(conn: Connection, projections: Sequence, upcasters: Upcast
         with _Beside(conn, loads, snapshot) as other:
             for form in fixed:
                 _run(conn, form.steps)
-            _run(conn, iter(loads.take, None))
+            for load in iter(loads.take, None):
+                other.write_finished(conn)
+                _run(conn, (load,))
         if not all(_reads_as_stored(form, other.stored) for form in forms):
             attempt.rollback()
             return None
-        for write in other.written:
-            write(conn)
+        other.write_finished(conn)
         for form in forms:
             if form.uses:
                 _run(conn, form.steps)
@@ -203,20 +218,33 @@ def _run(conn: Connection, steps: Iterable[Step]) -> None:
             insert_many(conn, step.table, list(step.rows(conn)))
 
 
-def _largest_first(loads: list[tuple[Load, SetBased]], stored: Mapping[str, int]) -> list[Load]:
+_PARTS = 8
+"""The ranges of blocks a load divided by event is taken in: enough that the last one taken
+is a small share of the work, which the other connection does not have to wait long for."""
+
+
+def _cuts(conn: Connection) -> list[Tid]:
+    """The starts of blocks that divide the events' table into ``_PARTS`` ranges of as many
+    blocks each (none for a table of fewer blocks than that)."""
+    blocks = conn.exec_driver_sql(
+        "SELECT pg_relation_size('events') / CAST(current_setting('block_size') AS integer)").scalar_one()
+    if blocks < _PARTS:
+        return []
+    return [(blocks * k // _PARTS, 0) for k in range(1, _PARTS)]
+
+
+def _largest_first(loads: list[tuple[Load, SetBased]], stored: Mapping[str, int], cuts: Sequence[Tid]) -> list[Load]:
     """The loads from the most costly to the least, as estimated: a scan of the events (about as
     much as parsing a tenth of them) and the parsing of those they read (the types its SQL names,
-    or all its form's for a load done in Python). A load divided by event is taken in its halves,
-    each parsing half of them, when each half still parses more than a scan costs (the load
-    reads more than a fifth of the ledger): each half scans the whole ledger again. With no
-    statistics, every such load is halved."""
+    or all its form's for a load done in Python). A load divided by event is taken in its parts,
+    each scanning and parsing its range's share."""
     scan = max(sum(stored.values()) // 10, 1)
     costs: list[tuple[int, Load]] = []
     for load, form in loads:
         types = set(_TYPE_LITERAL.findall(load.rows)) if isinstance(load.rows, str) else form.reads
         parsing = sum(stored.get(type_, 0) for type_ in types)
-        halves = load.halves() if not stored or parsing // 2 > scan else (load,)
-        costs.extend((scan + parsing // len(halves), half) for half in halves)
+        parts = load.parts(cuts)
+        costs.extend(((scan + parsing) // len(parts), part) for part in parts)
     return [load for _, load in sorted(costs, key=lambda pair: -pair[0])]
 
 
@@ -246,13 +274,14 @@ Write = Callable[[Connection], None]
 
 class _Beside:
     """Runs shared loads on a second connection, in a thread, in the caller's snapshot, then
-    counts the stored event types there. Once out of the ``with``: ``stored`` and ``written``,
-    the functions that write the rows of the loads it ran into the caller's transaction (COPY)."""
+    counts the stored event types there (``stored``, once out of the ``with``). The rows of each
+    load it has finished wait in memory until ``write_finished`` writes them into the caller's
+    transaction (COPY)."""
 
     def __init__(self, conn: Connection, loads: _Shared, snapshot: str | None) -> None:
         self._conn, self._loads, self._snapshot = conn, loads, snapshot
         self.stored: dict[str, int] = {}
-        self.written: list[Write] = []
+        self.written: deque[Write] = deque()
         self._failed: BaseException | None = None
         self._thread: threading.Thread | None = None
 
@@ -274,6 +303,11 @@ class _Beside:
             self._thread.join()
         if self._failed is not None and exc[0] is None:
             raise self._failed
+
+    def write_finished(self, conn: Connection) -> None:
+        """Write the rows of the loads finished so far, on the caller's connection."""
+        while self.written:
+            self.written.popleft()(conn)
 
     def _fetch(self, snapshot: str, columns: dict, types: dict) -> None:
         try:

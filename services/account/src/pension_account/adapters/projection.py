@@ -73,7 +73,7 @@ class ParticipantsProjection:
             year integer, kind text, amount bigint, fund_account_id text, product_code text, source_event jsonb,
             completed_at text, new_fund_account_id text)
         WHERE e.type IN ({", ".join(f"'{t}'" for t in _RECORDS)})
-    """, per_event="position")), after=(f"""
+    """, per_event=True)), after=(f"""
         INSERT INTO contribution_years (participant_id, year, contributed, remaining_quota)
         SELECT r.participant_id, r.year, d.contributed_this_year, d.remaining_quota
         FROM (
