@@ -11,7 +11,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from pension_shared.bulk_rebuild import Load, SetBased, _cuts, _largest_first, rebuild_set_based
+from pension_shared.bulk_rebuild import Few, Load, SetBased, _cuts, _largest_first, rebuild_set_based
 from pension_shared.envelope import Upcasters
 from pension_shared.ledger import EventStore, NewEvent
 from shared_support.tally import (
@@ -252,6 +252,30 @@ def test_the_caller_writes_the_rows_of_the_loads_the_other_connection_finished_b
     on_caller = [seen for pid, seen in checks if pid in here]
     # Without the writes between loads the caller would see none of them until every load was done.
     assert on_caller and all(seen == 9 for seen in on_caller), checks
+
+
+def test_few_statements_read_only_the_events_of_the_types_they_name_gathered_before_the_loads(pg_tally) -> None:  # noqa: ANN001
+    _history(pg_tally)
+    with pg_tally.engine.begin() as conn:  # events of a type no statement names
+        stream = pg_tally.store.load(conn, stream_of("P2"))
+        pg_tally.store.append(conn, stream.stream_id, stream.version, [NewEvent("Noted", {}, "P2")] * 3, meta())
+        every = conn.exec_driver_sql("SELECT count(*) FROM events").scalar()
+    # A statement of its own, and one with a WITH list (which goes on after the gathered events').
+    received = _Holding(SetBased(reads=frozenset({ADDED}), uses=(tally_totals,), steps=(
+        Few(f"INSERT INTO tally_received SELECT subject, count(*), 0 FROM events WHERE type = '{ADDED}' GROUP BY subject"),
+        Few("WITH n AS (SELECT subject, count(*) AS c FROM events GROUP BY subject) "
+            "UPDATE tally_received SET events = n.c FROM n WHERE tally_received.subject = n.subject"),
+    )), tables=(tally_received,))
+    with pg_tally.engine.begin() as conn:
+        gathered: list[str] = []
+        sa.event.listen(conn, "before_cursor_execute", lambda *args: gathered.append(args[2]) if "TEMPORARY" in args[2] else None)
+        assert rebuild_set_based(conn, [SetBasedTally(), received], Upcasters()) == every == 82
+        rows = conn.exec_driver_sql("SELECT subject, total, events FROM tally_received ORDER BY subject").all()
+        totals = conn.exec_driver_sql("SELECT subject, events FROM tally_totals ORDER BY subject").all()
+        left = conn.exec_driver_sql("SELECT to_regclass('pg_temp.rebuild_few_events')").scalar()
+    # Gathered once; the Noted events are not among them, though the second statement reads all.
+    assert len(gathered) == 1 and ADDED in gathered[0] and left is None
+    assert rows == [(subject, events, events) for subject, events in totals] and sum(n for _, n in totals) == 79
 
 
 class _Holding:

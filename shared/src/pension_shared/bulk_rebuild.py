@@ -22,15 +22,17 @@ The rebuild runs in the caller's transaction, as the Python path does:
    rows are shared: their loads, the most costly first, are taken by whichever connection is
    free, the caller's or a second one in its snapshot (``pg_export_snapshot``, taken once the
    tables are locked, so it sees what the first would see) whose rows are sent back with COPY.
-   The caller's connection first runs the other forms. A load whose every row comes from one
-   event alone (``per_event``) is taken in parts, each reading the events of one range of the
-   table's blocks: one large load would otherwise keep one backend busy long after the other is
-   done. Between two of its loads, the caller writes the rows of those the second
-   connection has finished, so that it is not left with all of them to write once that one is
-   done. Then the forms that read tables other projections just rebuilt (``uses``) run, in
-   projection order, each form's ``after`` steps (which read tables its own loads made) in the
-   same order. Forms that read only the events do not depend on each other, so their order does
-   not matter.
+   The caller's connection first gathers the events the ``Few`` statements read (of rare
+   types: voidings, decisions) into a temporary table, one scan of the ledger for them all (the
+   role needs PostgreSQL's TEMPORARY privilege on the database, every role's by default), and
+   runs the other forms. A load whose every row comes from one event alone (``per_event``) is
+   taken in parts, each reading the events of one range of the table's blocks: one large load
+   would otherwise keep one backend busy long after the other is done. Between two of its
+   loads, the caller writes the rows of those the second connection has finished, so that it is
+   not left with all of them to write once that one is done. Then the forms that read tables
+   other projections just rebuilt (``uses``) run, in projection order, each form's ``after``
+   steps (which read tables its own loads made) in the same order. Forms that read only the
+   events do not depend on each other, so their order does not matter.
 
 Why TRUNCATE rather than DELETE, and why not new tables swapped in: DELETE leaves every old row
 in the heap and in the indexes until a vacuum (the index builds read them all again, and the
@@ -101,9 +103,20 @@ class Load:
                      for low, high in zip(bounds, bounds[1:]))
 
 
-Step = str | Load
-"""A ``Load``, or a statement given to the driver as it is (with no parameters: a literal ``%`` is
-written ``%%``)."""
+@dataclass(frozen=True)
+class Few:
+    """A statement reading the events of a few types only (the rare changes to rows a load made,
+    say), not a load, run where a statement would be. In it, ``events`` names the events of the
+    types every such statement of the rebuild names, gathered once by the caller before it takes
+    any load: one scan of the ledger, while the second connection loads, rather than one for
+    each statement, after every load."""
+
+    statement: str
+
+
+Step = str | Load | Few
+"""A ``Load``, a ``Few``, or a statement given to the driver as it is (with no parameters: a
+literal ``%`` is written ``%%``)."""
 
 _TYPE_LITERAL = re.compile(r"'(cn\.pension\.[^']+)'")
 
@@ -125,8 +138,7 @@ class SetBased:
     (the last of each stream's, say) finds them there, instead of parsing them all again."""
 
     def __post_init__(self) -> None:
-        sql = [step if isinstance(step, str) else step.rows for step in (*self.steps, *self.after)]
-        named = {t for text in sql if isinstance(text, str) for t in _TYPE_LITERAL.findall(text)}
+        named = {t for step in (*self.steps, *self.after) for t in _named(step)}
         if not named <= self.reads:
             raise ValueError(f"the SQL reads event types it does not declare: {sorted(named - self.reads)}")
 
@@ -169,6 +181,7 @@ def rebuild_set_based(conn: Connection, projections: Sequence, upcasters: Upcast
         conn.exec_driver_sql(f"TRUNCATE {tables}")
         rebuild_indexes = [ddl for table in _tables_of(projections) for ddl in _drop_indexes(conn, table)]
         with _Beside(conn, loads, snapshot) as other:
+            _gather_few(conn, forms)
             for form in fixed:
                 _run(conn, form.steps)
             for load in iter(loads.take, None):
@@ -182,6 +195,7 @@ def rebuild_set_based(conn: Connection, projections: Sequence, upcasters: Upcast
             if form.uses:
                 _run(conn, form.steps)
             _run(conn, form.after)
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_FEW}")
         for ddl in rebuild_indexes:
             conn.exec_driver_sql(ddl)
     return sum(other.stored.values())
@@ -208,10 +222,32 @@ def _estimated_types(conn: Connection) -> dict[str, int]:
 _SETTINGS = ("SET LOCAL work_mem = '256MB'", "SET LOCAL maintenance_work_mem = '512MB'", "SET LOCAL jit = off")
 
 
+def _named(step: Step) -> list[str]:
+    """The event types its SQL names."""
+    sql = step if isinstance(step, str) else step.statement if isinstance(step, Few) else step.rows
+    return _TYPE_LITERAL.findall(sql) if isinstance(sql, str) else []
+
+
+_FEW = "pg_temp.rebuild_few_events"
+
+
+def _gather_few(conn: Connection, forms: Sequence[SetBased]) -> None:
+    """The events every ``Few`` statement of the forms reads, into a table of this transaction."""
+    types = sorted({t for form in forms for step in (*form.steps, *form.after) if isinstance(step, Few)
+                    for t in _named(step)})
+    if types:
+        listed = ", ".join(f"'{t}'" for t in types)
+        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {_FEW} ON COMMIT DROP AS SELECT * FROM events WHERE type IN ({listed})")
+
+
 def _run(conn: Connection, steps: Iterable[Step]) -> None:
     for step in steps:
         if isinstance(step, str):
             conn.exec_driver_sql(step)
+        elif isinstance(step, Few):
+            # Its own WITH list, if it has one, goes on after the gathered events'.
+            text, gathered = step.statement.lstrip(), f"WITH events AS NOT MATERIALIZED (SELECT * FROM {_FEW})"
+            conn.exec_driver_sql(f"{gathered}, {text[5:]}" if text[:5].upper() == "WITH " else f"{gathered} {text}")
         elif isinstance(step.rows, str):
             conn.exec_driver_sql(f"INSERT INTO {_columns(conn, step.table)} {step.rows}")
         else:

@@ -10,7 +10,7 @@ from pension_account.domain.withdrawal import (
     PARTICIPANT_DIED, PARTICIPANT_RECEIVING, WITHDRAWAL_APPLIED, WITHDRAWAL_APPROVED, WITHDRAWAL_MATERIALS_REQUESTED,
     WITHDRAWAL_REJECTED,
 )
-from pension_shared.bulk_rebuild import SetBased
+from pension_shared.bulk_rebuild import Few, SetBased
 from pension_shared.envelope import Envelope, event_type
 
 _DECIDED = {WITHDRAWAL_APPROVED: "approved", WITHDRAWAL_REJECTED: "rejected",
@@ -31,7 +31,7 @@ class WithdrawalsProjection:
     # An application has the last decision on it, when that comes after it; a participant's
     # status is that of its last receiving or death (both come after its registration, on its
     # stream, so they find its row).
-    set_based = SetBased(reads=frozenset({_APPLIED, _RECEIVING, _DIED, *_DECISIONS}), uses=(participants,), steps=(f"""
+    set_based = SetBased(reads=frozenset({_APPLIED, _RECEIVING, _DIED, *_DECISIONS}), uses=(participants,), steps=(Few(f"""
         WITH stored AS (
             SELECT e.position, e.type, e.subject, d.*
             FROM events e, json_to_record(CAST(e.data AS json)) AS d (
@@ -63,7 +63,7 @@ class WithdrawalsProjection:
             ORDER BY subject COLLATE "C", position DESC
         ) life
         WHERE participants.participant_id = life.subject
-    """,))
+    """),))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         name, data = event.event_type.name, event.data

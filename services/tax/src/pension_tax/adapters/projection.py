@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from pension_shared.bulk_rebuild import Load, SetBased
+from pension_shared.bulk_rebuild import Few, Load, SetBased
 from pension_shared.envelope import Envelope, event_type
 from pension_shared.projection_batch import FoldedRows, existing_rows, insert_many, update_many, upsert_many
 from pension_tax.adapters.tables import holding_banks, tax_years, taxpayers, vouchers, withholdings
@@ -85,8 +85,8 @@ class VouchersProjection:
     name = "vouchers"
     tables = (vouchers,)
     # A voucher row per issuing, then voided by the last voiding of its number, when that comes
-    # after its issue: the few voidings are read once, after the issuings are all loaded (a
-    # load by event reads only its own events).
+    # after its issue: the few voidings are read once the issuings are all loaded (a load by
+    # event reads only its own events), from those the rebuild gathers.
     set_based = SetBased(reads=frozenset({_v1(DEDUCTION_VOUCHER_ISSUED), _v1(DEDUCTION_VOUCHER_VOIDED)}),
                          steps=(Load(vouchers, f"""
         SELECT d.voucher_no, e.position, d.participant_id, d.id_number, d.name, d.year, d.amount, d.cumulative_amount,
@@ -97,7 +97,7 @@ class VouchersProjection:
             cumulative_amount bigint, deductible_amount bigint, issued_at text, contribution_id text,
             fund_account_id text, verification_code text)
         WHERE e.type = '{_v1(DEDUCTION_VOUCHER_ISSUED)}'
-    """, per_event=True),), after=(f"""
+    """, per_event=True),), after=(Few(f"""
         UPDATE vouchers SET status = '{VOIDED}', voided_at = v.voided_at, void_reason = v.reason
         FROM (
             SELECT DISTINCT ON (w.voucher_no COLLATE "C") w.voucher_no, x.position, w.voided_at, w.reason
@@ -106,7 +106,7 @@ class VouchersProjection:
             ORDER BY w.voucher_no COLLATE "C", x.position DESC
         ) v
         WHERE vouchers.voucher_no = v.voucher_no AND v.position > vouchers.position
-    """,))
+    """),))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         self.apply_batch(conn, (event,))
@@ -139,7 +139,7 @@ class WithholdingsProjection:
             gross bigint, tax bigint, net bigint, expected_tax bigint, discrepancy boolean, withholding_city text,
             bank_code text, paid_at text, year integer, month text)
         WHERE e.type = '{_v1(WITHDRAWAL_TAX_WITHHELD)}'
-    """, per_event=True),), after=(f"""
+    """, per_event=True),), after=(Few(f"""
         UPDATE withholdings SET status = '{REVERSED}', reversed_at = r.reversed_at
         FROM (
             SELECT DISTINCT ON (w.payout_id COLLATE "C") w.payout_id, x.position, w.reversed_at
@@ -148,7 +148,7 @@ class WithholdingsProjection:
             ORDER BY w.payout_id COLLATE "C", x.position DESC
         ) r
         WHERE withholdings.payout_id = r.payout_id AND r.position > withholdings.position
-    """,))
+    """),))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         self.apply_batch(conn, (event,))
@@ -191,7 +191,7 @@ class TaxYearsProjection:
         reads=frozenset({_v1(DEDUCTION_VOUCHER_VOIDED), _v1(WITHDRAWAL_TAX_WITHHOLDING_REVERSED),
                          _v1(ANNUAL_TAX_STATEMENT_ISSUED)}),
         uses=(vouchers, withholdings),
-        steps=(f"""
+        steps=(Few(f"""
         INSERT INTO tax_years (participant_id, year, contributed, deductible, withdrawn_gross, tax_withheld,
                                statement_issued_at)
         WITH stored AS (
@@ -229,7 +229,7 @@ class TaxYearsProjection:
         LEFT JOIN last_voided v ON v.participant_id = c.participant_id AND v.year = c.year
         LEFT JOIN last_statement s ON s.participant_id = c.participant_id AND s.year = c.year
         GROUP BY c.participant_id, c.year, v.position, v.deductible_total, s.issued_at
-    """,))
+    """),))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
         self.apply_batch(conn, (event,))
