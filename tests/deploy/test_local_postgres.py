@@ -10,50 +10,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import struct
 import subprocess
 import time
 from pathlib import Path
 
 import psycopg
 
-from tests.support.requests import eventually
+from tests.support.ports import HeldPort, free_port, restarted_while_held
 
 SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "local" / "postgres.sh"
-
-
-class _HeldPort:
-    """A loopback connection whose client end is bound to a port of its own: that port is taken
-    while the connection lasts, though nothing listens on it."""
-
-    def __init__(self, port: int = 0) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._client = socket.socket()
-        self._client.bind(("127.0.0.1", port))
-        self._client.connect(self._listener.getsockname())
-        self._accepted, _ = self._listener.accept()
-        self.port = self._client.getsockname()[1]
-
-    def release(self) -> None:
-        """Close the client end with a reset, so it leaves no TIME_WAIT behind on the port."""
-        if self._client.fileno() != -1:
-            self._client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        for s in (self._client, self._accepted, self._listener):
-            s.close()
-
-
-def _free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        return probe.getsockname()[1]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _script(infra: Path, port: int, *args: str, wait_s: int) -> subprocess.Popen:
@@ -68,7 +33,7 @@ def _stop(infra: Path, port: int) -> None:
 
 
 def test_start_waits_for_a_client_socket_on_its_port_to_go_then_serves(tmp_path: Path) -> None:
-    held = _HeldPort()
+    held = HeldPort()
     infra = tmp_path / "infra"
     starting = _script(infra, held.port, "start", wait_s=90)
     try:
@@ -98,7 +63,7 @@ def test_start_waits_for_a_client_socket_on_its_port_to_go_then_serves(tmp_path:
 
 
 def test_start_gives_up_with_the_servers_log_when_the_port_stays_held(tmp_path: Path) -> None:
-    held = _HeldPort()
+    held = HeldPort()
     infra = tmp_path / "infra"
     try:
         starting = _script(infra, held.port, "start", wait_s=3)
@@ -114,9 +79,8 @@ def test_start_gives_up_with_the_servers_log_when_the_port_stays_held(tmp_path: 
 
 
 def test_restart_keeps_the_data_and_brings_a_server_that_is_down_back_waiting_for_its_held_port(tmp_path: Path) -> None:
-    port, infra = _free_port(), tmp_path / "infra"
+    port, infra = free_port(), tmp_path / "infra"
     url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    held = None
     try:
         out, err = _script(infra, port, "start", wait_s=0).communicate(timeout=120)
         assert f"up on 127.0.0.1:{port}" in out, err
@@ -129,22 +93,11 @@ def test_restart_keeps_the_data_and_brings_a_server_that_is_down_back_waiting_fo
         # Down, as after a restart that failed half way, and while it is down a client socket takes
         # its port as its own end: restart starts it, once the port is free again.
         pid = int((infra / "pg" / "data" / "postmaster.pid").read_text().split()[0])
-        os.kill(pid, signal.SIGINT)
-        eventually(lambda: not _alive(pid), timeout_s=60)
-        held = _HeldPort(port)
-        restarting = _script(infra, port, "restart", wait_s=90)
-        log = infra / "pg" / "server.log"
-        eventually(lambda: "Address already in use" in log.read_text(errors="replace") or restarting.poll() is not None,
-                   timeout_s=60)
-        assert restarting.poll() is None, restarting.communicate()
-        held.release()
-        out, err = restarting.communicate(timeout=120)
-        assert restarting.returncode == 0, err
+        out, err = restarted_while_held(pid, signal.SIGINT, port, infra / "pg" / "server.log",
+                                        lambda: _script(infra, port, "restart", wait_s=90))
         assert f"127.0.0.1:{port} is held by a client socket on this machine; waiting up to 90 s" in err
         assert f"restarted (fast) on 127.0.0.1:{port}" in out
         with psycopg.connect(url, connect_timeout=10) as conn:
             assert conn.execute("SELECT n FROM kept").fetchall() == [(1,)]
     finally:
-        if held is not None:
-            held.release()
         _stop(infra, port)
