@@ -136,6 +136,12 @@ broker_answers() {
     kafka.admin.BrokerApiVersionsCommand --bootstrap-server "$HOST:$PORT" >/dev/null 2>&1
 }
 
+# attempt_log FROM: the last lines the broker logged after byte FROM of its log (this attempt's).
+attempt_log() {
+  echo "----- $LOGFILE (this attempt) -----" >&2
+  tail -c "+$(($1 + 1))" "$LOGFILE" | tail -n 50 >&2 || true
+}
+
 # start [keep]: with "keep", start on the data of the previous run (formatted once before).
 start() {
   local keep="${1:-}"
@@ -189,8 +195,7 @@ start() {
         return 0
       fi
       if ((SECONDS >= deadline)); then
-        echo "----- $LOGFILE (this attempt) -----" >&2
-        tail -c "+$((from + 1))" "$LOGFILE" | tail -n 50 >&2 || true
+        attempt_log "$from"
         stop || true
         die "Kafka did not start within ${START_TIMEOUT} s"
       fi
@@ -203,8 +208,7 @@ start() {
       sleep 2
       continue
     fi
-    echo "----- $LOGFILE (this attempt) -----" >&2
-    tail -c "+$((from + 1))" "$LOGFILE" | tail -n 50 >&2 || true
+    attempt_log "$from"
     die "Kafka did not start: the broker process (pid $pid) exited"
   done
 }

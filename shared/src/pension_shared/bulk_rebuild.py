@@ -66,6 +66,15 @@ from pension_shared.projection_batch import copying, insert_many
 
 
 _EVENTS = re.compile(r"\bevents\b")
+_WITH = re.compile(r"\s*WITH(\s+RECURSIVE)?\s", re.IGNORECASE)
+
+
+def _with_events(events: str, statement: str) -> str:
+    """``statement`` in which ``events`` names the rows of the query ``events`` (a common table
+    expression, which PostgreSQL folds into the statement), put first in the statement's own
+    WITH list if it has one. Inside ``events`` itself, the name is still the table's."""
+    head, own = f"events AS NOT MATERIALIZED ({events})", _WITH.match(statement)
+    return f"WITH{own.group(1) or ''} {head}, {statement[own.end():]}" if own else f"WITH {head} {statement}"
 
 Tid = tuple[int, int]
 """Where a row is stored: its block, and its place in the block (PostgreSQL's ``ctid``)."""
@@ -96,11 +105,9 @@ class Load:
         if not self.per_event or not cuts:
             return (self,)
         bounds = [None, *cuts, None]
-        return tuple(Load(self.table, "WITH events AS NOT MATERIALIZED (SELECT * FROM events WHERE "
-                                      + " AND ".join(f"ctid {op} '({at[0]},{at[1]})'" for op, at
-                                                     in ((">=", low), ("<", high)) if at is not None)
-                                      + f") SELECT * FROM ({self.rows}) AS part")
-                     for low, high in zip(bounds, bounds[1:]))
+        return tuple(Load(self.table, _with_events("SELECT * FROM events WHERE " + " AND ".join(
+            f"ctid {op} '({at[0]},{at[1]})'" for op, at in ((">=", low), ("<", high)) if at is not None), self.rows))
+            for low, high in zip(bounds, bounds[1:]))
 
 
 @dataclass(frozen=True)
@@ -245,9 +252,7 @@ def _run(conn: Connection, steps: Iterable[Step]) -> None:
         if isinstance(step, str):
             conn.exec_driver_sql(step)
         elif isinstance(step, Few):
-            # Its own WITH list, if it has one, goes on after the gathered events'.
-            text, gathered = step.statement.lstrip(), f"WITH events AS NOT MATERIALIZED (SELECT * FROM {_FEW})"
-            conn.exec_driver_sql(f"{gathered}, {text[5:]}" if text[:5].upper() == "WITH " else f"{gathered} {text}")
+            conn.exec_driver_sql(_with_events(f"SELECT * FROM {_FEW}", step.statement))
         elif isinstance(step.rows, str):
             conn.exec_driver_sql(f"INSERT INTO {_columns(conn, step.table)} {step.rows}")
         else:
@@ -277,7 +282,7 @@ def _largest_first(loads: list[tuple[Load, SetBased]], stored: Mapping[str, int]
     scan = max(sum(stored.values()) // 10, 1)
     costs: list[tuple[int, Load]] = []
     for load, form in loads:
-        types = set(_TYPE_LITERAL.findall(load.rows)) if isinstance(load.rows, str) else form.reads
+        types = set(_named(load)) if isinstance(load.rows, str) else form.reads
         parsing = sum(stored.get(type_, 0) for type_ in types)
         parts = load.parts(cuts)
         costs.extend(((scan + parsing) // len(parts), part) for part in parts)
@@ -317,7 +322,7 @@ class _Beside:
     def __init__(self, conn: Connection, loads: _Shared, snapshot: str | None) -> None:
         self._conn, self._loads, self._snapshot = conn, loads, snapshot
         self.stored: dict[str, int] = {}
-        self.written: deque[Write] = deque()
+        self._written: deque[Write] = deque()  # appended by the thread, taken by the caller
         self._failed: BaseException | None = None
         self._thread: threading.Thread | None = None
 
@@ -342,8 +347,8 @@ class _Beside:
 
     def write_finished(self, conn: Connection) -> None:
         """Write the rows of the loads finished so far, on the caller's connection."""
-        while self.written:
-            self.written.popleft()(conn)
+        while self._written:
+            self._written.popleft()(conn)
 
     def _fetch(self, snapshot: str, columns: dict, types: dict) -> None:
         try:
@@ -353,9 +358,9 @@ class _Beside:
                     other.exec_driver_sql(setting)
                 for load in iter(self._loads.take, None):
                     if isinstance(load.rows, str):
-                        self.written.append(_copy_in(columns[load.table], _copied_out(other, load.rows, types[load.table])))
+                        self._written.append(_copy_in(columns[load.table], _copied_out(other, load.rows, types[load.table])))
                     else:
-                        self.written.append(_insert_in(load.table, list(load.rows(other))))
+                        self._written.append(_insert_in(load.table, list(load.rows(other))))
                 self.stored = _stored_types(other)
                 other.rollback()
         except BaseException as failure:  # noqa: BLE001 - raised again in the caller's thread
