@@ -11,6 +11,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from pension_shared import bulk_rebuild
 from pension_shared.bulk_rebuild import Few, Load, SetBased, _cuts, _largest_first, rebuild_set_based
 from pension_shared.envelope import Upcasters
 from pension_shared.ledger import EventStore, NewEvent
@@ -169,7 +170,7 @@ def _blocks(conn) -> int:  # noqa: ANN001
     return conn.exec_driver_sql("SELECT pg_relation_size('events') / 8192").scalar_one()
 
 
-def test_a_load_by_event_is_taken_in_eight_parts_each_reading_only_its_own_blocks_of_the_events(pg_tally) -> None:  # noqa: ANN001
+def test_a_load_by_event_is_taken_in_parts_of_shrinking_shares_each_reading_only_its_own_blocks(pg_tally) -> None:  # noqa: ANN001
     by_event = f"""
         SELECT e.subject, d.amount, 1, e.event_id, e.position
         FROM events e, json_to_record(CAST(e.data AS json)) AS d (amount bigint)
@@ -178,11 +179,11 @@ def test_a_load_by_event_is_taken_in_eight_parts_each_reading_only_its_own_block
     whole = Load(_ADDITIONS, by_event, per_event=True)
     _history(pg_tally)
     with pg_tally.engine.connect() as conn:
-        assert _blocks(conn) < 8 and _cuts(conn) == [] and whole.parts(_cuts(conn)) == (whole,)
-    while True:  # until the events fill eight blocks
+        assert _blocks(conn) < 20 and _cuts(conn) == [] and whole.parts(_cuts(conn)) == (whole,)
+    while True:  # until the events fill as many blocks as the shares add up to (20)
         _history(pg_tally)
         with pg_tally.engine.connect() as conn:
-            if _blocks(conn) >= 8:
+            if _blocks(conn) >= 20:
                 break
     with pg_tally.engine.connect() as conn:
         blocks, cuts = _blocks(conn), _cuts(conn)
@@ -190,7 +191,9 @@ def test_a_load_by_event_is_taken_in_eight_parts_each_reading_only_its_own_block
         parts = whole.parts(cuts)
         taken = [conn.exec_driver_sql(part.rows).all() for part in parts]
         plans = ["\n".join(conn.exec_driver_sql(f"EXPLAIN {part.rows}").scalars()) for part in parts]
-    assert cuts == [(blocks * k // 8, 0) for k in range(1, 8)] and cuts == sorted(set(cuts)) and cuts[0] > (0, 0)
+    # Shares of 4, 4, 3, 3, 2, 2, 1 and 1 twentieths of the blocks, in that order.
+    assert cuts == [(blocks * k // 20, 0) for k in (4, 8, 11, 14, 16, 18, 19)]
+    assert cuts == sorted(set(cuts)) and cuts[0] > (0, 0) and cuts[-1] < (blocks, 0)
     # A part per range of blocks, the first and the last open-ended, none empty: together every row, once.
     assert len(parts) == 8 and all(taken) and sorted(row for part in taken for row in part) == every
     # The range is the condition of the scan of the events, under json_to_record: the events
@@ -218,6 +221,11 @@ def test_a_load_by_event_is_taken_in_parts_each_costing_its_share() -> None:
     assert taken(900, 100, [(10, 0)]) == [*by_event.parts([(10, 0)]), whole]
     # (100 + 100) / 3 against 100 + 900.
     assert taken(100, 900, [(10, 0), (20, 0)]) == [whole, *by_event.parts([(10, 0), (20, 0)])]
+    # In eight parts, each costs its share of (200 + 1900), from 4/20 (420) down to 1/20 (105),
+    # and the other load (200 + 100) goes between the parts of 3/20 and those of 2/20.
+    eight = [(k, 0) for k in range(1, 8)]
+    parts = by_event.parts(eight)
+    assert len(parts) == 8 and taken(1900, 100, eight) == [*parts[:4], whole, *parts[4:]]
     # Too few events to cut the ledger: taken whole, 100 + 900 against 100 + 100.
     assert taken(900, 100, []) == [by_event, whole]
     # Without statistics every load costs the same, and they are taken in the order given.
@@ -254,27 +262,87 @@ def test_the_caller_writes_the_rows_of_the_loads_the_other_connection_finished_b
     assert on_caller and all(seen == 9 for seen in on_caller), checks
 
 
-def test_few_statements_read_only_the_events_of_the_types_they_name_gathered_before_the_loads(pg_tally) -> None:  # noqa: ANN001
-    _history(pg_tally)
-    with pg_tally.engine.begin() as conn:  # events of a type no statement names
-        stream = pg_tally.store.load(conn, stream_of("P2"))
-        pg_tally.store.append(conn, stream.stream_id, stream.version, [NewEvent("Noted", {}, "P2")] * 3, meta())
-        every = conn.exec_driver_sql("SELECT count(*) FROM events").scalar()
-    # A statement of its own, and one with a WITH list (which goes on after the gathered events').
-    received = _Holding(SetBased(reads=frozenset({ADDED}), uses=(tally_totals,), steps=(
+def _few_received(uses: tuple = (tally_totals,)) -> "_Holding":
+    """Few statements of their own, and one with a WITH list (which goes on after the gathered
+    events'), the second reading all the events it is given. Without ``uses``, they are a form
+    the caller runs at once, while the other connection may still be gathering."""
+    return _Holding(SetBased(reads=frozenset({ADDED}), uses=uses, steps=(
         Few(f"INSERT INTO tally_received SELECT subject, count(*), 0 FROM events WHERE type = '{ADDED}' GROUP BY subject"),
         Few("WITH n AS (SELECT subject, count(*) AS c FROM events GROUP BY subject) "
             "UPDATE tally_received SET events = n.c FROM n WHERE tally_received.subject = n.subject"),
     )), tables=(tally_received,))
+
+
+def _with_noted(tally: TallyService) -> int:
+    """The history, and events of a type no statement names; how many events the ledger holds."""
+    _history(tally)
+    with tally.engine.begin() as conn:
+        stream = tally.store.load(conn, stream_of("P2"))
+        tally.store.append(conn, stream.stream_id, stream.version, [NewEvent("Noted", {}, "P2")] * 3, meta())
+        return conn.exec_driver_sql("SELECT count(*) FROM events").scalar()
+
+
+@pytest.mark.parametrize("uses", [(tally_totals,), ()], ids=["after the loads", "before the loads"])
+def test_few_statements_read_only_the_events_of_the_types_they_name_gathered_once_by_the_second_connection(
+    pg_tally, monkeypatch, uses,  # noqa: ANN001
+) -> None:
+    every = _with_noted(pg_tally)
+    copied_out: list[tuple[int, str]] = []
+    copy_out = bulk_rebuild._copy_out
+
+    def recorded(conn, query):  # noqa: ANN001, ANN202
+        copied_out.append((id(conn.connection.dbapi_connection), query))
+        return copy_out(conn, query)
+
+    monkeypatch.setattr(bulk_rebuild, "_copy_out", recorded)
     with pg_tally.engine.begin() as conn:
-        gathered: list[str] = []
-        sa.event.listen(conn, "before_cursor_execute", lambda *args: gathered.append(args[2]) if "TEMPORARY" in args[2] else None)
-        assert rebuild_set_based(conn, [SetBasedTally(), received], Upcasters()) == every == 82
+        caller = id(conn.connection.dbapi_connection)
+        made: list[str] = []
+        sa.event.listen(conn, "before_cursor_execute", lambda *args: made.append(args[2]) if "TEMPORARY" in args[2] else None)
+        assert rebuild_set_based(conn, [SetBasedTally(), _few_received(uses)], Upcasters()) == every == 82
         rows = conn.exec_driver_sql("SELECT subject, total, events FROM tally_received ORDER BY subject").all()
         totals = conn.exec_driver_sql("SELECT subject, events FROM tally_totals ORDER BY subject").all()
         left = conn.exec_driver_sql("SELECT to_regclass('pg_temp.rebuild_few_events')").scalar()
-    # Gathered once; the Noted events are not among them, though the second statement reads all.
-    assert len(gathered) == 1 and ADDED in gathered[0] and left is None
+    scans = [(on, query) for on, query in copied_out if "WHERE type IN" in query]
+    # One scan for the events of the named types, on the other connection, which the caller
+    # writes into a table it makes empty. The Noted events are not among them, though the second
+    # statement reads all it is given; the table is gone once the rebuild is done.
+    assert len(scans) == 1 and scans[0][0] != caller and ADDED in scans[0][1] and "Noted" not in scans[0][1]
+    assert made == ["CREATE TEMPORARY TABLE pg_temp.rebuild_few_events ON COMMIT DROP AS SELECT * FROM events WITH NO DATA"]
+    assert left is None
+    assert rows == [(subject, events, events) for subject, events in totals] and sum(n for _, n in totals) == 79
+
+
+def test_a_gathering_failing_on_the_second_connection_fails_the_rebuild_and_leaves_the_old_rows(pg_tally, monkeypatch) -> None:  # noqa: ANN001
+    _with_noted(pg_tally)
+    with pg_tally.engine.connect() as conn:
+        rows = snapshot(conn, tally_totals)
+
+    def broken(conn, query):  # noqa: ANN001, ANN202
+        raise RuntimeError("the gathering failed, on the second connection")
+
+    monkeypatch.setattr(bulk_rebuild, "_copy_out", broken)
+    # The caller's Few statements (a form it runs at once) wait for the gathered events, and are
+    # told of the failure.
+    with pytest.raises(RuntimeError, match="the second connection of the rebuild failed"), pg_tally.engine.begin() as conn:
+        rebuild_set_based(conn, [SetBasedTally(), _few_received(uses=())], Upcasters())
+    with pg_tally.engine.connect() as conn:
+        assert snapshot(conn, tally_totals) == rows
+
+
+def test_without_a_load_to_share_the_caller_gathers_the_events_of_few_statements_itself(pg_tally) -> None:  # noqa: ANN001
+    every = _with_noted(pg_tally)
+    # A fold as one statement of its own (not a load): nothing for a second connection to take.
+    totals_in_one_statement = TallyProjection()
+    totals_in_one_statement.set_based = SetBased(reads=frozenset({ADDED}), steps=(
+        f"INSERT INTO tally_totals (subject, total, events, last_event_id) {_TOTALS}",))
+    with pg_tally.engine.begin() as conn:
+        gathered: list[str] = []
+        sa.event.listen(conn, "before_cursor_execute", lambda *args: gathered.append(args[2]) if "TEMPORARY" in args[2] else None)
+        assert rebuild_set_based(conn, [totals_in_one_statement, _few_received()], Upcasters()) == every == 82
+        rows = conn.exec_driver_sql("SELECT subject, total, events FROM tally_received ORDER BY subject").all()
+        totals = conn.exec_driver_sql("SELECT subject, events FROM tally_totals ORDER BY subject").all()
+    assert len(gathered) == 1 and ADDED in gathered[0] and "Noted" not in gathered[0]
     assert rows == [(subject, events, events) for subject, events in totals] and sum(n for _, n in totals) == 79
 
 

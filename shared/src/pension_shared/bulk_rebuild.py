@@ -22,14 +22,16 @@ The rebuild runs in the caller's transaction, as the Python path does:
    rows are shared: their loads, the most costly first, are taken by whichever connection is
    free, the caller's or a second one in its snapshot (``pg_export_snapshot``, taken once the
    tables are locked, so it sees what the first would see) whose rows are sent back with COPY.
-   The caller's connection first gathers the events the ``Few`` statements read (of rare
-   types: voidings, decisions) into a temporary table, one scan of the ledger for them all (the
-   role needs PostgreSQL's TEMPORARY privilege on the database, every role's by default), and
-   runs the other forms. A load whose every row comes from one event alone (``per_event``) is
-   taken in parts, each reading the events of one range of the table's blocks: one large load
-   would otherwise keep one backend busy long after the other is done. Between two of its
-   loads, the caller writes the rows of those the second connection has finished, so that it is
-   not left with all of them to write once that one is done. Then the forms that read tables
+   The second connection first gathers the events the ``Few`` statements read (of rare types:
+   voidings, decisions), one scan of the ledger for them all, which the caller's writes into a
+   temporary table before the first of those statements runs (the role needs PostgreSQL's
+   TEMPORARY privilege on the database, every role's by default); the caller's connection
+   meanwhile runs the other forms. A load whose every row comes from one event alone
+   (``per_event``) is taken in parts, each reading the events of one range of the table's
+   blocks, the last ranges the smallest: one large load would otherwise keep one backend busy
+   long after the other is done. Between two of its loads, the caller writes the rows of those
+   the second connection has finished, so that it is not left with all of them to write once
+   that one is done. Then the forms that read tables
    other projections just rebuilt (``uses``) run, in projection order, each form's ``after``
    steps (which read tables its own loads made) in the same order. Forms that read only the
    events do not depend on each other, so their order does not matter.
@@ -52,6 +54,7 @@ SQLite always takes the Python path."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 from collections import deque
@@ -114,9 +117,9 @@ class Load:
 class Few:
     """A statement reading the events of a few types only (the rare changes to rows a load made,
     say), not a load, run where a statement would be. In it, ``events`` names the events of the
-    types every such statement of the rebuild names, gathered once by the caller before it takes
-    any load: one scan of the ledger, while the second connection loads, rather than one for
-    each statement, after every load."""
+    types every such statement of the rebuild names, gathered once by the second connection
+    before it takes any load: one scan of the ledger, and not on the caller's connection, rather
+    than one for each statement, after every load."""
 
     statement: str
 
@@ -187,21 +190,20 @@ def rebuild_set_based(conn: Connection, projections: Sequence, upcasters: Upcast
             conn.exec_driver_sql(setting)
         conn.exec_driver_sql(f"TRUNCATE {tables}")
         rebuild_indexes = [ddl for table in _tables_of(projections) for ddl in _drop_indexes(conn, table)]
-        with _Beside(conn, loads, snapshot) as other:
-            _gather_few(conn, forms)
+        with _Beside(conn, loads, snapshot, _few_events(forms)) as other:
             for form in fixed:
-                _run(conn, form.steps)
+                _run(conn, form.steps, other)
             for load in iter(loads.take, None):
                 other.write_finished(conn)
-                _run(conn, (load,))
+                _run(conn, (load,), other)
         if not all(_reads_as_stored(form, other.stored) for form in forms):
             attempt.rollback()
             return None
         other.write_finished(conn)
         for form in forms:
             if form.uses:
-                _run(conn, form.steps)
-            _run(conn, form.after)
+                _run(conn, form.steps, other)
+            _run(conn, form.after, other)
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_FEW}")
         for ddl in rebuild_indexes:
             conn.exec_driver_sql(ddl)
@@ -238,20 +240,20 @@ def _named(step: Step) -> list[str]:
 _FEW = "pg_temp.rebuild_few_events"
 
 
-def _gather_few(conn: Connection, forms: Sequence[SetBased]) -> None:
-    """The events every ``Few`` statement of the forms reads, into a table of this transaction."""
+def _few_events(forms: Sequence[SetBased]) -> str | None:
+    """The query of the events every ``Few`` statement of the forms reads (None without any)."""
     types = sorted({t for form in forms for step in (*form.steps, *form.after) if isinstance(step, Few)
                     for t in _named(step)})
-    if types:
-        listed = ", ".join(f"'{t}'" for t in types)
-        conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {_FEW} ON COMMIT DROP AS SELECT * FROM events WHERE type IN ({listed})")
+    listed = ", ".join(f"'{t}'" for t in types)
+    return f"SELECT * FROM events WHERE type IN ({listed})" if types else None
 
 
-def _run(conn: Connection, steps: Iterable[Step]) -> None:
+def _run(conn: Connection, steps: Iterable[Step], other: "_Beside") -> None:
     for step in steps:
         if isinstance(step, str):
             conn.exec_driver_sql(step)
         elif isinstance(step, Few):
+            other.gather_few(conn)
             conn.exec_driver_sql(_with_events(f"SELECT * FROM {_FEW}", step.statement))
         elif isinstance(step.rows, str):
             conn.exec_driver_sql(f"INSERT INTO {_columns(conn, step.table)} {step.rows}")
@@ -259,19 +261,26 @@ def _run(conn: Connection, steps: Iterable[Step]) -> None:
             insert_many(conn, step.table, list(step.rows(conn)))
 
 
-_PARTS = 8
-"""The ranges of blocks a load divided by event is taken in: enough that the last one taken
-is a small share of the work, which the other connection does not have to wait long for."""
+_SHARES = (4, 4, 3, 3, 2, 2, 1, 1)
+"""The shares of the events' blocks a load divided by event is taken in, largest first: few
+enough parts that each costs little more than its events' parsing, and the last ones small, so
+that the connection done first does not wait long for the other's last part."""
 
 
 def _cuts(conn: Connection) -> list[Tid]:
-    """The starts of blocks that divide the events' table into ``_PARTS`` ranges of as many
-    blocks each (none for a table of fewer blocks than that)."""
+    """The starts of blocks that divide the events' table into ranges of ``_SHARES`` of its
+    blocks, in that order (none for a table of fewer blocks than the shares add up to)."""
     blocks = conn.exec_driver_sql(
         "SELECT pg_relation_size('events') / CAST(current_setting('block_size') AS integer)").scalar_one()
-    if blocks < _PARTS:
+    total = sum(_SHARES)
+    if blocks < total:
         return []
-    return [(blocks * k // _PARTS, 0) for k in range(1, _PARTS)]
+    return [(blocks * upto // total, 0) for upto in itertools.accumulate(_SHARES[:-1])]
+
+
+def _shares(parts: int) -> Sequence[int]:
+    """How the cost of a load divided into so many parts is shared among them."""
+    return _SHARES if parts == len(_SHARES) else (1,) * parts
 
 
 def _largest_first(loads: list[tuple[Load, SetBased]], stored: Mapping[str, int], cuts: Sequence[Tid]) -> list[Load]:
@@ -285,7 +294,8 @@ def _largest_first(loads: list[tuple[Load, SetBased]], stored: Mapping[str, int]
         types = set(_named(load)) if isinstance(load.rows, str) else form.reads
         parsing = sum(stored.get(type_, 0) for type_ in types)
         parts = load.parts(cuts)
-        costs.extend(((scan + parsing) // len(parts), part) for part in parts)
+        shares = _shares(len(parts))
+        costs.extend(((scan + parsing) * share // sum(shares), part) for share, part in zip(shares, parts))
     return [load for _, load in sorted(costs, key=lambda pair: -pair[0])]
 
 
@@ -314,15 +324,21 @@ Write = Callable[[Connection], None]
 
 
 class _Beside:
-    """Runs shared loads on a second connection, in a thread, in the caller's snapshot, then
-    counts the stored event types there (``stored``, once out of the ``with``). The rows of each
-    load it has finished wait in memory until ``write_finished`` writes them into the caller's
-    transaction (COPY)."""
+    """Runs shared loads on a second connection, in a thread, in the caller's snapshot. There it
+    first gathers the events of the ``Few`` statements' types (``few``, a query), which
+    ``gather_few`` writes into a temporary table of the caller's before the first of those
+    statements runs, and counts the stored event types (``stored``, once out of the ``with``):
+    neither scan of the ledger is the caller's to make. The rows of each load it has finished
+    wait in memory until ``write_finished`` writes them into the caller's transaction (COPY).
+    Without loads there is no second connection: the caller counts, and gathers, itself."""
 
-    def __init__(self, conn: Connection, loads: _Shared, snapshot: str | None) -> None:
-        self._conn, self._loads, self._snapshot = conn, loads, snapshot
+    def __init__(self, conn: Connection, loads: _Shared, snapshot: str | None, few: str | None = None) -> None:
+        self._conn, self._loads, self._snapshot, self._few = conn, loads, snapshot, few
         self.stored: dict[str, int] = {}
         self._written: deque[Write] = deque()  # appended by the thread, taken by the caller
+        self._few_rows: list[bytes] | None = None
+        self._few_fetched = threading.Event()  # set by the thread once the rows are in, or it failed
+        self._few_gathered = False
         self._failed: BaseException | None = None
         self._thread: threading.Thread | None = None
 
@@ -350,30 +366,57 @@ class _Beside:
         while self._written:
             self._written.popleft()(conn)
 
+    def gather_few(self, conn: Connection) -> None:
+        """The events the ``Few`` statements read in their temporary table, on the caller's
+        connection (once; a wait for the second connection's scan if it is not done yet)."""
+        if self._few_gathered or self._few is None:
+            return
+        if self._thread is None:
+            conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {_FEW} ON COMMIT DROP AS {self._few}")
+        else:
+            self._few_fetched.wait()
+            if self._few_rows is None:  # the second connection failed: the rebuild does
+                raise RuntimeError("the second connection of the rebuild failed") from self._failed
+            conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {_FEW} ON COMMIT DROP AS SELECT * FROM events WITH NO DATA")
+            _copy_in(_FEW, self._few_rows)(conn)
+            self._few_rows = None
+        self._few_gathered = True
+
     def _fetch(self, snapshot: str, columns: dict, types: dict) -> None:
         try:
             with self._conn.engine.connect().execution_options(isolation_level="REPEATABLE READ") as other:
                 other.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
                 for setting in _SETTINGS:
                     other.exec_driver_sql(setting)
+                if self._few is not None:
+                    self._few_rows = _copy_out(other, self._few)
+                    self._few_fetched.set()
+                # Counted before the loads, not after: the caller would wait for the count alone.
+                self.stored = _stored_types(other)
                 for load in iter(self._loads.take, None):
                     if isinstance(load.rows, str):
                         self._written.append(_copy_in(columns[load.table], _copied_out(other, load.rows, types[load.table])))
                     else:
                         self._written.append(_insert_in(load.table, list(load.rows(other))))
-                self.stored = _stored_types(other)
                 other.rollback()
         except BaseException as failure:  # noqa: BLE001 - raised again in the caller's thread
             self._loads.drop()
             self._failed = failure
+        finally:
+            self._few_fetched.set()
+
+
+def _copy_out(conn: Connection, query: str) -> list[bytes]:
+    """The query's rows in COPY's binary format."""
+    with copying(conn, f"COPY ({query}) TO STDOUT (FORMAT binary)") as copy:
+        return [bytes(chunk) for chunk in copy]
 
 
 def _copied_out(conn: Connection, query: str, types: Sequence[str]) -> list[bytes]:
     """The query's rows in COPY's binary format, each column cast to the table's type."""
     cast = ", ".join(f"CAST(c{i} AS {type_})" for i, type_ in enumerate(types))
     named = ", ".join(f"c{i}" for i in range(len(types)))
-    with copying(conn, f"COPY (SELECT {cast} FROM ({query}) AS rows ({named})) TO STDOUT (FORMAT binary)") as copy:
-        return [bytes(chunk) for chunk in copy]
+    return _copy_out(conn, f"SELECT {cast} FROM ({query}) AS rows ({named})")
 
 
 def _insert_in(table: sa.Table, rows: list[Mapping[str, Any]]) -> Write:
