@@ -28,7 +28,7 @@ def _v1(name: str) -> str:
 
 _REGISTERED, _BOUND, _CHANGED = _v1(PARTICIPANT_REGISTERED), _v1(FUND_ACCOUNT_BOUND), _v1(BANK_CHANGE_COMPLETED)
 _CONTRIBUTION, _INVESTMENT = _v1(CONTRIBUTION_RECORDED), _v1(INVESTMENT_RECORDED)
-_RECORDS = {_CONTRIBUTION: "'contribution'", _INVESTMENT: "kind", _CHANGED: "'bank_change'",
+_RECORDS = {_CONTRIBUTION: "'contribution'", _INVESTMENT: "d ->> 'kind'", _CHANGED: "'bank_change'",
             **{_v1(name): f"'{kind}'" for name, kind in RECORD_KINDS.items()}}
 
 
@@ -39,6 +39,8 @@ class ParticipantsProjection:
     # change completed) after its registration; a record per recorded event; each year's
     # figures those of its last contribution, found among the records just loaded (a record of
     # kind 'contribution' is one of a contribution recorded), so that only that one is parsed again.
+    # Each record's data is parsed once (OFFSET 0 keeps the cast below the fields taken from it),
+    # and its fields taken with operators: faster than jsonb_to_record, which converts each field.
     set_based = SetBased(reads=frozenset({_REGISTERED, _BOUND, *_RECORDS}), steps=(Load(participants, f"""
         WITH stored AS (
             SELECT position, type, subject, CAST(data AS jsonb) AS d
@@ -61,18 +63,19 @@ class ParticipantsProjection:
         WHERE r.type = '{_REGISTERED}'
     """), Load(participant_records, f"""
         SELECT e.position, e.subject,
-               CASE WHEN e.type = '{_CHANGED}' THEN CAST(extract(year FROM CAST(d.completed_at AS timestamptz)
+               CASE WHEN e.type = '{_CHANGED}' THEN CAST(extract(year FROM CAST(d ->> 'completed_at' AS timestamptz)
                                                                 AT TIME ZONE 'Asia/Shanghai') AS integer)
-                    ELSE d.year END,
+                    ELSE CAST(d ->> 'year' AS integer) END,
                CASE e.type {" ".join(f"WHEN '{t}' THEN {kind}" for t, kind in _RECORDS.items())} END,
-               e.time, d.amount,
-               CASE WHEN e.type = '{_CHANGED}' THEN coalesce(nullif(d.new_fund_account_id, ''), d.fund_account_id)
-                    ELSE d.fund_account_id END,
-               d.product_code, d.source_event ->> 'id', d.source_event ->> 'type'
-        FROM events e, jsonb_to_record(CAST(e.data AS jsonb)) AS d (
-            year integer, kind text, amount bigint, fund_account_id text, product_code text, source_event jsonb,
-            completed_at text, new_fund_account_id text)
-        WHERE e.type IN ({", ".join(f"'{t}'" for t in _RECORDS)})
+               e.time, CAST(d ->> 'amount' AS bigint),
+               CASE WHEN e.type = '{_CHANGED}' THEN coalesce(nullif(d ->> 'new_fund_account_id', ''), d ->> 'fund_account_id')
+                    ELSE d ->> 'fund_account_id' END,
+               d ->> 'product_code', d #>> '{{source_event,id}}', d #>> '{{source_event,type}}'
+        FROM (
+            SELECT position, subject, type, time, CAST(data AS jsonb) AS d
+            FROM events WHERE type IN ({", ".join(f"'{t}'" for t in _RECORDS)})
+            OFFSET 0
+        ) AS e
     """, per_event=True)), after=(f"""
         INSERT INTO contribution_years (participant_id, year, contributed, remaining_quota)
         SELECT r.participant_id, r.year, d.contributed_this_year, d.remaining_quota
