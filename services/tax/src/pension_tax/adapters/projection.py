@@ -187,6 +187,8 @@ class TaxYearsProjection:
     # The year's figures from the rows just rebuilt (a voucher row per issuing, a withholding row
     # per payout withheld) and the few other events: contributed is the running total of the
     # last issuing or voiding, deductible the last voiding's total plus what was issued after it.
+    # The vouchers and the withholdings are summed up per taxpayer and year first, so that only
+    # those sums meet the few other events.
     set_based = SetBased(
         reads=frozenset({_v1(DEDUCTION_VOUCHER_VOIDED), _v1(WITHDRAWAL_TAX_WITHHOLDING_REVERSED),
                          _v1(ANNUAL_TAX_STATEMENT_ISSUED)}),
@@ -209,21 +211,27 @@ class TaxYearsProjection:
             SELECT DISTINCT ON (participant_id COLLATE "C", year) participant_id, year, issued_at
             FROM stored WHERE type = '{_v1(ANNUAL_TAX_STATEMENT_ISSUED)}'
             ORDER BY participant_id COLLATE "C", year, position DESC
-        ), changes (participant_id, year, position, contributed, issued, gross, tax) AS (
-            SELECT participant_id, year, position, cumulative_amount, deductible_amount, 0, 0 FROM vouchers
+        ), issued AS (
+            SELECT i.participant_id, i.year, max(ARRAY[i.position, i.cumulative_amount]) AS last,
+                   sum(i.deductible_amount) FILTER (WHERE i.position > coalesce(v.position, 0)) AS deductible
+            FROM vouchers i LEFT JOIN last_voided v ON v.participant_id = i.participant_id AND v.year = i.year
+            GROUP BY i.participant_id, i.year
+        ), withheld AS (
+            SELECT participant_id, year, sum(gross) AS gross, sum(tax) AS tax FROM withholdings GROUP BY participant_id, year
+        ), changes (participant_id, year, last, deductible, gross, tax) AS (
+            SELECT participant_id, year, last, deductible, 0, 0 FROM issued
             UNION ALL
-            SELECT participant_id, year, position, NULL, NULL, gross, tax FROM withholdings
+            SELECT participant_id, year, NULL, NULL, gross, tax FROM withheld
             UNION ALL
-            SELECT participant_id, year, position,
-                   CASE WHEN type = '{_v1(DEDUCTION_VOUCHER_VOIDED)}' THEN cumulative_amount END, NULL,
+            SELECT participant_id, year,
+                   CASE WHEN type = '{_v1(DEDUCTION_VOUCHER_VOIDED)}' AND cumulative_amount IS NOT NULL
+                        THEN ARRAY[position, cumulative_amount] END, NULL,
                    CASE WHEN type = '{_v1(WITHDRAWAL_TAX_WITHHOLDING_REVERSED)}' THEN -gross ELSE 0 END,
                    CASE WHEN type = '{_v1(WITHDRAWAL_TAX_WITHHOLDING_REVERSED)}' THEN -tax ELSE 0 END
             FROM stored
         )
-        SELECT c.participant_id, c.year,
-               coalesce((max(ARRAY[c.position, c.contributed]) FILTER (WHERE c.contributed IS NOT NULL))[2], 0),
-               coalesce(v.deductible_total, 0)
-                   + coalesce(sum(c.issued) FILTER (WHERE c.position > coalesce(v.position, 0)), 0),
+        SELECT c.participant_id, c.year, coalesce((max(c.last))[2], 0),
+               coalesce(v.deductible_total, 0) + coalesce(sum(c.deductible), 0),
                sum(c.gross), sum(c.tax), s.issued_at
         FROM changes c
         LEFT JOIN last_voided v ON v.participant_id = c.participant_id AND v.year = c.year
