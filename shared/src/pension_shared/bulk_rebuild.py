@@ -31,10 +31,10 @@ The rebuild runs in the caller's transaction, as the Python path does:
    blocks, the last ranges the smallest: one large load would otherwise keep one backend busy
    long after the other is done. Between two of its loads, the caller writes the rows of those
    the second connection has finished, so that it is not left with all of them to write once
-   that one is done. Then the forms that read tables
-   other projections just rebuilt (``uses``) run, in projection order, each form's ``after``
-   steps (which read tables its own loads made) in the same order. Forms that read only the
-   events do not depend on each other, so their order does not matter.
+   that one is done. Then the forms that read tables other projections just rebuilt (``uses``)
+   run, in projection order, each form's ``after`` steps (which read tables its own loads made)
+   in the same order. Forms that read only the events do not depend on each other, so their
+   order does not matter.
 
 Why TRUNCATE rather than DELETE, and why not new tables swapped in: DELETE leaves every old row
 in the heap and in the indexes until a vacuum (the index builds read them all again, and the
@@ -78,6 +78,7 @@ def _with_events(events: str, statement: str) -> str:
     WITH list if it has one. Inside ``events`` itself, the name is still the table's."""
     head, own = f"events AS NOT MATERIALIZED ({events})", _WITH.match(statement)
     return f"WITH{own.group(1) or ''} {head}, {statement[own.end():]}" if own else f"WITH {head} {statement}"
+
 
 Tid = tuple[int, int]
 """Where a row is stored: its block, and its place in the block (PostgreSQL's ``ctid``)."""
@@ -338,7 +339,6 @@ class _Beside:
         self._written: deque[Write] = deque()  # appended by the thread, taken by the caller
         self._few_rows: list[bytes] | None = None
         self._few_fetched = threading.Event()  # set by the thread once the rows are in, or it failed
-        self._few_gathered = False
         self._failed: BaseException | None = None
         self._thread: threading.Thread | None = None
 
@@ -368,8 +368,9 @@ class _Beside:
 
     def gather_few(self, conn: Connection) -> None:
         """The events the ``Few`` statements read in their temporary table, on the caller's
-        connection (once; a wait for the second connection's scan if it is not done yet)."""
-        if self._few_gathered or self._few is None:
+        connection (once: ``few`` is dropped once they are; a wait for the second connection's scan
+        if it is not done yet)."""
+        if self._few is None:
             return
         if self._thread is None:
             conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {_FEW} ON COMMIT DROP AS {self._few}")
@@ -380,7 +381,7 @@ class _Beside:
             conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {_FEW} ON COMMIT DROP AS SELECT * FROM events WITH NO DATA")
             _copy_in(_FEW, self._few_rows)(conn)
             self._few_rows = None
-        self._few_gathered = True
+        self._few = None  # the thread read it before it set _few_fetched
 
     def _fetch(self, snapshot: str, columns: dict, types: dict) -> None:
         try:
