@@ -30,7 +30,8 @@ class WithdrawalsProjection:
     tables = (withdrawal_applications,)
     # An application has the last decision on it, when that comes after it; a participant's
     # status is that of its last receiving or death (both come after its registration, on its
-    # stream, so they find its row).
+    # stream, so they find its row). The data is parsed from its text, not read from data_jsonb:
+    # an application's evidence is kept as the text the event has, which jsonb does not keep.
     set_based = SetBased(reads=frozenset({_APPLIED, _RECEIVING, _DIED, *_DECISIONS}), uses=(participants,), steps=(Few(f"""
         WITH stored AS (
             SELECT e.position, e.type, e.subject, d.*

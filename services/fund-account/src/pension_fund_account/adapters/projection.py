@@ -46,7 +46,7 @@ class ParticipantRecognisedProjection:
     tables = (known_participants,)
     set_based = SetBased(reads=frozenset({_v1(PARTICIPANT_RECOGNISED)}), steps=(Load(known_participants, f"""
         SELECT d.participant_id, d.insurance_type, d.insured_region, d.registered_at
-        FROM events e, json_to_record(CAST(e.data AS json))
+        FROM events e, jsonb_to_record(e.data_jsonb)
              AS d (participant_id text, insurance_type text, insured_region text, registered_at text)
         WHERE e.type = '{_v1(PARTICIPANT_RECOGNISED)}'
     """),))
@@ -72,7 +72,7 @@ class FundAccountsProjection:
                          steps=(Load(fund_accounts, f"""
         WITH stored AS (
             SELECT e.position, e.type, e.sequence, d.*
-            FROM events e, json_to_record(CAST(e.data AS json)) AS d (
+            FROM events e, jsonb_to_record(e.data_jsonb) AS d (
                 fund_account_id text, participant_id text, bank_code text, branch_city text, opened_at text,
                 status_after json, cash_after bigint)
             WHERE e.type IN ({_listed((FUND_ACCOUNT_OPENED, *STATUS_AFTER, *MOVES_MONEY))})
@@ -106,7 +106,7 @@ class FundAccountsProjection:
                                ELSE -d.units END AS units,
                    CASE e.type WHEN '{_v1(PRODUCT_PURCHASED)}' THEN d.amount WHEN '{_v1(PRODUCT_REDEEMED)}' THEN -d.cost_released
                                WHEN '{_v1(HOLDING_TRANSFERRED_IN)}' THEN d.cost ELSE -d.cost END AS cost
-            FROM events e, json_to_record(CAST(e.data AS json)) AS d (
+            FROM events e, jsonb_to_record(e.data_jsonb) AS d (
                 fund_account_id text, product_code text, units bigint, amount bigint, cost_released bigint, cost bigint)
             WHERE e.type IN ({_listed((PRODUCT_PURCHASED, PRODUCT_REDEEMED, HOLDING_TRANSFERRED_IN, HOLDING_TRANSFERRED_OUT))})
         ), held AS (
@@ -205,7 +205,7 @@ class ProductsProjection:
     tables = (products,)
     set_based = SetBased(reads=frozenset({_v1(PRODUCT_LISTED)}), steps=(Load(products, f"""
         SELECT d.product_code, d.name, d.product_type, d.eligible_from, d.listed_at
-        FROM events e, json_to_record(CAST(e.data AS json))
+        FROM events e, jsonb_to_record(e.data_jsonb)
              AS d (product_code text, name text, product_type text, eligible_from text, listed_at text)
         WHERE e.type = '{_v1(PRODUCT_LISTED)}'
     """),))
@@ -226,7 +226,7 @@ class ContributionQuotaProjection:
     tables = (participant_quota,)
     set_based = SetBased(reads=frozenset({_v1(CONTRIBUTION_QUOTA_REGISTERED)}), steps=(Load(participant_quota, f"""
         SELECT DISTINCT ON (d.participant_id COLLATE "C", d.year) d.participant_id, d.year, d.contributed_this_year
-        FROM events e, json_to_record(CAST(e.data AS json))
+        FROM events e, jsonb_to_record(e.data_jsonb)
              AS d (participant_id text, year integer, contributed_this_year bigint)
         WHERE e.type = '{_v1(CONTRIBUTION_QUOTA_REGISTERED)}'
         ORDER BY d.participant_id COLLATE "C", d.year, e.position DESC
@@ -260,7 +260,7 @@ class BankChangesProjection:
         steps=(Load(bank_changes, f"""
         WITH stored AS (
             SELECT e.position, e.type, e.time, d.*
-            FROM events e, json_to_record(CAST(e.data AS json)) AS d (
+            FROM events e, jsonb_to_record(e.data_jsonb) AS d (
                 bank_change_id text, participant_id text, old_fund_account_id text, old_bank_code text,
                 new_bank_code text, new_branch_city text, requested_at text, new_fund_account_id text, reason text)
             WHERE e.type IN ({_listed((BANK_CHANGE_REQUESTED, BANK_CHANGE_COMPLETED, BANK_CHANGE_ABORTED))})

@@ -27,9 +27,9 @@ class PayeeRegisteredProjection:
     name = "payees"
     tables = (payees,)
     set_based = SetBased(reads=frozenset({event_type("payout", PAYEE_REGISTERED, 1)}), steps=(Load(payees, f"""
-        SELECT d ->> 'participant_id', d ->> 'bank_code', d ->> 'account_number_masked', d ->> 'payee_sealed'
-        FROM (SELECT CAST(data AS jsonb) AS d FROM events
-              WHERE type = '{event_type("payout", PAYEE_REGISTERED, 1)}' OFFSET 0) AS registered
+        SELECT data_jsonb ->> 'participant_id', data_jsonb ->> 'bank_code', data_jsonb ->> 'account_number_masked',
+               data_jsonb ->> 'payee_sealed'
+        FROM events WHERE type = '{event_type("payout", PAYEE_REGISTERED, 1)}'
     """),))
 
     def apply(self, conn: Connection, event: Envelope) -> None:

@@ -39,8 +39,8 @@ class TaxpayerRegisteredProjection:
     name = "taxpayers"
     tables = (taxpayers,)
     set_based = SetBased(reads=frozenset({_v1(TAXPAYER_REGISTERED)}), steps=(Load(taxpayers, f"""
-        SELECT d ->> 'participant_id', d ->> 'id_number', d ->> 'name', d ->> 'registered_at'
-        FROM (SELECT CAST(data AS jsonb) AS d FROM events WHERE type = '{_v1(TAXPAYER_REGISTERED)}' OFFSET 0) AS registered
+        SELECT data_jsonb ->> 'participant_id', data_jsonb ->> 'id_number', data_jsonb ->> 'name', data_jsonb ->> 'registered_at'
+        FROM events WHERE type = '{_v1(TAXPAYER_REGISTERED)}'
     """),))
 
     def apply(self, conn: Connection, event: Envelope) -> None:
@@ -57,7 +57,7 @@ class HoldingBankProjection:
     tables = (holding_banks,)
     set_based = SetBased(reads=frozenset({_v1(FUND_ACCOUNT_NOTED)}), steps=(Load(holding_banks, f"""
         SELECT DISTINCT ON (d.participant_id COLLATE "C") d.participant_id, d.fund_account_id, d.bank_code, d.branch_city
-        FROM events e, json_to_record(CAST(e.data AS json))
+        FROM events e, jsonb_to_record(e.data_jsonb)
              AS d (participant_id text, fund_account_id text, bank_code text, branch_city text)
         WHERE e.type = '{_v1(FUND_ACCOUNT_NOTED)}'
         ORDER BY d.participant_id COLLATE "C", e.position DESC
@@ -86,22 +86,21 @@ class VouchersProjection:
     tables = (vouchers,)
     # A voucher row per issuing, then voided by the last voiding of its number, when that comes
     # after its issue: the few voidings are read once the issuings are all loaded (a load by
-    # event reads only its own events), from those the rebuild gathers.
+    # event reads only its own events), from those the rebuild gathers. Each issuing's fields
+    # are taken from its stored parse with operators, faster than jsonb_to_record.
     set_based = SetBased(reads=frozenset({_v1(DEDUCTION_VOUCHER_ISSUED), _v1(DEDUCTION_VOUCHER_VOIDED)}),
                          steps=(Load(vouchers, f"""
-        SELECT d.voucher_no, e.position, d.participant_id, d.id_number, d.name, d.year, d.amount, d.cumulative_amount,
-               d.deductible_amount, d.issued_at, d.contribution_id, d.fund_account_id, d.verification_code,
-               '{ISSUED}', NULL, NULL
-        FROM events e, json_to_record(CAST(e.data AS json)) AS d (
-            voucher_no text, participant_id text, id_number text, name text, year integer, amount bigint,
-            cumulative_amount bigint, deductible_amount bigint, issued_at text, contribution_id text,
-            fund_account_id text, verification_code text)
+        SELECT d ->> 'voucher_no', e.position, d ->> 'participant_id', d ->> 'id_number', d ->> 'name',
+               CAST(d ->> 'year' AS integer), CAST(d ->> 'amount' AS bigint), CAST(d ->> 'cumulative_amount' AS bigint),
+               CAST(d ->> 'deductible_amount' AS bigint), d ->> 'issued_at', d ->> 'contribution_id',
+               d ->> 'fund_account_id', d ->> 'verification_code', '{ISSUED}', NULL, NULL
+        FROM (SELECT position, type, data_jsonb AS d FROM events) AS e
         WHERE e.type = '{_v1(DEDUCTION_VOUCHER_ISSUED)}'
     """, per_event=True),), after=(Few(f"""
         UPDATE vouchers SET status = '{VOIDED}', voided_at = v.voided_at, void_reason = v.reason
         FROM (
             SELECT DISTINCT ON (w.voucher_no COLLATE "C") w.voucher_no, x.position, w.voided_at, w.reason
-            FROM events x, json_to_record(CAST(x.data AS json)) AS w (voucher_no text, voided_at text, reason text)
+            FROM events x, jsonb_to_record(x.data_jsonb) AS w (voucher_no text, voided_at text, reason text)
             WHERE x.type = '{_v1(DEDUCTION_VOUCHER_VOIDED)}'
             ORDER BY w.voucher_no COLLATE "C", x.position DESC
         ) v
@@ -131,19 +130,18 @@ class WithholdingsProjection:
     set_based = SetBased(
         reads=frozenset({_v1(WITHDRAWAL_TAX_WITHHELD), _v1(WITHDRAWAL_TAX_WITHHOLDING_REVERSED)}),
         steps=(Load(withholdings, f"""
-        SELECT d.payout_id, e.position, d.participant_id, d.id_number, d.name, d.withdrawal_id, d.kind, d.gross, d.tax,
-               d.net, d.expected_tax, d.discrepancy, d.withholding_city, d.bank_code, d.paid_at, d.year, d.month,
-               '{WITHHELD}', NULL
-        FROM events e, json_to_record(CAST(e.data AS json)) AS d (
-            payout_id text, participant_id text, id_number text, name text, withdrawal_id text, kind text,
-            gross bigint, tax bigint, net bigint, expected_tax bigint, discrepancy boolean, withholding_city text,
-            bank_code text, paid_at text, year integer, month text)
+        SELECT d ->> 'payout_id', e.position, d ->> 'participant_id', d ->> 'id_number', d ->> 'name',
+               d ->> 'withdrawal_id', d ->> 'kind', CAST(d ->> 'gross' AS bigint), CAST(d ->> 'tax' AS bigint),
+               CAST(d ->> 'net' AS bigint), CAST(d ->> 'expected_tax' AS bigint), CAST(d ->> 'discrepancy' AS boolean),
+               d ->> 'withholding_city', d ->> 'bank_code', d ->> 'paid_at', CAST(d ->> 'year' AS integer),
+               d ->> 'month', '{WITHHELD}', NULL
+        FROM (SELECT position, type, data_jsonb AS d FROM events) AS e
         WHERE e.type = '{_v1(WITHDRAWAL_TAX_WITHHELD)}'
     """, per_event=True),), after=(Few(f"""
         UPDATE withholdings SET status = '{REVERSED}', reversed_at = r.reversed_at
         FROM (
             SELECT DISTINCT ON (w.payout_id COLLATE "C") w.payout_id, x.position, w.reversed_at
-            FROM events x, json_to_record(CAST(x.data AS json)) AS w (payout_id text, reversed_at text)
+            FROM events x, jsonb_to_record(x.data_jsonb) AS w (payout_id text, reversed_at text)
             WHERE x.type = '{_v1(WITHDRAWAL_TAX_WITHHOLDING_REVERSED)}'
             ORDER BY w.payout_id COLLATE "C", x.position DESC
         ) r
@@ -198,7 +196,7 @@ class TaxYearsProjection:
                                statement_issued_at)
         WITH stored AS (
             SELECT e.position, e.type, d.*
-            FROM events e, json_to_record(CAST(e.data AS json)) AS d (
+            FROM events e, jsonb_to_record(e.data_jsonb) AS d (
                 participant_id text, year integer, cumulative_amount bigint, deductible_total bigint, gross bigint,
                 tax bigint, issued_at text)
             WHERE e.type IN ('{_v1(DEDUCTION_VOUCHER_VOIDED)}', '{_v1(WITHDRAWAL_TAX_WITHHOLDING_REVERSED)}',
