@@ -133,13 +133,16 @@ def _rows_in_stream_order(conn: Connection, batch_size: int, streams: Collection
 
 # -- the database's screen (PostgreSQL) ------------------------------------------------------------
 
-def _plain(attributes: str) -> str:
-    """True when no character of the text ``attributes`` is one JSON escapes (a quote, a backslash
-    or a control character; PostgreSQL text has no NUL): its JSON string is then just it quoted."""
-    return f"octet_length(to_json({attributes})::text) = octet_length({attributes}) + 2"
+def _plain(*attributes: str) -> str:
+    """True when no character of the texts ``attributes`` is one JSON escapes (a quote, a backslash
+    or a control character; PostgreSQL text has no NUL): their JSON string is then just them
+    quoted. Their lengths are added up rather than taken of their concatenation again: each is
+    read from its header, where a second concatenation would copy them all."""
+    lengths = " + ".join(f"octet_length({attribute})" for attribute in attributes)
+    return f"octet_length(to_json({' || '.join(attributes)})::text) = {lengths} + 2"
 
 
-_PLAIN = _plain("coalesce(causation_id, '') || coalesce(correlation_id, '') || event_id || source || subject || time || type")
+_PLAIN = _plain("coalesce(causation_id, '')", "coalesce(correlation_id, '')", "event_id", "source", "subject", "time", "type")
 """An event's own string attributes are plain. Two are left to cheaper checks that already
 hold when its stream passes: the stream id, checked once per stream (every event of the window's
 partition has the same), and the previous hash, which the link makes equal to the previous
