@@ -3,6 +3,7 @@ socket (taken, though nothing listens on them), and a server restarted while its
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -23,7 +24,12 @@ class HeldPort:
     def __init__(self, port: int = 0) -> None:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._client = socket.socket()
-        self._client.bind(("127.0.0.1", port))
+        try:
+            self._client.bind(("127.0.0.1", port))
+        except OSError:
+            self._client.close()
+            self._listener.close()
+            raise
         self._client.connect(self._listener.getsockname())
         self._accepted, _ = self._listener.accept()
         self.port = self._client.getsockname()[1]
@@ -53,6 +59,17 @@ def _free(port: int) -> bool:
         return False
 
 
+def _held(port: int) -> HeldPort | None:
+    """The port held, or None while a connection the server closed first keeps it in TIME_WAIT
+    (up to a minute on Linux), which a socket without SO_REUSEADDR cannot bind past."""
+    try:
+        return HeldPort(port)
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        return None
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -69,7 +86,7 @@ def restarted_while_held(pid: int, signum: int, port: int, log: Path,
     it. What the restart printed, out and err, once it has succeeded."""
     os.kill(pid, signum)
     eventually(lambda: not alive(pid), timeout_s=60)
-    held = HeldPort(port)
+    held = eventually(lambda: _held(port), timeout_s=90, interval_s=0.5)
     try:
         restarting = restart()
         eventually(lambda: "Address already in use" in log.read_text(errors="replace") or restarting.poll() is not None,
