@@ -210,25 +210,30 @@ def test_a_load_by_event_is_taken_in_parts_each_costing_its_share() -> None:
     other = "cn.pension.tally.Other.v1"
     by_event = Load(_ADDITIONS, f"SELECT e.subject, 0, 1, e.event_id, e.position FROM events e WHERE e.type = '{ADDED}'",
                     per_event=True)
+    by_other = Load(_ADDITIONS, f"SELECT e.subject, 0, 1, e.event_id, e.position FROM events e WHERE e.type = '{other}'",
+                    per_event=True)
     whole = Load(_ADDITIONS, f"SELECT e.subject, 0, count(*), '', max(e.position) FROM events e WHERE e.type = '{other}' GROUP BY 1")
-    form = SetBased(reads=frozenset({ADDED, other}), steps=(by_event, whole))
+    form = SetBased(reads=frozenset({ADDED, other}), steps=(by_event, by_other, whole))
 
-    def taken(added: int, others: int, cuts: list[tuple[int, int]]) -> list[Load]:
-        return _largest_first([(whole, form), (by_event, form)], {ADDED: added, other: others}, cuts)
+    def taken(added: int, others: int, cuts: list[tuple[int, int]], loads: tuple[Load, ...] = (whole, by_event)) -> list[Load]:
+        return _largest_first([(load, form) for load in loads], {ADDED: added, other: others}, cuts)
 
-    # A scan of the ledger costs as much as parsing a tenth of it (here 100), and each part of a
-    # load by event its share of the scan and of the parsing: (100 + 900) / 2 against 100 + 100.
+    # A scan of the ledger costs as much as reading a third of it (here 333), and each part of a
+    # load by event its share of the scan and of the reading: (333 + 900) / 2 against 333 + 100.
     assert taken(900, 100, [(10, 0)]) == [*by_event.parts([(10, 0)]), whole]
-    # (100 + 100) / 3 against 100 + 900.
+    # (333 + 100) / 3 against 333 + 900.
     assert taken(100, 900, [(10, 0), (20, 0)]) == [whole, *by_event.parts([(10, 0), (20, 0)])]
-    # In eight parts, each costs its share of (200 + 1900), from 4/20 (420) down to 1/20 (105),
-    # and the other load (200 + 100) goes between the parts of 3/20 and those of 2/20.
+    # In eight parts, each costs its share of its load, from 4/20 down to 1/20: of (666 + 1900),
+    # 513, 384, 256 and 128; of (666 + 100), 153, 114, 76 and 38. A load read whole costs at least
+    # a scan, more than any part of eight.
     eight = [(k, 0) for k in range(1, 8)]
-    parts = by_event.parts(eight)
-    assert len(parts) == 8 and taken(1900, 100, eight) == [*parts[:4], whole, *parts[4:]]
-    # Too few events to cut the ledger: taken whole, 100 + 900 against 100 + 100.
+    added, others = by_event.parts(eight), by_other.parts(eight)
+    assert len(added) == len(others) == 8
+    assert taken(1900, 100, eight, (by_other, by_event)) == [*added[:6], *others[:2], *added[6:], *others[2:]]
+    assert taken(1900, 100, eight, (by_event, whole)) == [whole, *added]
+    # Too few events to cut the ledger: taken whole, 333 + 900 against 333 + 100.
     assert taken(900, 100, []) == [by_event, whole]
-    # Without statistics every load costs the same, and they are taken in the order given.
+    # Without statistics the estimates are all but equal, and the loads are taken in the order given.
     assert _largest_first([(whole, form), (by_event, form)], {}, [(10, 0)]) == [whole, *by_event.parts([(10, 0)])]
 
 
