@@ -138,7 +138,7 @@ def render(plan: Any, machine: dict[str, str], r: dict[str, Any]) -> str:
         f"{e2e.accepted} accepted, {e2e.refused} refused, {e2e.errors} not answered within the run + 15 s,"
         f" {e2e.not_sent} not sent (256 already waiting)")
     add(f"   accepted contribution -> its voucher readable at the tax API (every {plan.e2e_track_every}th followed, "
-        f"{len(e2e.visible_s)} of {e2e.tracked} seen, polled every 20 ms):")
+        f"{len(e2e.visible_s)} of {e2e.tracked} seen, polled every {e2e.poll_s * 1000:.0f} ms: {e2e.polls} reads):")
     add(f"   p50 {percentile(e2e.visible_s, 0.5) * 1000:.0f} ms, p95 {percentile(e2e.visible_s, 0.95) * 1000:.0f} ms, "
         f"p99 {percentile(e2e.visible_s, 0.99) * 1000:.0f} ms, max {max(e2e.visible_s, default=float('nan')) * 1000:.0f} ms;"
         f" drained {_seconds(r['e2e_drain_s'])} after")
