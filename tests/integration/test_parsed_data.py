@@ -9,12 +9,11 @@ import uuid
 import pytest
 import sqlalchemy as sa
 from alembic import command
-from alembic.config import Config
 
 from pension_cli.platform import SERVICES
 from pension_shared.db import create_engine
 from pension_shared.ledger import EventStore, Metadata, NewEvent
-from pension_shared.migrations import upgrade
+from pension_shared.migrations import alembic_config, upgrade
 from pension_shared.runtime import ServiceDefinition
 from pension_shared.verification import verify_ledger
 
@@ -22,13 +21,6 @@ pytestmark = pytest.mark.postgres
 
 _DATA = {"amount": 120000, "name": "张三", "note": "a \"quoted\" \\ text", "ratio": "0.03", "evidence": ["a", "b"],
          "nested": {"z": 1, "a": [True, None]}, "empty": {}}
-
-
-def _config(definition: ServiceDefinition, url: str) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(definition.migrations))
-    config.attributes["url"] = url
-    return config
 
 
 def _parsed(engine: sa.Engine) -> list[tuple]:
@@ -50,7 +42,7 @@ def test_each_event_keeps_its_data_parsed_by_the_database(definition: ServiceDef
         assert _parsed(engine) == [(_DATA, True), ({"amount": 1}, True)]
 
         # A ledger migrated with events already stored: each is parsed by the migration.
-        command.downgrade(_config(definition, postgres_url), "-1")
+        command.downgrade(alembic_config(definition.migrations, postgres_url), "-1")
         with engine.connect() as conn:
             assert "data_jsonb" not in {c["name"] for c in sa.inspect(conn).get_columns("events")}
         upgrade(definition.migrations, postgres_url)

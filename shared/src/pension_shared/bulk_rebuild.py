@@ -22,8 +22,9 @@ The rebuild runs in the caller's transaction, as the Python path does:
 3. The forms run on two connections at once: reading the events and their fields is most of
    the work, and it is done by one backend per connection. Forms that read only the events and
    only ``Load`` rows are shared: their loads, the most costly first, are taken by whichever
-   connection is free, the caller's or a second one in its snapshot (``pg_export_snapshot``, taken once the
-   tables are locked, so it sees what the first would see) whose rows are sent back with COPY.
+   connection is free, the caller's or a second one in its snapshot (``pg_export_snapshot``,
+   taken once the tables are locked, so it sees what the first would see) whose rows are sent
+   back with COPY.
    The second connection first gathers the events the ``Few`` statements read (of rare types:
    voidings, decisions), one scan of the ledger for them all, which the caller's writes into a
    temporary table before the first of those statements runs (the role needs PostgreSQL's
