@@ -25,11 +25,11 @@ The rebuild runs in the caller's transaction, as the Python path does:
    connection is free, the caller's or a second one in its snapshot (``pg_export_snapshot``,
    taken once the tables are locked, so it sees what the first would see) whose rows are sent
    back with COPY.
-   The second connection first gathers the events the ``Few`` statements read (of rare types:
-   voidings, decisions), one scan of the ledger for them all, which the caller's writes into a
-   temporary table before the first of those statements runs (the role needs PostgreSQL's
-   TEMPORARY privilege on the database, every role's by default); the caller's connection
-   meanwhile runs the other forms. A load whose every row comes from one event alone
+   The caller's connection first gathers the events the ``Few`` statements read (of rare types:
+   registrations, voidings, decisions), one scan of the ledger for them all, into a temporary
+   table (the role needs PostgreSQL's TEMPORARY privilege on the database, every role's by
+   default), and runs the forms that are not shared; the second connection meanwhile counts the
+   stored event types, then takes loads. A load whose every row comes from one event alone
    (``per_event``) is taken in parts, each reading the events of one range of the table's
    blocks, the last ranges the smallest: one large load would otherwise keep one backend busy
    long after the other is done. Between two of its loads, the caller writes the rows of those
@@ -119,11 +119,12 @@ class Load:
 
 @dataclass(frozen=True)
 class Few:
-    """A statement reading the events of a few types only (the rare changes to rows a load made,
-    say), not a load, run where a statement would be. In it, ``events`` names the events of the
-    types every such statement of the rebuild names, gathered once by the second connection
-    before it takes any load: one scan of the ledger, and not on the caller's connection, rather
-    than one for each statement, after every load."""
+    """A statement reading the events of a few types only (one per participant, or the rare
+    changes to rows a load made), not a load, run where a statement would be. In it, ``events``
+    names the events of the types every such statement of the rebuild names, gathered once by the
+    caller's connection before anything else: one scan of the ledger rather than one for each
+    statement. A statement may load a table of its own from them: the form is then run by the
+    caller's connection, with the gathered events, while the second one takes loads."""
 
     statement: str
 
@@ -194,20 +195,22 @@ def rebuild_set_based(conn: Connection, projections: Sequence, upcasters: Upcast
             conn.exec_driver_sql(setting)
         conn.exec_driver_sql(f"TRUNCATE {tables}")
         rebuild_indexes = [ddl for table in _tables_of(projections) for ddl in _drop_indexes(conn, table)]
-        with _Beside(conn, loads, snapshot, _few_events(forms)) as other:
+        with _Beside(conn, loads, snapshot) as other:
+            if (few := _few_events(forms)) is not None:
+                conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {_FEW} ON COMMIT DROP AS {few}")
             for form in fixed:
-                _run(conn, form.steps, other)
+                _run(conn, form.steps)
             for load in iter(loads.take, None):
                 other.write_finished(conn)
-                _run(conn, (load,), other)
+                _run(conn, (load,))
         if not all(_reads_as_stored(form, other.stored) for form in forms):
             attempt.rollback()
             return None
         other.write_finished(conn)
         for form in forms:
             if form.uses:
-                _run(conn, form.steps, other)
-            _run(conn, form.after, other)
+                _run(conn, form.steps)
+            _run(conn, form.after)
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_FEW}")
         for ddl in rebuild_indexes:
             conn.exec_driver_sql(ddl)
@@ -252,12 +255,11 @@ def _few_events(forms: Sequence[SetBased]) -> str | None:
     return f"SELECT * FROM events WHERE type IN ({listed})" if types else None
 
 
-def _run(conn: Connection, steps: Iterable[Step], other: "_Beside") -> None:
+def _run(conn: Connection, steps: Iterable[Step]) -> None:
     for step in steps:
         if isinstance(step, str):
             conn.exec_driver_sql(step)
         elif isinstance(step, Few):
-            other.gather_few(conn)
             conn.exec_driver_sql(_with_events(f"SELECT * FROM {_FEW}", step.statement))
         elif isinstance(step.rows, str):
             conn.exec_driver_sql(f"INSERT INTO {_columns(conn, step.table)} {step.rows}")
@@ -331,19 +333,15 @@ Write = Callable[[Connection], None]
 
 class _Beside:
     """Runs shared loads on a second connection, in a thread, in the caller's snapshot. There it
-    first gathers the events of the ``Few`` statements' types (``few``, a query), which
-    ``gather_few`` writes into a temporary table of the caller's before the first of those
-    statements runs, and counts the stored event types (``stored``, once out of the ``with``):
-    neither scan of the ledger is the caller's to make. The rows of each load it has finished
-    wait in memory until ``write_finished`` writes them into the caller's transaction (COPY).
-    Without loads there is no second connection: the caller counts, and gathers, itself."""
+    first counts the stored event types (``stored``, once out of the ``with``): that scan of the
+    ledger is not the caller's to make. The rows of each load it has finished wait in memory
+    until ``write_finished`` writes them into the caller's transaction (COPY). Without loads there
+    is no second connection: the caller counts itself."""
 
-    def __init__(self, conn: Connection, loads: _Shared, snapshot: str | None, few: str | None = None) -> None:
-        self._conn, self._loads, self._snapshot, self._few = conn, loads, snapshot, few
+    def __init__(self, conn: Connection, loads: _Shared, snapshot: str | None) -> None:
+        self._conn, self._loads, self._snapshot = conn, loads, snapshot
         self.stored: dict[str, int] = {}
         self._written: deque[Write] = deque()  # appended by the thread, taken by the caller
-        self._few_rows: list[bytes] | None = None
-        self._few_fetched = threading.Event()  # set by the thread once the rows are in, or it failed
         self._failed: BaseException | None = None
         self._thread: threading.Thread | None = None
 
@@ -371,32 +369,12 @@ class _Beside:
         while self._written:
             self._written.popleft()(conn)
 
-    def gather_few(self, conn: Connection) -> None:
-        """The events the ``Few`` statements read in their temporary table, on the caller's
-        connection (once: ``few`` is dropped once they are; a wait for the second connection's scan
-        if it is not done yet)."""
-        if self._few is None:
-            return
-        if self._thread is None:
-            conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {_FEW} ON COMMIT DROP AS {self._few}")
-        else:
-            self._few_fetched.wait()
-            if self._few_rows is None:  # the second connection failed: the rebuild does
-                raise RuntimeError("the second connection of the rebuild failed") from self._failed
-            conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {_FEW} ON COMMIT DROP AS SELECT * FROM events WITH NO DATA")
-            _copy_in(_FEW, self._few_rows)(conn)
-            self._few_rows = None
-        self._few = None  # the thread read it before it set _few_fetched
-
     def _fetch(self, snapshot: str, columns: dict, types: dict) -> None:
         try:
             with self._conn.engine.connect().execution_options(isolation_level="REPEATABLE READ") as other:
                 other.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
                 for setting in _SETTINGS:
                     other.exec_driver_sql(setting)
-                if self._few is not None:
-                    self._few_rows = _copy_out(other, self._few)
-                    self._few_fetched.set()
                 # Counted before the loads, not after: the caller would wait for the count alone.
                 self.stored = _stored_types(other)
                 for load in iter(self._loads.take, None):
@@ -408,8 +386,6 @@ class _Beside:
         except BaseException as failure:  # noqa: BLE001 - raised again in the caller's thread
             self._loads.drop()
             self._failed = failure
-        finally:
-            self._few_fetched.set()
 
 
 def _copy_out(conn: Connection, query: str) -> list[bytes]:

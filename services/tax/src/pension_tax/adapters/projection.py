@@ -38,7 +38,9 @@ def _v1(name: str) -> str:
 class TaxpayerRegisteredProjection:
     name = "taxpayers"
     tables = (taxpayers,)
-    set_based = SetBased(reads=frozenset({_v1(TAXPAYER_REGISTERED)}), steps=(Load(taxpayers, f"""
+    # One registration per taxpayer: a few of the ledger's events, read from those gathered.
+    set_based = SetBased(reads=frozenset({_v1(TAXPAYER_REGISTERED)}), steps=(Few(f"""
+        INSERT INTO taxpayers (participant_id, id_number, name, registered_at)
         SELECT data_jsonb ->> 'participant_id', data_jsonb ->> 'id_number', data_jsonb ->> 'name', data_jsonb ->> 'registered_at'
         FROM events WHERE type = '{_v1(TAXPAYER_REGISTERED)}'
     """),))
@@ -55,7 +57,9 @@ class HoldingBankProjection:
 
     name = "holding_banks"
     tables = (holding_banks,)
-    set_based = SetBased(reads=frozenset({_v1(FUND_ACCOUNT_NOTED)}), steps=(Load(holding_banks, f"""
+    # A fund account noted per opening or bank change: a few of the ledger's events.
+    set_based = SetBased(reads=frozenset({_v1(FUND_ACCOUNT_NOTED)}), steps=(Few(f"""
+        INSERT INTO holding_banks (participant_id, fund_account_id, bank_code, branch_city)
         SELECT DISTINCT ON (d.participant_id COLLATE "C") d.participant_id, d.fund_account_id, d.bank_code, d.branch_city
         FROM events e, jsonb_to_record(e.data_jsonb)
              AS d (participant_id text, fund_account_id text, bank_code text, branch_city text)
