@@ -4,6 +4,7 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
+from pension_shared.ledger import NewEvent
 from pension_shared.schema import events, stream_heads
 from pension_shared.verification import ChainBreak, verify_ledger
 from shared_support.tally import TallyService
@@ -181,6 +182,33 @@ def test_events_with_characters_json_escapes_are_checked_exactly_and_pass(tally:
         report = verify_ledger(conn)
     assert report.intact, report.breaks
     assert (report.streams, report.events) == (2, 3)
+
+
+def test_an_intact_ledger_passes_the_screen_without_a_stream_sent_to_the_exact_check(
+    pg_tally: TallyService, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The screen builds each event's document byte for byte as the store hashed it: with and
+    without correlation and causation ids, for first and later events, and around data whose JSON
+    has escapes and characters beyond ASCII. Otherwise every stream would go to the slow check."""
+    from pension_shared import verification
+    from shared_support.tally import meta, stream_of
+
+    def exact_check(*args: object) -> None:
+        raise AssertionError(f"streams sent to the exact check: {sorted(args[2])}")
+
+    monkeypatch.setattr(verification, "_checked", exact_check)
+    note = {"amount": 1, "note": 'a "quoted" \\ 个人养老金\n\t\u0001 €'}
+    for n, (correlation, causation) in enumerate([(None, None), ("c-1", None), (None, "e-1"), ("c-2", "e-2")]):
+        subject = f"P{n}"
+        for times in (1, 2):
+            with pg_tally.engine.begin() as conn:
+                stream = pg_tally.store.load(conn, stream_of(subject))
+                pg_tally.store.append(conn, stream.stream_id, stream.version,
+                                      [NewEvent("Added", note, subject)] * times, meta(correlation, causation))
+    with pg_tally.engine.connect() as conn:
+        report = verify_ledger(conn)
+    assert report.intact
+    assert (report.streams, report.events) == (4, 12)
 
 
 def naive_hash(event, *, stream_id: str | None = None) -> str:  # noqa: ANN001
