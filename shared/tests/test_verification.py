@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from pension_shared.ledger import NewEvent
 from pension_shared.schema import events, stream_heads
 from pension_shared.verification import ChainBreak, verify_ledger
-from shared_support.tally import TallyService
+from shared_support.tally import TallyService, meta, stream_of
 
 pytestmark = pytest.mark.postgres
 
@@ -190,13 +190,10 @@ def test_an_intact_ledger_passes_the_screen_without_a_stream_sent_to_the_exact_c
     """The screen builds each event's document byte for byte as the store hashed it: with and
     without correlation and causation ids, for first and later events, and around data whose JSON
     has escapes and characters beyond ASCII. Otherwise every stream would go to the slow check."""
-    from pension_shared import verification
-    from shared_support.tally import meta, stream_of
+    def exact_check(conn: object, batch_size: int, streams: set[str]) -> None:
+        raise AssertionError(f"streams sent to the exact check: {sorted(streams)}")
 
-    def exact_check(*args: object) -> None:
-        raise AssertionError(f"streams sent to the exact check: {sorted(args[2])}")
-
-    monkeypatch.setattr(verification, "_checked", exact_check)
+    monkeypatch.setattr("pension_shared.verification._checked", exact_check)
     note = {"amount": 1, "note": 'a "quoted" \\ 个人养老金\n\t\u0001 €'}
     for n, (correlation, causation) in enumerate([(None, None), ("c-1", None), (None, "e-1"), ("c-2", "e-2")]):
         subject = f"P{n}"
