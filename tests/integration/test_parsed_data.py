@@ -8,12 +8,11 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 
 from pension_cli.platform import SERVICES
 from pension_shared.db import create_engine
 from pension_shared.ledger import EventStore, Metadata, NewEvent
-from pension_shared.migrations import alembic_config, upgrade
+from pension_shared.migrations import downgrade_before, upgrade
 from pension_shared.runtime import ServiceDefinition
 from pension_shared.verification import verify_ledger
 
@@ -42,7 +41,7 @@ def test_each_event_keeps_its_data_parsed_by_the_database(definition: ServiceDef
         assert _parsed(engine) == [(_DATA, True), ({"amount": 1}, True)]
 
         # A ledger migrated with events already stored: each is parsed by the migration.
-        command.downgrade(alembic_config(definition.migrations, postgres_url), "-1")
+        downgrade_before(definition.migrations, postgres_url, "events_parsed_data")
         with engine.connect() as conn:
             assert "data_jsonb" not in {c["name"] for c in sa.inspect(conn).get_columns("events")}
         upgrade(definition.migrations, postgres_url)

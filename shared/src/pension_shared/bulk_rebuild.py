@@ -26,10 +26,14 @@ The rebuild runs in the caller's transaction, as the Python path does:
    taken once the tables are locked, so it sees what the first would see) whose rows are sent
    back with COPY.
    The caller's connection first gathers the events the ``Few`` statements read (of rare types:
-   registrations, voidings, decisions), one scan of the ledger for them all, into a temporary
+   registrations, voidings, decisions), one read of the ledger for them all, into a temporary
    table (the role needs PostgreSQL's TEMPORARY privilege on the database, every role's by
    default), and runs the forms that are not shared; the second connection meanwhile counts the
-   stored event types, then takes loads. A load whose every row comes from one event alone
+   stored event types, then takes loads. Both read the ledger's index by type
+   (``schema.TYPE_INDEX``) where it pays: the gather, only the blocks holding those events; the
+   count, the index alone (the table's blocks known visible to all, as vacuum leaves them). Each
+   would otherwise read the whole table: on the bench's million tax events, alone, 0.19 s rather
+   than 0.57 s, and 0.05 s rather than 0.38 s. A load whose every row comes from one event alone
    (``per_event``) is taken in parts, each reading the events of one range of the table's
    blocks, the last ranges the smallest: one large load would otherwise keep one backend busy
    long after the other is done. Between two of its loads, the caller writes the rows of those

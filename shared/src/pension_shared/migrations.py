@@ -43,3 +43,14 @@ def upgrade(script_location: Path, url: str) -> None:
     from alembic import command
 
     command.upgrade(alembic_config(script_location, url), "head")
+
+
+def downgrade_before(script_location: Path, url: str, name: str) -> None:
+    """Undo the migration named ``name`` (its file ``<revision>_<name>.py``) and every one after it."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    config = alembic_config(script_location, url)
+    [revision] = [r for r in ScriptDirectory.from_config(config).walk_revisions()
+                  if Path(r.path).stem.partition("_")[2] == name]
+    command.downgrade(config, revision.down_revision or "base")

@@ -1,0 +1,22 @@
+"""The ledger's events are indexed by type (pension_shared.schema.TYPE_INDEX), so that the events
+of one type are found without reading them all.
+
+Revision ID: 0006
+Revises: 0005
+"""
+from alembic import op
+
+from pension_shared.schema import add_type_index, drop_type_index
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    add_type_index(op)
+
+
+def downgrade() -> None:
+    drop_type_index(op)
