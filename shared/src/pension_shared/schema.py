@@ -153,4 +153,3 @@ def add_type_index(op) -> None:  # noqa: ANN001 - alembic's op proxy
 
 def drop_type_index(op) -> None:  # noqa: ANN001
     op.drop_index(TYPE_INDEX, table_name="events")
-
