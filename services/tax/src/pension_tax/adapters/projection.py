@@ -190,7 +190,9 @@ class TaxYearsProjection:
     # per payout withheld) and the few other events: contributed is the running total of the
     # last issuing or voiding, deductible the last voiding's total plus what was issued after it.
     # The vouchers and the withholdings are summed up per taxpayer and year first, so that only
-    # those sums meet the few other events.
+    # those sums meet the few other events. What was issued up to a year's last voiding is taken
+    # off again by a join of the vouchers with those voidings alone: no voiding, no read of the
+    # vouchers for it (a left join of every voucher with them took a fifth of the statement).
     set_based = SetBased(
         reads=frozenset({_v1(DEDUCTION_VOUCHER_VOIDED), _v1(WITHDRAWAL_TAX_WITHHOLDING_REVERSED),
                          _v1(ANNUAL_TAX_STATEMENT_ISSUED)}),
@@ -214,14 +216,20 @@ class TaxYearsProjection:
             FROM stored WHERE type = '{_v1(ANNUAL_TAX_STATEMENT_ISSUED)}'
             ORDER BY participant_id COLLATE "C", year, position DESC
         ), issued AS (
-            SELECT i.participant_id, i.year, max(ARRAY[i.position, i.cumulative_amount]) AS last,
-                   sum(i.deductible_amount) FILTER (WHERE i.position > coalesce(v.position, 0)) AS deductible
-            FROM vouchers i LEFT JOIN last_voided v ON v.participant_id = i.participant_id AND v.year = i.year
+            SELECT participant_id, year, max(ARRAY[position, cumulative_amount]) AS last,
+                   sum(deductible_amount) AS deductible
+            FROM vouchers GROUP BY participant_id, year
+        ), issued_before_void AS (
+            SELECT i.participant_id, i.year, sum(i.deductible_amount) AS deductible
+            FROM vouchers i JOIN last_voided v ON v.participant_id = i.participant_id AND v.year = i.year
+                                                AND i.position <= v.position
             GROUP BY i.participant_id, i.year
         ), withheld AS (
             SELECT participant_id, year, sum(gross) AS gross, sum(tax) AS tax FROM withholdings GROUP BY participant_id, year
         ), changes (participant_id, year, last, deductible, gross, tax) AS (
             SELECT participant_id, year, last, deductible, 0, 0 FROM issued
+            UNION ALL
+            SELECT participant_id, year, NULL, -deductible, 0, 0 FROM issued_before_void
             UNION ALL
             SELECT participant_id, year, NULL, NULL, gross, tax FROM withheld
             UNION ALL
