@@ -45,6 +45,13 @@ FULL = Plan("full", participants=600, withdrawers=20, clients=16, duration_s=60,
 QUICK = Plan("quick", participants=200, withdrawers=4, clients=16, duration_s=10, e2e_rate=100, e2e_duration_s=8,
              e2e_track_every=4, ledger_events=60_000, replicas_duration_s=6, rate_duration_s=6, history=300)
 MIX = {"contribution": 0.90, "purchase": 0.05, "registration": 0.03, "withdrawal": 0.02}
+SAMPLES_PER_PHASE = 15
+"""Backlog samples at least taken in each phase whose backlog is judged (``keeps_up`` compares
+its first and last thirds): every 2 s in the full run, more often in the short one."""
+
+
+def sampling_interval_s(plan: Plan) -> float:
+    return min(2.0, min(plan.duration_s, plan.rate_duration_s) / SAMPLES_PER_PHASE)
 
 
 def log(message: str) -> None:
@@ -94,7 +101,7 @@ def run(plan: Plan, cluster: Cluster, log) -> dict:  # noqa: ANN001
     t0 = time.perf_counter()
     world = asyncio.run(prepare_world(cluster.api, participants=plan.participants, withdrawers=plan.withdrawers))
     setup_s = time.perf_counter() - t0
-    sampler = Sampler(cluster)
+    sampler = Sampler(cluster, interval_s=sampling_interval_s(plan))
     meter = CpuMeter(parts_of(cluster, server_url=cluster.server_url, kafka=cluster.kafka))
     drained = sampler.drain_s()
     log(f"set-up done in {setup_s:.0f} s (drained {drained:.1f} s after)")
@@ -171,7 +178,8 @@ def run(plan: Plan, cluster: Cluster, log) -> dict:  # noqa: ANN001
     sampler.close()
     return {
         "setup_s": setup_s, "system": system, "reference": first.merge(second), "samples": samples,
-        "keeps_up": keeps_up(samples), "drain_s": drain, "e2e": e2e, "e2e_drain_s": e2e_drain, "rss": rss,
+        "keeps_up": keeps_up(samples), "drain_s": drain, "sampled_every_s": sampler.interval_s, "e2e": e2e,
+        "e2e_drain_s": e2e_drain, "rss": rss,
         "dead": dead, "replicas": {1: one, 2: two}, "history": history,
         "at_rate": at_rate, "ref_at_rate": ref_at_rate, "rate_samples": rate_samples,
         "rate_keeps_up": keeps_up(rate_samples), "rate_drain_s": rate_drain, "cpu": cpu,

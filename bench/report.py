@@ -103,7 +103,8 @@ def render(plan: Any, machine: dict[str, str], r: dict[str, Any]) -> str:
     ok, why = r["keeps_up"]
     add(f"   the rest keeps up: {'yes' if ok else 'NO'} ({why}); drained "
         f"{_seconds(r['drain_s'])} after the load stopped")
-    add("   sampled every 2 s, outbox rows waiting (relay backlog) | records behind (consumer lag):")
+    add(f"   sampled every {r['sampled_every_s']:.2g} s, outbox rows waiting (relay backlog) | records behind "
+        "(consumer lag):")
     for sample in r["samples"][:: max(len(r["samples"]) // 8, 1)]:
         backlog = " ".join(f"{s}={n}" for s, n in sample.backlog.items())
         lag = " ".join(f"{s}={n}" for s, n in sample.lag.items())
