@@ -71,7 +71,11 @@ class Sampler:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        due = time.perf_counter()
+        while True:
+            due = next_due(due, self.interval_s, time.perf_counter())
+            if self._stop.wait(due - time.perf_counter()):
+                return
             try:
                 self.samples.append(self.sample())
             except Exception:  # a missed sample is not a failed benchmark
@@ -95,6 +99,13 @@ class Sampler:
         self._offsets.close()
         for engine in self._engines.values():
             engine.dispose()
+
+
+def next_due(due: float, interval_s: float, now: float) -> float:
+    """When the next sample is taken: ``interval_s`` after the last was due, so that samples are
+    that far apart however long each takes (a sample takes about 0.15 s); at once when a slow one
+    has already passed that time, never in a burst to catch up."""
+    return max(due + interval_s, now)
 
 
 def keeps_up(samples: list[Sample]) -> tuple[bool, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench.__main__ import FULL, QUICK, SAMPLES_PER_PHASE, sampling_interval_s
-from bench.backlog import Sample, keeps_up
+from bench.backlog import Sample, keeps_up, next_due
 
 
 def samples(totals: list[int], every_s: float = 1.0) -> list[Sample]:
@@ -39,3 +39,13 @@ def test_each_judged_phase_gets_enough_samples_for_its_thirds_to_mean_something(
 def test_the_full_run_samples_every_two_seconds_the_short_one_more_often():
     assert sampling_interval_s(FULL) == 2.0
     assert sampling_interval_s(QUICK) == pytest.approx(0.4)
+
+
+def test_samples_are_taken_the_interval_apart_however_long_each_takes():
+    assert next_due(10.0, 0.4, now=10.15) == pytest.approx(10.4)  # the last sample took 0.15 s
+    assert next_due(10.4, 0.4, now=10.55) == pytest.approx(10.8)
+
+
+def test_a_sample_slower_than_the_interval_is_followed_at_once_not_by_a_burst():
+    assert next_due(10.0, 0.4, now=10.9) == 10.9
+    assert next_due(10.9, 0.4, now=10.95) == pytest.approx(11.3)
