@@ -51,7 +51,8 @@ its first and last thirds): every 2 s in the full run, more often in the short o
 
 
 def sampling_interval_s(plan: Plan) -> float:
-    return min(2.0, min(plan.duration_s, plan.rate_duration_s) / SAMPLES_PER_PHASE)
+    """The sampler's own interval, or a shorter one when a judged phase is too short for it."""
+    return min(Sampler.interval_s, min(plan.duration_s, plan.rate_duration_s) / SAMPLES_PER_PHASE)
 
 
 def log(message: str) -> None:
