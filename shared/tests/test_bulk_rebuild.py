@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from pension_shared import bulk_rebuild
-from pension_shared.bulk_rebuild import Few, Load, SetBased, _cuts, _largest_first, rebuild_set_based
+from pension_shared.bulk_rebuild import Few, Load, SetBased, _cuts, _largest_first, _Shared, rebuild_set_based
 from pension_shared.envelope import Upcasters
 from pension_shared.ledger import EventStore, NewEvent
 from shared_support.tally import (
@@ -235,6 +235,14 @@ def test_a_load_by_event_is_taken_in_parts_each_costing_its_share() -> None:
     assert taken(900, 100, []) == [by_event, whole]
     # Without statistics the estimates are all but equal, and the loads are taken in the order given.
     assert _largest_first([(whole, form), (by_event, form)], {}, [(10, 0)]) == [whole, *by_event.parts([(10, 0)])]
+
+
+def test_the_second_connection_takes_the_most_costly_load_left_and_the_caller_the_least() -> None:
+    loads = [Load(_ADDITIONS, f"SELECT e.subject, {n}, 1, e.event_id, e.position FROM events e") for n in range(5)]
+    shared = _Shared(loads)  # from the most costly down
+    assert shared.take() is loads[0] and shared.take(least=True) is loads[4] and shared.take(least=True) is loads[3]
+    assert shared.take() is loads[1] and shared.take(least=True) is loads[2]
+    assert shared.take() is None and shared.take(least=True) is None and not shared
 
 
 def test_the_caller_writes_the_rows_of_the_loads_the_other_connection_finished_between_two_of_its_own(pg_tally) -> None:  # noqa: ANN001

@@ -21,10 +21,10 @@ The rebuild runs in the caller's transaction, as the Python path does:
    index entry per inserted row, under the names the migrations gave them.
 3. The forms run on two connections at once: reading the events and their fields is most of
    the work, and it is done by one backend per connection. Forms that read only the events and
-   only ``Load`` rows are shared: their loads, the most costly first, are taken by whichever
-   connection is free, the caller's or a second one in its snapshot (``pg_export_snapshot``,
-   taken once the tables are locked, so it sees what the first would see) whose rows are sent
-   back with COPY.
+   only ``Load`` rows are shared: their loads are taken by whichever connection is free, the
+   caller's or a second one in its snapshot (``pg_export_snapshot``, taken once the tables are
+   locked, so it sees what the first would see) whose rows are sent back with COPY. The second
+   takes the most costly left, the caller the least costly: it writes the other's rows too.
    The caller's connection first gathers the events the ``Few`` statements read (of rare types:
    registrations, voidings, decisions), one read of the ledger for them all, into a temporary
    table (the role needs PostgreSQL's TEMPORARY privilege on the database, every role's by
@@ -207,7 +207,7 @@ def rebuild_set_based(conn: Connection, projections: Sequence, upcasters: Upcast
                 _run(conn, form.steps)
             while True:
                 other.write_finished(conn)
-                if (load := loads.take()) is None:
+                if (load := loads.take(least=True)) is None:
                     break
                 _run(conn, (load,))
         if not all(_reads_as_stored(form, other.stored) for form in forms):
@@ -315,19 +315,24 @@ def _largest_first(loads: list[tuple[Load, SetBased]], stored: Mapping[str, int]
 
 
 class _Shared:
-    """Loads taken, in order, by whichever connection is free first: neither waits on the other
-    while work is left, however far the estimates are from what each load costs."""
+    """Loads taken by whichever connection is free first: neither waits on the other while work is
+    left, however far the estimates are from what each load costs. The second connection takes
+    them from the most costly down, the caller from the least costly up: the caller also writes
+    every row the other makes, so each load it takes keeps those waiting, and the least costly
+    keep them the least (on the tax ledger's million events, the caller is the one still busy
+    at the end, writing, while the other has nothing left to take)."""
 
     def __init__(self, loads: Sequence[Load]) -> None:
-        self._loads, self._lock = list(reversed(loads)), threading.Lock()
+        self._loads, self._lock = deque(loads), threading.Lock()
         self.tables = {load.table for load in loads}
 
     def __bool__(self) -> bool:
         return bool(self._loads)
 
-    def take(self) -> Load | None:
+    def take(self, *, least: bool = False) -> Load | None:
+        """The most costly load left, or with ``least`` the least costly; None once all are taken."""
         with self._lock:
-            return self._loads.pop() if self._loads else None
+            return (self._loads.pop() if least else self._loads.popleft()) if self._loads else None
 
     def drop(self) -> None:
         """None is left to take (the rebuild failed)."""
