@@ -172,7 +172,8 @@ def render(plan: Any, machine: dict[str, str], r: dict[str, Any]) -> str:
         add("3. Rebuilding projections from zero (EventStore.rebuild_projections, one transaction) and")
         add("4. verifying every hash chain (verify_ledger), per service ledger (grown two services at a time")
         add("   by cloning what the load recorded, then vacuumed as a ledger written over time would be;")
-        add("   then each rebuilt and verified alone, each measure after a checkpoint):")
+        add("   then each rebuilt and verified alone, each measure after a checkpoint, every table the load or a")
+        add("   rebuild wrote vacuumed and analysed first, so that autovacuum does not take them up beside it):")
         add(f"   {'service':14}{'events':>11}{'generated':>11}{'rebuild s':>11}{'events/s':>11}{'verify s':>10}{'events/s':>11}  intact")
         for ledger in ledgers:
             add(f"   {ledger.service:14}{ledger.events:>11,}{ledger.generate_s:>10.1f}s{ledger.rebuild_s:>11.1f}"
