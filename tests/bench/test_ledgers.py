@@ -5,8 +5,10 @@ statistics taken), so that the rebuild measured on it does not also pay for the 
 from __future__ import annotations
 
 import uuid
+from typing import Iterator
 
 import pytest
+import sqlalchemy as sa
 
 from bench.ledgers import amplify, checkpoint, settle
 from pension_cli.platform import SERVICES
@@ -18,66 +20,68 @@ from pension_shared.verification import verify_ledger
 pytestmark = pytest.mark.postgres
 
 
-def test_a_cloned_ledger_is_intact_and_left_vacuumed(postgres_url: str) -> None:
+@pytest.fixture
+def ledger(postgres_url: str) -> Iterator[tuple[sa.Engine, EventStore]]:
+    """A service's migrated database and its event store, with no projection."""
     definition = SERVICES[0]
     upgrade(definition.migrations, postgres_url)
     engine = create_engine(postgres_url)
-    store = EventStore(service=definition.name, topic=definition.topic, projections=[])
     try:
-        for _ in range(3):
-            participant = f"P{uuid.uuid4().hex[:16].upper()}"
-            with engine.begin() as conn:
-                store.append(conn, f"participant-{participant}", 0,
-                             [NewEvent("Noted", {"participant_id": participant, "amount": 1}, participant),
-                              NewEvent("Noted", {"participant_id": participant, "amount": 2}, participant)],
-                             Metadata(time="2025-08-15T17:00:00+08:00"))
-
-        assert amplify(engine, 60) == (6, 60)
-        checkpoint(engine)
-
-        with engine.connect() as conn:
-            report = verify_ledger(conn)
-            subjects = conn.exec_driver_sql("SELECT count(DISTINCT subject) FROM events").scalar_one()
-            heads = conn.exec_driver_sql("SELECT count(*) FROM stream_heads").scalar_one()
-            vacuumed, analysed = conn.exec_driver_sql(
-                "SELECT last_vacuum IS NOT NULL, last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'events'"
-            ).one()
-            pages, visible = conn.exec_driver_sql(
-                "SELECT relpages, relallvisible FROM pg_class WHERE oid = CAST('events' AS regclass)").one()
-        assert report.intact and report.events == 60 and report.streams == 30
-        assert subjects == heads == 30
-        assert vacuumed and analysed
-        assert pages > 0 and visible == pages
+        yield engine, EventStore(service=definition.name, topic=definition.topic, projections=[])
     finally:
         engine.dispose()
 
 
-def test_settling_leaves_autovacuum_nothing_to_take_up_beside_the_next_measure(postgres_url: str) -> None:
-    definition = SERVICES[0]
-    upgrade(definition.migrations, postgres_url)
-    engine = create_engine(postgres_url)
-    store = EventStore(service=definition.name, topic=definition.topic, projections=[])
-    try:
-        participant = f"P{uuid.uuid4().hex[:16].upper()}"
+def _noted(conn: sa.Connection, store: EventStore, *amounts: int) -> None:
+    """A new participant's stream of one Noted event per amount."""
+    participant = f"P{uuid.uuid4().hex[:16].upper()}"
+    events = [NewEvent("Noted", {"participant_id": participant, "amount": amount}, participant) for amount in amounts]
+    store.append(conn, f"participant-{participant}", 0, events, Metadata(time="2025-08-15T17:00:00+08:00"))
+
+
+def test_a_cloned_ledger_is_intact_and_left_vacuumed(ledger: tuple[sa.Engine, EventStore]) -> None:
+    engine, store = ledger
+    for _ in range(3):
         with engine.begin() as conn:
-            store.append(conn, f"participant-{participant}", 0,
-                         [NewEvent("Noted", {"participant_id": participant, "amount": 1}, participant)],
-                         Metadata(time="2025-08-15T17:00:00+08:00"))
-            # Counted once it commits, not up to a second later (a backend reports its counts at
-            # most once a second; a count reported after the vacuum would be left for autovacuum).
-            conn.exec_driver_sql("SELECT pg_stat_force_next_flush()")
-        settle(engine)
+            _noted(conn, store, 1, 2)
 
-        with engine.connect() as conn:
-            # What the append wrote (the events, the stream's head, the outbox) is vacuumed and
-            # analysed, as is every other table: none has a row inserted or changed since.
-            left = conn.exec_driver_sql(
-                "SELECT relname FROM pg_stat_user_tables WHERE last_vacuum IS NULL OR last_analyze IS NULL "
-                "OR n_ins_since_vacuum > 0 OR n_mod_since_analyze > 0"
-            ).scalars().all()
-            written = conn.exec_driver_sql(
-                "SELECT count(*) FROM pg_stat_user_tables WHERE relname IN ('events', 'stream_heads', 'outbox')"
-            ).scalar_one()
-        assert left == [] and written == 3
-    finally:
-        engine.dispose()
+    assert amplify(engine, 60) == (6, 60)
+    checkpoint(engine)
+
+    with engine.connect() as conn:
+        report = verify_ledger(conn)
+        subjects = conn.exec_driver_sql("SELECT count(DISTINCT subject) FROM events").scalar_one()
+        heads = conn.exec_driver_sql("SELECT count(*) FROM stream_heads").scalar_one()
+        vacuumed, analysed = conn.exec_driver_sql(
+            "SELECT last_vacuum IS NOT NULL, last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'events'"
+        ).one()
+        pages, visible = conn.exec_driver_sql(
+            "SELECT relpages, relallvisible FROM pg_class WHERE oid = CAST('events' AS regclass)").one()
+    assert report.intact and report.events == 60 and report.streams == 30
+    assert subjects == heads == 30
+    assert vacuumed and analysed
+    assert pages > 0 and visible == pages
+
+
+def test_settling_leaves_autovacuum_nothing_to_take_up_beside_the_next_measure(
+    ledger: tuple[sa.Engine, EventStore],
+) -> None:
+    engine, store = ledger
+    with engine.begin() as conn:
+        _noted(conn, store, 1)
+        # Counted once it commits, not up to a second later (a backend reports its counts at
+        # most once a second; a count reported after the vacuum would be left for autovacuum).
+        conn.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+    settle(engine)
+
+    with engine.connect() as conn:
+        # What the append wrote (the events, the stream's head, the outbox) is vacuumed and
+        # analysed, as is every other table: none has a row inserted or changed since.
+        left = conn.exec_driver_sql(
+            "SELECT relname FROM pg_stat_user_tables WHERE last_vacuum IS NULL OR last_analyze IS NULL "
+            "OR n_ins_since_vacuum > 0 OR n_mod_since_analyze > 0"
+        ).scalars().all()
+        written = conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_user_tables WHERE relname IN ('events', 'stream_heads', 'outbox')"
+        ).scalar_one()
+    assert left == [] and written == 3
