@@ -113,8 +113,7 @@ def render(plan: Any, machine: dict[str, str], r: dict[str, Any]) -> str:
 
     at_rate, ref_at_rate = r["at_rate"], r["ref_at_rate"]
     rate_p99 = percentile(at_rate.latencies, 0.99) * 1000
-    sustained = (at_rate.accepted >= 0.99 * at_rate.offered_per_s * at_rate.duration_s and not at_rate.not_sent
-                 and not at_rate.errors and r["rate_keeps_up"][0])
+    sustained = at_rate.took_the_rate and r["rate_keeps_up"][0]
     add(f"1b. Latency at a throughput: contributions offered at a fixed {at_rate.offered_per_s:.0f}/s (open loop, "
         f"{TARGETS['throughput_ratio']:.0%} of the reference's")
     add("   closed-loop rate above); each latency counted from when the request was due, so a request the load")
@@ -198,8 +197,12 @@ def render(plan: Any, machine: dict[str, str], r: dict[str, Any]) -> str:
         ("contribution p99 < 100 ms at that throughput", rate_p99 < TARGETS["p99_ms"],
          f"{rate_p99:.0f} ms (closed loop of {plan.clients} clients: {p99:.0f} ms)"),
         ("the rest keeps up", ok, why),
-        ("voucher visible p99 < 1 s at the offered rate", percentile(e2e.visible_s, 0.99) < TARGETS["visible_p99_s"]
-         and e2e.offered_per_s >= 300, f"{percentile(e2e.visible_s, 0.99) * 1000:.0f} ms at {e2e.offered_per_s:.0f}/s"),
+        # Issue 7: "at 300 contributions per second sustained": offered is not enough, the system
+        # must take them, or a slower API would meet it by leaving the pipeline the CPU.
+        ("voucher visible p99 < 1 s at 300/s sustained", percentile(e2e.visible_s, 0.99) < TARGETS["visible_p99_s"]
+         and e2e.offered_per_s >= 300 and e2e.took_the_rate,
+         f"{percentile(e2e.visible_s, 0.99) * 1000:.0f} ms at {e2e.offered_per_s:.0f}/s offered, "
+         f"{e2e.accepted / e2e.duration_s:.0f}/s accepted"),
     ]
     if ledgers:
         slowest_rebuild = min(ledgers, key=lambda x: x.rebuild_per_s)

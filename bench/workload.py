@@ -391,6 +391,13 @@ class OpenLoop:
     """Seconds from when each accepted request was due to its answer: a request the load
     generator could not send on time waits in the figure too (no coordinated omission)."""
 
+    @property
+    def took_the_rate(self) -> bool:
+        """Whether the system took the rate offered: every request sent when due and answered,
+        and at least 99 % of them accepted."""
+        return (self.accepted >= 0.99 * self.offered_per_s * self.duration_s
+                and not self.not_sent and not self.errors)
+
 
 async def _on_schedule(rate_per_s: float, duration_s: float, max_in_flight: int, result: OpenLoop,
                        send: Callable[[int, float], Any]) -> list[asyncio.Task]:
