@@ -15,8 +15,9 @@ import random
 import re
 import string
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import sqlalchemy as sa
 
@@ -164,9 +165,8 @@ def rename_event_id(clone: int, position: int) -> str:
 
 def measure(service: str, definition: ServiceDefinition, database_url: str, *, generated: tuple[int, int, float],
             log: Callable[[str], None]) -> LedgerResult:
-    engine = sa.create_engine(database_url)
     template, total, generated_s = generated
-    try:
+    with _engine(database_url) as engine:
         store = EventStore(service=definition.name, topic=definition.topic, projections=definition.projections(),
                            upcasters=definition.upcasters())
         checkpoint(engine)
@@ -183,24 +183,30 @@ def measure(service: str, definition: ServiceDefinition, database_url: str, *, g
         log(f"  {service}: verified {report.events:,} events in {report.streams:,} streams in {verified:.1f} s"
             f" ({'intact' if report.intact else report.first_break})")
         return LedgerResult(service, total, template, generated_s, rebuilt, replayed, verified, report.events, report.intact)
-    finally:
-        engine.dispose()
 
 
 def _amplified(args: tuple[str, str, int]) -> tuple[str, int, int, float]:
     service, database_url, target = args
-    engine = sa.create_engine(database_url)
-    try:
+    with _engine(database_url) as engine:
         t0 = time.perf_counter()
         template, total = amplify(engine, target)
         return service, template, total, time.perf_counter() - t0
+
+
+@contextmanager
+def _engine(database_url: str) -> Iterator[sa.Engine]:
+    """An engine for one step of the bench, its connections closed after."""
+    engine = sa.create_engine(database_url)
+    try:
+        yield engine
     finally:
         engine.dispose()
 
 
 def measure_all(database_urls: dict[str, str], *, target: int, log: Callable[[str], None]) -> list[LedgerResult]:
     """Every service's ledger grown to ``target`` events, two services at a time (one process
-    per core: the generation is not what is measured), then each rebuilt and verified alone."""
+    per core: the generation is not what is measured), every database settled, then each rebuilt
+    and verified alone."""
     from concurrent.futures import ProcessPoolExecutor
 
     from bench.definitions import DEFINITIONS
@@ -213,10 +219,7 @@ def measure_all(database_urls: dict[str, str], *, target: int, log: Callable[[st
             log(f"  {service}: {total:,} events ({template:,} recorded by the load, cloned) in {seconds:.1f} s")
             generated[service] = (template, total, seconds)
     for service in DEFINITIONS:  # what the load left, before any is measured
-        engine = sa.create_engine(database_urls[service])
-        try:
+        with _engine(database_urls[service]) as engine:
             settle(engine)
-        finally:
-            engine.dispose()
     return [measure(service, DEFINITIONS[service], database_urls[service], generated=generated[service], log=log)
             for service in DEFINITIONS]
