@@ -17,7 +17,7 @@ from bench import report
 from bench.backlog import Sampler, keeps_up
 from bench.cluster import MODULES, Cluster
 from bench.cpu import CpuMeter, parts_of, split
-from bench.ledgers import measure_all
+from bench.ledgers import REPEATS, measure_all
 from bench.report import TARGETS
 from bench.workload import Workload, World, closed_loop, end_to_end, long_history, open_loop, prepare_world
 
@@ -33,6 +33,8 @@ class Plan:
     e2e_duration_s: float
     e2e_track_every: int
     ledger_events: int
+    ledger_repeats: int
+    """Runs of the rebuild and of the verification on each ledger (the median run's judged)."""
     replicas_duration_s: float
     rate_duration_s: float
     """Seconds of the fixed-rate phase (the system), and half that for the reference."""
@@ -41,9 +43,11 @@ class Plan:
 
 
 FULL = Plan("full", participants=600, withdrawers=20, clients=16, duration_s=60, e2e_rate=300, e2e_duration_s=30,
-            e2e_track_every=10, ledger_events=1_000_000, replicas_duration_s=30, rate_duration_s=60, history=1_000)
+            e2e_track_every=10, ledger_events=1_000_000, ledger_repeats=REPEATS, replicas_duration_s=30,
+            rate_duration_s=60, history=1_000)
 QUICK = Plan("quick", participants=200, withdrawers=4, clients=16, duration_s=10, e2e_rate=100, e2e_duration_s=8,
-             e2e_track_every=4, ledger_events=60_000, replicas_duration_s=6, rate_duration_s=6, history=300)
+             e2e_track_every=4, ledger_events=60_000, ledger_repeats=REPEATS, replicas_duration_s=6,
+             rate_duration_s=6, history=300)
 MIX = {"contribution": 0.90, "purchase": 0.05, "registration": 0.03, "withdrawal": 0.02}
 SAMPLES_PER_PHASE = 15
 """Backlog samples at least taken in each phase whose backlog is judged (``keeps_up`` compares
@@ -65,6 +69,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, help="concurrent clients of the closed-loop phase")
     parser.add_argument("--duration", type=float, help="seconds of the closed-loop phase")
     parser.add_argument("--ledger-events", type=int, help="events per service ledger for rebuild and verification")
+    parser.add_argument("--ledger-repeats", type=int, help="runs of the rebuild and of the verification on each ledger")
     parser.add_argument("--skip-ledgers", action="store_true", help="leave out rebuild and verification")
     parser.add_argument("--history", type=int, help="contributions to one account in the long-history phase")
     args = parser.parse_args()
@@ -72,6 +77,7 @@ def main() -> None:
     plan = QUICK if args.quick else FULL
     plan = Plan(**{**plan.__dict__, **{k: v for k, v in (("clients", args.clients), ("duration_s", args.duration),
                                                           ("ledger_events", args.ledger_events),
+                                                          ("ledger_repeats", args.ledger_repeats),
                                                           ("history", args.history)) if v}})
     server_url, kafka = os.environ["BENCH_PG_URL"], os.environ["BENCH_KAFKA"]
     infra = Path(os.environ.get("BENCH_INFRA_DIR", ".infra/bench"))
@@ -88,8 +94,9 @@ def main() -> None:
     finally:
         cluster.stop()
     if not args.skip_ledgers:
-        log(f"ledgers: {plan.ledger_events:,} events per service")
-        results["ledgers"] = measure_all(cluster.database_urls, target=plan.ledger_events, log=log)
+        log(f"ledgers: {plan.ledger_events:,} events per service, rebuilt and verified {plan.ledger_repeats} times each")
+        results["ledgers"] = measure_all(cluster.database_urls, target=plan.ledger_events, log=log,
+                                         repeats=plan.ledger_repeats)
     results["elapsed_s"] = time.perf_counter() - started
     print(report.render(plan, machine, results))
 

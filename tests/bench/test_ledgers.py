@@ -10,7 +10,7 @@ from typing import Iterator
 import pytest
 import sqlalchemy as sa
 
-from bench.ledgers import amplify, checkpoint, settle
+from bench.ledgers import amplify, checkpoint, measure, settle
 from pension_cli.platform import SERVICES
 from pension_shared.db import create_engine
 from pension_shared.ledger import EventStore, Metadata, NewEvent
@@ -85,3 +85,35 @@ def test_settling_leaves_autovacuum_nothing_to_take_up_beside_the_next_measure(
             "SELECT count(*) FROM pg_stat_user_tables WHERE relname IN ('events', 'stream_heads', 'outbox')"
         ).scalar_one()
     assert left == [] and written == 3
+
+
+def test_each_operation_is_run_as_often_as_asked_and_every_run_is_kept(
+    ledger: tuple[sa.Engine, EventStore], postgres_url: str,
+) -> None:
+    engine, store = ledger
+    for _ in range(2):
+        with engine.begin() as conn:
+            _noted(conn, store, 1, 2, 3)
+    logged: list[str] = []
+
+    result = measure("account", SERVICES[0], postgres_url, generated=(6, 6, 0.5), log=logged.append, repeats=3)
+
+    assert len(result.rebuild_s) == len(result.verify_s) == 3
+    assert all(seconds > 0 for seconds in (*result.rebuild_s, *result.verify_s))
+    assert (result.replayed, result.verified, result.intact) == (6, 6, True)
+    assert (result.events, result.template_events, result.generate_s) == (6, 6, 0.5)
+    slowest, fastest = result.rebuild_range
+    assert slowest <= result.rebuild_per_s <= fastest
+    assert [line.split("(")[-1] for line in logged] == [
+        "run 1 of 3)", "run 2 of 3)", "run 3 of 3)", "intact; run 1 of 3)", "intact; run 2 of 3)", "intact; run 3 of 3)"]
+
+
+def test_a_broken_chain_is_reported_by_every_verifying_run(ledger: tuple[sa.Engine, EventStore], postgres_url: str) -> None:
+    engine, store = ledger
+    with engine.begin() as conn:
+        _noted(conn, store, 1, 2)
+        conn.exec_driver_sql("UPDATE events SET hash = repeat('0', 64) WHERE position = (SELECT max(position) FROM events)")
+
+    result = measure("account", SERVICES[0], postgres_url, generated=(2, 2, 0.1), log=lambda _: None, repeats=2)
+
+    assert not result.intact and result.verified == 2
