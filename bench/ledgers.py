@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from pension_shared.envelope import chain_hash_of_stored
 from pension_shared.ledger import EventStore
 from pension_shared.runtime import ServiceDefinition
-from pension_shared.verification import verify_ledger
+from pension_shared.verification import VerificationReport, verify_ledger
 
 _IDENTIFIER = re.compile(
     r"\b(?:[A-Z]{1,3}[0-9A-F]{12,}|[0-9a-f]{32,64}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\b"
@@ -182,8 +182,8 @@ def rename_event_id(clone: int, position: int) -> str:
 REPEATS = 3
 """Runs of each operation on each ledger: one run on a shared machine is as likely as not to land
 either side of a target it is near (the rebuild of a tax ledger of 1M events took 4.9 to 6.3 s in
-eleven runs of the same code on the same ledger, one after another), so the figure judged is the median run's, printed with the slowest
-and the fastest."""
+eleven runs of the same code on the same ledger, one after another), so the figure judged is the
+median run's, printed with the slowest and the fastest."""
 
 
 def measure(service: str, definition: ServiceDefinition, database_url: str, *, generated: tuple[int, int, float],
@@ -192,21 +192,21 @@ def measure(service: str, definition: ServiceDefinition, database_url: str, *, g
     from zero gives the same rows each time), then verified ``repeats`` times."""
     template, total, generated_s = generated
     rebuilt: list[float] = []
+    replays: list[int] = []
     verified: list[float] = []
+    reports: list[VerificationReport] = []
     with _engine(database_url) as engine:
         store = EventStore(service=definition.name, topic=definition.topic, projections=definition.projections(),
                            upcasters=definition.upcasters())
-        replays = set()
         for run in range(1, repeats + 1):
             checkpoint(engine)
             t0 = time.perf_counter()
             with engine.begin() as conn:
-                replays.add(store.rebuild_projections(conn))
+                replays.append(store.rebuild_projections(conn))
             rebuilt.append(time.perf_counter() - t0)
-            log(f"  {service}: rebuilt projections from {max(replays):,} events in {rebuilt[-1]:.1f} s "
+            log(f"  {service}: rebuilt projections from {replays[-1]:,} events in {rebuilt[-1]:.1f} s "
                 f"(run {run} of {repeats})")
             settle(engine)
-        reports = []
         for run in range(1, repeats + 1):
             t0 = time.perf_counter()
             with engine.connect() as conn:
@@ -215,11 +215,11 @@ def measure(service: str, definition: ServiceDefinition, database_url: str, *, g
             report = reports[-1]
             log(f"  {service}: verified {report.events:,} events in {report.streams:,} streams in {verified[-1]:.1f} s"
                 f" ({'intact' if report.intact else report.first_break}; run {run} of {repeats})")
-    if len(replays) != 1 or len({report.events for report in reports}) != 1:
-        raise RuntimeError(f"{service}: the runs took different numbers of events: rebuilt {sorted(replays)}, "
-                           f"verified {sorted({report.events for report in reports})}")
-    return LedgerResult(service, total, template, generated_s, tuple(rebuilt), replays.pop(), tuple(verified),
-                        reports[0].events, all(report.intact for report in reports))
+    counted = [report.events for report in reports]
+    if len(set(replays)) != 1 or len(set(counted)) != 1:
+        raise RuntimeError(f"{service}: the runs took different numbers of events: rebuilt {replays}, verified {counted}")
+    return LedgerResult(service, total, template, generated_s, tuple(rebuilt), replays[0], tuple(verified),
+                        counted[0], all(report.intact for report in reports))
 
 
 def _amplified(args: tuple[str, str, int]) -> tuple[str, int, int, float]:

@@ -10,12 +10,13 @@ from typing import Iterator
 import pytest
 import sqlalchemy as sa
 
+import bench.ledgers
 from bench.ledgers import amplify, checkpoint, measure, settle
 from pension_cli.platform import SERVICES
 from pension_shared.db import create_engine
 from pension_shared.ledger import EventStore, Metadata, NewEvent
 from pension_shared.migrations import upgrade
-from pension_shared.verification import verify_ledger
+from pension_shared.verification import VerificationReport, verify_ledger
 
 pytestmark = pytest.mark.postgres
 
@@ -117,3 +118,16 @@ def test_a_broken_chain_is_reported_by_every_verifying_run(ledger: tuple[sa.Engi
     result = measure("account", SERVICES[0], postgres_url, generated=(2, 2, 0.1), log=lambda _: None, repeats=2)
 
     assert not result.intact and result.verified == 2
+
+
+def test_runs_that_count_different_events_fail_the_measure(
+    ledger: tuple[sa.Engine, EventStore], postgres_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine, store = ledger
+    with engine.begin() as conn:
+        _noted(conn, store, 1, 2)
+    counts = iter((2, 3))
+    monkeypatch.setattr(bench.ledgers, "verify_ledger", lambda conn: VerificationReport(streams=1, events=next(counts)))
+
+    with pytest.raises(RuntimeError, match=r"verified \[2, 3\]"):
+        measure("account", SERVICES[0], postgres_url, generated=(2, 2, 0.1), log=lambda _: None, repeats=2)
