@@ -71,40 +71,41 @@ def renamer(clone: int) -> Callable[[str], str]:
     return lambda text: _IDENTIFIER.sub(one, text) if text else text
 
 
+@dataclass(frozen=True)
+class Runs:
+    """One operation run a few times on one ledger: the events each run took (the same every
+    time) and each run's seconds."""
+
+    events: int
+    seconds: tuple[float, ...]
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def per_s(self) -> float:
+        """Events per second of the median run."""
+        return self.events / self.median_s
+
+    @property
+    def span(self) -> tuple[float, float]:
+        """Events per second of the slowest run and of the fastest."""
+        return self.events / max(self.seconds), self.events / min(self.seconds)
+
+
 @dataclass
 class LedgerResult:
-    """One service's ledger, rebuilt and verified a few times over: each operation's seconds, one
-    per run, and the events each run took (the same every time, or a run went wrong)."""
+    """One service's ledger, grown from what the load recorded, then rebuilt and verified a few
+    times over."""
 
     service: str
     events: int
     template_events: int
     generate_s: float
-    rebuild_s: tuple[float, ...]
-    replayed: int
-    verify_s: tuple[float, ...]
-    verified: int
+    rebuild: Runs
+    verify: Runs
     intact: bool
-
-    @property
-    def rebuild_per_s(self) -> float:
-        """Events per second of the median run."""
-        return self.replayed / statistics.median(self.rebuild_s)
-
-    @property
-    def rebuild_range(self) -> tuple[float, float]:
-        """Events per second of the slowest run and of the fastest."""
-        return self.replayed / max(self.rebuild_s), self.replayed / min(self.rebuild_s)
-
-    @property
-    def verify_per_s(self) -> float:
-        """Events per second of the median run."""
-        return self.verified / statistics.median(self.verify_s)
-
-    @property
-    def verify_range(self) -> tuple[float, float]:
-        """Events per second of the slowest run and of the fastest."""
-        return self.verified / max(self.verify_s), self.verified / min(self.verify_s)
 
 
 def amplify(engine: sa.Engine, target: int) -> tuple[int, int]:
@@ -187,7 +188,7 @@ median run's, printed with the slowest and the fastest."""
 
 
 def measure(service: str, definition: ServiceDefinition, database_url: str, *, generated: tuple[int, int, float],
-            log: Callable[[str], None], repeats: int = REPEATS) -> LedgerResult:
+            log: Callable[[str], None], repeats: int) -> LedgerResult:
     """The ledger rebuilt ``repeats`` times, each after a checkpoint and settled after (a rebuild
     from zero gives the same rows each time), then verified ``repeats`` times."""
     template, total, generated_s = generated
@@ -218,8 +219,8 @@ def measure(service: str, definition: ServiceDefinition, database_url: str, *, g
     counted = [report.events for report in reports]
     if len(set(replays)) != 1 or len(set(counted)) != 1:
         raise RuntimeError(f"{service}: the runs took different numbers of events: rebuilt {replays}, verified {counted}")
-    return LedgerResult(service, total, template, generated_s, tuple(rebuilt), replays[0], tuple(verified),
-                        counted[0], all(report.intact for report in reports))
+    return LedgerResult(service, total, template, generated_s, Runs(replays[0], tuple(rebuilt)),
+                        Runs(counted[0], tuple(verified)), all(report.intact for report in reports))
 
 
 def _amplified(args: tuple[str, str, int]) -> tuple[str, int, int, float]:
@@ -241,7 +242,7 @@ def _engine(database_url: str) -> Iterator[sa.Engine]:
 
 
 def measure_all(database_urls: dict[str, str], *, target: int, log: Callable[[str], None],
-                repeats: int = REPEATS) -> list[LedgerResult]:
+                repeats: int) -> list[LedgerResult]:
     """Every service's ledger grown to ``target`` events, two services at a time (one process
     per core: the generation is not what is measured), every database settled, then each rebuilt
     and verified alone, ``repeats`` times each."""

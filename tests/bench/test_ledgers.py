@@ -99,12 +99,12 @@ def test_each_operation_is_run_as_often_as_asked_and_every_run_is_kept(
 
     result = measure("account", SERVICES[0], postgres_url, generated=(6, 6, 0.5), log=logged.append, repeats=3)
 
-    assert len(result.rebuild_s) == len(result.verify_s) == 3
-    assert all(seconds > 0 for seconds in (*result.rebuild_s, *result.verify_s))
-    assert (result.replayed, result.verified, result.intact) == (6, 6, True)
+    assert len(result.rebuild.seconds) == len(result.verify.seconds) == 3
+    assert all(seconds > 0 for seconds in (*result.rebuild.seconds, *result.verify.seconds))
+    assert (result.rebuild.events, result.verify.events, result.intact) == (6, 6, True)
     assert (result.events, result.template_events, result.generate_s) == (6, 6, 0.5)
-    slowest, fastest = result.rebuild_range
-    assert slowest <= result.rebuild_per_s <= fastest
+    slowest, fastest = result.rebuild.span
+    assert slowest <= result.rebuild.per_s <= fastest
     assert [line.split("(")[-1] for line in logged] == [
         "run 1 of 3)", "run 2 of 3)", "run 3 of 3)", "intact; run 1 of 3)", "intact; run 2 of 3)", "intact; run 3 of 3)"]
 
@@ -117,7 +117,7 @@ def test_a_broken_chain_is_reported_by_every_verifying_run(ledger: tuple[sa.Engi
 
     result = measure("account", SERVICES[0], postgres_url, generated=(2, 2, 0.1), log=lambda _: None, repeats=2)
 
-    assert not result.intact and result.verified == 2
+    assert not result.intact and result.verify.events == 2
 
 
 def test_runs_that_count_different_events_fail_the_measure(
