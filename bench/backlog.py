@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from pension_shared.observability import KafkaOffsets
+from pension_shared.observability import KafkaOffsets, consumer_lag
 from pension_shared.schema import outbox
 
 from bench.cluster import Cluster
@@ -53,15 +53,15 @@ class Sampler:
                 backlog[service] = conn.execute(
                     sa.select(sa.func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
                 ).scalar_one()
-        lag = {}
-        for service, topics in SUBSCRIPTIONS.items():
-            group = f"{self.cluster.prefix.rstrip('.')}.{service}"
-            behind = 0
-            for topic in (self.cluster.prefix + t for t in topics):
-                ends, committed = self._offsets.end_offsets(topic), self._offsets.committed(group, topic)
-                behind += sum(max(end - committed.get(p, 0), 0) for p, end in ends.items())
-            lag[service] = behind
+        groups = {self._group(service): [self.cluster.prefix + t for t in topics]
+                  for service, topics in SUBSCRIPTIONS.items()}
+        behind = consumer_lag(self._offsets, groups)
+        lag = {service: sum(sum(partitions.values()) for partitions in behind[self._group(service)].values())
+               for service in SUBSCRIPTIONS}
         return Sample(time.perf_counter() - self._t0, backlog, lag)
+
+    def _group(self, service: str) -> str:
+        return f"{self.cluster.prefix.rstrip('.')}.{service}"
 
     def start(self) -> None:
         self.samples = []

@@ -143,3 +143,18 @@ def test_poll_waits_for_a_record_published_meanwhile(log_path: Path) -> None:
     finally:
         timer.join()
     assert [r.value for r in records] == [b"late"]
+
+
+def test_the_lag_of_groups_on_the_embedded_log_is_what_they_have_not_committed(log_path: Path) -> None:
+    from pension_shared.observability import consumer_lag
+
+    log = open_log(log_path)
+    log.publisher().publish([OutgoingRecord(t, f"P-{n}", b"x") for t in ("a", "b") for n in range(12)])
+    sub = log.subscribe(group_id="g", topics=["a"])
+    sub.commit(drain(sub, expected=12))
+
+    assert log.ends(["a", "b", "c"]) == {"a": log.end_offsets("a"), "b": log.end_offsets("b"), "c": {}}
+    assert log.group_committed("g") == {"a": log.end_offsets("a")}
+    lag = consumer_lag(log, {"g": ["a", "b"], "h": ["a"]})
+    assert lag["g"] == {"a": {p: 0 for p in log.end_offsets("a")}, "b": log.end_offsets("b")}
+    assert lag["h"] == {"a": log.end_offsets("a")}

@@ -106,6 +106,22 @@ class EmbeddedLog:
             ).all()
         return dict(rows)
 
+    def ends(self, topics: Sequence[str]) -> dict[str, dict[int, int]]:
+        """Each topic's end offsets by partition (``KafkaOffsets.ends``)."""
+        return {topic: self.end_offsets(topic) for topic in topics}
+
+    def group_committed(self, group_id: str) -> dict[str, dict[int, int]]:
+        """The group's committed offsets, by topic and partition (``KafkaOffsets.group_committed``)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(log_offsets.c.topic, log_offsets.c.partition, log_offsets.c.next_offset)
+                .where(log_offsets.c.group_id == group_id)
+            ).all()
+        found: dict[str, dict[int, int]] = {}
+        for topic, partition, offset in rows:
+            found.setdefault(topic, {})[partition] = offset
+        return found
+
     def read(self, topic: str, partition: int, offset: int, limit: int) -> list[IncomingRecord]:
         with self.engine.connect() as conn:
             rows = conn.execute(
