@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 from pension_shared.clock import (
-    SHANGHAI, FixedClock, SettableClock, WallClock, business_date, business_year, parse_rfc3339, rfc3339,
+    EARLIEST, LATEST, SHANGHAI, FixedClock, SettableClock, WallClock, business_date, business_year, parse_rfc3339,
+    rfc3339, within_business_years,
 )
 
 CST = timezone(timedelta(hours=8))
@@ -86,6 +87,19 @@ def test_settable_clock_runs_at_wall_speed_from_the_instant_it_was_set_to() -> N
 def test_settable_clock_refuses_naive_times() -> None:
     with pytest.raises(ValueError):
         SettableClock().set(datetime(2025, 1, 1))
+
+
+def test_settable_clock_refuses_times_outside_the_years_the_platform_holds() -> None:
+    clock = SettableClock()
+    clock.set(datetime(2025, 8, 15, 9, tzinfo=CST))
+    for moment in (datetime(9999, 12, 31, 23, 59, tzinfo=timezone(-timedelta(hours=12))),
+                   datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))), LATEST, EARLIEST - timedelta(microseconds=1)):
+        assert not within_business_years(moment)
+        with pytest.raises(ValueError):
+            clock.set(moment)
+    assert clock.now().date() == date(2025, 8, 15)
+    assert within_business_years(EARLIEST) and within_business_years(LATEST - timedelta(microseconds=1))
+    assert clock.set(EARLIEST) - EARLIEST < timedelta(seconds=5)
 
 
 def test_two_settable_clocks_share_the_business_time_through_their_file(tmp_path: Path) -> None:

@@ -103,6 +103,33 @@ def test_invalid_dates_are_422(client: TestClient, moment: Any) -> None:
     assert_problem(response, 422, "VALIDATION_FAILED")
 
 
+@pytest.mark.parametrize("moment", [
+    "9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00", "3000-01-01T00:00:00+08:00", "1999-12-31T15:59:59Z",
+])
+def test_a_business_time_outside_the_years_the_platform_holds_is_422_and_the_clock_stays(client: TestClient,
+                                                                                         moment: str) -> None:
+    """Once set, such a time would overflow the calendar arithmetic of every service reading it."""
+    before = client.get("/v1/ops/clock", headers=auth("dev-operator")).json()["now"]
+    response = client.put("/v1/ops/clock", headers=auth("dev-operator"), json={"now": moment})
+    assert_problem(response, 422, "VALIDATION_FAILED")
+    after = client.get("/v1/ops/clock", headers=auth("dev-operator"))
+    assert after.status_code == 200 and after.json()["now"][:16] == before[:16]
+
+
+@pytest.mark.parametrize(("moment", "shown"), [
+    ("2000-01-01T00:00:00+08:00", "2000-01-01T00:00"), ("2999-12-31T23:59:59+08:00", "2999-12-31T23:59"),
+])
+def test_the_first_and_the_last_business_times_the_platform_holds_can_be_set(client: TestClient, moment: str,
+                                                                             shown: str) -> None:
+    before = client.get("/v1/ops/clock", headers=auth("dev-operator")).json()["now"]
+    try:
+        response = client.put("/v1/ops/clock", headers=auth("dev-operator"), json={"now": moment})
+        assert response.status_code == 200 and response.json()["now"].startswith(shown)
+        assert response.json()["now"].endswith("+08:00")
+    finally:  # the module's other tests keep the time they had
+        client.put("/v1/ops/clock", headers=auth("dev-operator"), json={"now": before})
+
+
 def test_an_invalid_date_of_death_is_422(client: TestClient, world: World) -> None:
     response = client.post(f"/v1/participants/{world.participant_id}/death", headers=auth("dev-operator"),
                            json={"date_of_death": "2025-13-01", "heirs": []})

@@ -19,6 +19,22 @@ import orjson
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
+EARLIEST = datetime(2000, 1, 1, tzinfo=SHANGHAI)
+LATEST = datetime(3000, 1, 1, tzinfo=SHANGHAI)
+"""The business clock may be set from ``EARLIEST`` up to, not including, ``LATEST``: the years
+the platform's records can hold (a voucher's year is 2000-2999), with room for the calendar
+arithmetic of schedules and tax years, which would otherwise overflow ``datetime`` near the
+year 9999 and stop every service reading the clock."""
+
+
+def within_business_years(moment: datetime) -> bool:
+    """Whether the business clock may be set to this aware instant."""
+    try:
+        return EARLIEST <= moment < LATEST
+    except OverflowError:  # an offset taking it past what datetime can hold
+        return False
+
+
 class BusinessClock(Protocol):
     def now(self) -> datetime: ...
 
@@ -80,6 +96,8 @@ class SettableClock:
     def set(self, moment: datetime) -> datetime:
         if moment.tzinfo is None:
             raise ValueError("business time must be timezone-aware")
+        if not within_business_years(moment):
+            raise ValueError(f"business time must be from {EARLIEST.date()} up to {LATEST.date()} (Asia/Shanghai)")
         shift = _Shift(moment - self._wall())
         with self._lock:
             self._shift = shift

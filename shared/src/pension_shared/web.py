@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message as ASGIMessage, Receive, Scope, Send
 
 from pension_shared.auth import Principal, TokenRegistry, require_role
-from pension_shared.clock import BusinessClock, rfc3339
+from pension_shared.clock import EARLIEST, LATEST, BusinessClock, rfc3339, within_business_years
 from pension_shared.errors import DomainError
 from pension_shared.idempotency import CommandRunner, RefusedResponse, Work, fingerprint
 from pension_shared.problems import PROBLEM_JSON, correlation_id, problem, render_domain_error
@@ -220,6 +220,9 @@ def clock_router(edge: Edge, clock: Any, *, settable: bool) -> APIRouter:
             raise DomainError("the business clock is the wall clock in production", code="CLOCK_NOT_SETTABLE")
         if body.now.tzinfo is None:
             raise DomainError("now must carry a UTC offset (RFC 3339)", code="VALIDATION_FAILED")
+        if not within_business_years(body.now):
+            raise DomainError(f"now must be from {EARLIEST.date()} up to, not including, {LATEST.date()} "
+                              "(Asia/Shanghai)", code="VALIDATION_FAILED")
         return {"now": rfc3339(clock.set(body.now))}
 
     return router
