@@ -135,6 +135,16 @@ def test_registration_is_refused_for_whom_the_registry_says_may_not_join(running
     assert refused.status_code == 422
     assert refused.headers["content-type"].startswith("application/problem+json")
     assert refused.json()["code"] == "NOT_INSURED"
+    # The request line the server logs names the ID number in its path: masked there too.
+    masked = body["id_number"][:4] + "*" * 10 + body["id_number"][-4:]
+    line = f"PUT /v1/ops/insurance-registry/{masked} HTTP/1.1"
+
+    def logged() -> str | None:
+        text = running.output.read_text()
+        return text if line in text or body["id_number"] in text else None
+
+    text = eventually(logged)
+    assert body["id_number"] not in text and line in text
 
 
 def test_the_registry_is_loaded_by_operators_only(running):

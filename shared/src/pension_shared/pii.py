@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
+import re
 from typing import Any
 
 import orjson
@@ -19,6 +21,26 @@ def mask_id_number(id_number: str) -> str:
     if len(id_number) < 8:
         return "*" * len(id_number)
     return id_number[:4] + "*" * (len(id_number) - 8) + id_number[-4:]
+
+
+_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
+
+
+def mask_id_numbers(text: str) -> str:
+    """Mask anything shaped like an 18-character ID number (``1101**********002X``)."""
+    return _ID_NUMBER.sub(lambda m: mask_id_number(m.group(0)), text)
+
+
+class MaskIdNumbers(logging.Filter):
+    """Masks ID numbers in a log record's message and arguments: a request line names one where a
+    path holds it (``PUT /v1/ops/insurance-registry/{id_number}``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = mask_id_numbers(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(mask_id_numbers(a) if isinstance(a, str) else a for a in record.args)
+        return True
 
 
 def mask_account_number(account_number: str) -> str:

@@ -9,7 +9,7 @@ import orjson
 from pension_cli import dead_letters
 from pension_cli.deployment import add_target_arguments, deployment_from
 from pension_cli.operations import operator_identity
-from pension_cli.output import mask_id_numbers
+from pension_shared.pii import mask_id_numbers
 
 
 def register(commands: argparse._SubParsersAction) -> None:

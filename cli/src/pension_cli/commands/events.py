@@ -8,9 +8,9 @@ import sys
 import orjson
 
 from pension_cli.deployment import add_target_arguments, deployment_from
-from pension_cli.output import mask_id_numbers
 from pension_shared.envelope import Envelope, MalformedEvent, parse_cloudevent
 from pension_shared.messaging import IncomingRecord
+from pension_shared.pii import mask_id_numbers
 
 
 def register(commands: argparse._SubParsersAction) -> None:

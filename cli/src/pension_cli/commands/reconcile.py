@@ -9,8 +9,8 @@ import orjson
 
 from pension_cli.deployment import SERVICE_NAMES, add_target_arguments, deployment_from
 from pension_cli.ledgers import read_ledgers
-from pension_cli.output import mask_id_numbers
 from pension_cli.reconciliation import reconcile
+from pension_shared.pii import mask_id_numbers
 
 
 def register(commands: argparse._SubParsersAction) -> None:

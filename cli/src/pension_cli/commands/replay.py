@@ -9,8 +9,9 @@ import orjson
 import sqlalchemy as sa
 
 from pension_cli.deployment import SERVICE_NAMES, add_target_arguments, deployment_from
-from pension_cli.output import mask_id_numbers, progress
+from pension_cli.output import progress
 from pension_cli.replay import ReplayResult, ShadowReplay, replay_engine
+from pension_shared.pii import mask_id_numbers
 from pension_shared.schema import events
 
 SAMPLE_ROWS = 5

@@ -17,6 +17,7 @@ by the session the page gets for the token (``sessions.py``): none is 401, anoth
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,11 +38,11 @@ from pension_cli.dead_letters import letters
 from pension_cli.deployment import SERVICE_NAMES, Deployment, DeploymentError
 from pension_cli.ledgers import read_ledgers, verification
 from pension_cli.monthly import monthly_document, monthly_figures
-from pension_cli.output import mask_id_numbers
 from pension_cli.reconciliation import reconcile
 from pension_shared.auth import Principal, TokenRegistry, digest, require_role
 from pension_shared.clock import BusinessClock, rfc3339
 from pension_shared.errors import Unauthenticated
+from pension_shared.pii import MaskIdNumbers, mask_id_numbers
 from pension_shared.web import StrictModel
 
 STATIC = Path(__file__).parent / "static"
@@ -320,7 +321,11 @@ def serve(app: FastAPI, *, host: str, port: int, on_exit: Callable[[], None]) ->
             on_exit()
             super().handle_exit(sig, frame)
 
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+    access = logging.getLogger("uvicorn.access")  # configured by uvicorn.Config: the filter after it
+    if not any(isinstance(f, MaskIdNumbers) for f in access.filters):
+        access.addFilter(MaskIdNumbers())
     try:
-        Server(uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)).run()
+        Server(config).run()
     except KeyboardInterrupt:  # uvicorn raises the Ctrl-C again once it has stopped, as uvicorn.run swallows it
         pass

@@ -16,9 +16,9 @@ import orjson
 
 from pension_cli.commands.events import record_document
 from pension_cli.log_access import LogAccess
-from pension_cli.output import mask_id_numbers
 from pension_shared.envelope import MalformedEvent, parse_cloudevent
 from pension_shared.messaging import IncomingRecord
+from pension_shared.pii import mask_id_numbers
 
 log = logging.getLogger(__name__)
 
