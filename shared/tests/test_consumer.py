@@ -16,7 +16,7 @@ from pension_shared.errors import ConcurrencyConflict
 from pension_shared.messaging import OutgoingRecord, dlq_topic
 from pension_shared.messaging.embedded import EmbeddedLog
 from pension_shared.relay import OutboxRelay
-from pension_shared.schema import inbox
+from pension_shared.schema import events, inbox, read_positions
 from shared_support.tally import ADDED, TallyService, received, receive
 
 pytestmark = pytest.mark.postgres
@@ -37,7 +37,7 @@ def consumer_for(log: EmbeddedLog, tally: TallyService, policies: dict | None = 
     return InboxConsumer(
         name=group, engine=tally.engine, subscription=log.subscribe(group_id=group, topics=[TOPIC]),
         policies=policies if policies is not None else {ADDED: receive}, dead_letters=log.publisher(),
-        max_attempts=max_attempts, upcasters=upcasters,
+        max_attempts=max_attempts, upcasters=upcasters, ledgers={TOPIC: "tally"},
     )
 
 
@@ -488,3 +488,42 @@ def test_a_batch_reads_ahead_the_streams_and_heads_its_policies_name_in_one_stat
     assert len(reads) - len(one_by_one) <= 2 * batches  # at most one read of streams, one of heads, a batch
     with tally.engine.connect() as conn:
         assert verify_ledger(conn).intact
+
+
+def _applied_positions(tally: TallyService) -> dict[tuple[str, str], int]:
+    with tally.engine.connect() as conn:
+        return {(r.ledger, r.participant_id): r.position for r in conn.execute(sa.select(read_positions))}
+
+
+def _stored_positions(tally: TallyService) -> dict[str, int]:
+    with tally.engine.connect() as conn:
+        return dict(conn.execute(sa.select(events.c.subject, sa.func.max(events.c.position)).group_by(events.c.subject)).all())
+
+
+@pytest.mark.parametrize("policies", [None, {}], ids=["applied", "ignored"])
+def test_the_consumer_records_how_far_it_has_applied_the_ledger_of_each_participant(
+    tally: TallyService, log: EmbeddedLog, policies: dict | None,
+) -> None:
+    """Read-your-writes across services (pension_shared.positions): what it applied, and what it
+    had no policy for, which a read given a position must not wait for either."""
+    for n in range(7):
+        tally.add(f"P{n % 3}", n)
+    OutboxRelay(tally.engine, log.publisher()).relay_once()
+    drain(consumer_for(log, tally, policies))
+    stored = _stored_positions(tally)
+    assert _applied_positions(tally) == {
+        **{("tally", subject): position for subject, position in stored.items()}, ("tally", ""): max(stored.values()),
+    }
+
+
+def test_positions_are_recorded_with_what_a_careful_batch_applied(tally: TallyService, log: EmbeddedLog) -> None:
+    tally.add("P1", 1)
+    tally.add("POISON", 2)
+    tally.add("P2", 3)
+    OutboxRelay(tally.engine, log.publisher()).relay_once()
+    drain(consumer_for(log, tally, {ADDED: _picky}, max_attempts=1))
+    stored = _stored_positions(tally)
+    applied = _applied_positions(tally)
+    assert applied[("tally", "P1")] == stored["P1"] and applied[("tally", "P2")] == stored["P2"]
+    # The parked message is done with too: a read waiting for its position would otherwise wait out.
+    assert applied[("tally", "")] == max(stored.values())

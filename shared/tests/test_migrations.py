@@ -16,11 +16,12 @@ def test_migrations_create_the_mechanics_tables_and_are_idempotent(database_url:
     try:
         inspector = sa.inspect(engine)
         tables = set(inspector.get_table_names())
-        assert {t.name for t in MECHANICS_TABLES} | {"snapshots", "tally_totals", "tally_received", "alembic_version"} <= tables
+        assert {t.name for t in MECHANICS_TABLES} | {"snapshots", "read_positions", "tally_totals", "tally_received",
+                                                     "alembic_version"} <= tables
         uniques = {tuple(u["column_names"]) for u in inspector.get_unique_constraints("events")}
         assert ("stream_id", "sequence") in uniques
         with engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
         assert is_postgres(engine) == database_url.startswith("postgresql")
     finally:
         engine.dispose()

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from pension_shared.envelope import parse_cloudevent
 from pension_shared.messaging import PublishFailed
 from pension_shared.relay import OutboxRelay
-from pension_shared.schema import outbox
+from pension_shared.schema import events, outbox
 from shared_support.tally import RecordingPublisher, TallyService, added, meta
 
 pytestmark = pytest.mark.postgres
@@ -27,6 +27,15 @@ def test_the_relay_publishes_each_outbox_row_keyed_by_subject_and_marks_it(tally
     assert [parse_cloudevent(r.value) for r in log.records] == recorded
     with tally.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).where(outbox.c.published_at.is_(None))).scalar_one() == 0
+
+
+def test_each_record_carries_its_events_position_in_the_ledger(tally: TallyService) -> None:
+    recorded = tally.add("P1", 1, times=2) + tally.add("P2", 2)
+    log = RecordingPublisher()
+    OutboxRelay(tally.engine, log).relay_once()
+    with tally.engine.connect() as conn:
+        stored = dict(conn.execute(sa.select(events.c.event_id, events.c.position)).all())
+    assert [dict(r.headers)["position"] for r in log.records] == [b"%d" % stored[e.id] for e in recorded]
 
 
 def test_the_relay_publishes_in_batches_in_id_order(tally: TallyService) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pension_shared.positions import of
 from pension_shared.testing import free_port
 from tests.support.requests import auth, eventually, registration
 
@@ -190,4 +191,44 @@ def test_bad_input_gets_a_clear_4xx_problem(running, content, content_type, stat
 
 def test_unknown_fields_are_refused(running):
     response = _register(running.base, {**registration(), "employer_share": "100.00"})
+    assert response.status_code == 422 and response.json()["code"] == "VALIDATION_FAILED"
+
+
+def test_a_read_given_the_position_a_write_returned_in_another_service_shows_the_write_at_once(running):
+    """Read-your-writes across services (INTERFACES.md §1): each read below is made once, straight
+    after the write, without polling; the reading service waits for what the position names."""
+    bank = auth("dev-bank-ICBC")
+    created = _register(running.base, registration())
+    assert created.status_code == 201, created.text
+    participant_id = created.json()["participant_id"]
+    assert of(created.json()["position"]).ledger == "account"
+
+    def opened() -> httpx.Response | None:  # the fund-account service learns of the participant first
+        response = httpx.post(f"{running.base}/v1/fund-accounts", headers=bank,
+                              json={"participant_id": participant_id, "branch_city": "410100"})
+        return response if response.status_code == 201 else None
+
+    account = eventually(opened).json()
+    assert of(account["position"]).ledger == "fund-account"
+    participant = httpx.get(f"{running.base}/v1/participants/{participant_id}", headers=bank,
+                            params={"min_position": account["position"]})
+    assert participant.json()["fund_account"]["fund_account_id"] == account["fund_account_id"], participant.text
+
+    paid = httpx.post(f"{running.base}/v1/fund-accounts/{account['fund_account_id']}/contributions", headers=bank,
+                      json={"amount": "250.00", "channel": "bank_transfer", "reference": "ryw-1"}).json()
+    vouchers = httpx.get(f"{running.base}/v1/tax/vouchers", headers=bank,
+                         params={"participant_id": participant_id, "min_position": paid["position"]}).json()
+    assert [v["amount"] for v in vouchers["items"]] == ["250.00"], vouchers
+    participant = httpx.get(f"{running.base}/v1/participants/{participant_id}", headers=bank,
+                            params={"min_position": paid["position"]}).json()
+    assert participant["contributed_this_year"] == "250.00"
+    records = httpx.get(f"{running.base}/v1/participants/{participant_id}/records", headers=bank,
+                        params={"min_position": paid["position"]}).json()
+    assert [r["kind"] for r in records["items"]].count("contribution") == 1, records
+
+
+@pytest.mark.parametrize("position", ["-1", "x", "1.5", str(2**63)])
+def test_a_min_position_that_is_not_a_position_is_422(running, position):
+    response = httpx.get(f"{running.base}/v1/tax/withholdings", headers=auth("dev-tax-bureau"),
+                         params={"min_position": position})
     assert response.status_code == 422 and response.json()["code"] == "VALIDATION_FAILED"

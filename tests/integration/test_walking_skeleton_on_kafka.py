@@ -67,3 +67,30 @@ def test_each_service_ledger_verifies_and_rebuilds_to_the_same_read_model(platfo
 def _known(client: TestClient, service: str, participant_id: str) -> dict | None:
     response = client.get(f"/v1/ops/{service}/participants/{participant_id}", headers=auth("dev-operator"))
     return response.json() if response.status_code == 200 else None
+
+
+def test_a_read_given_the_position_a_write_returned_waits_for_it_to_come_through_kafka(platform):
+    """Read-your-writes across services in the production shape: no read below polls."""
+    client = TestClient(platform.app())
+    bank = auth("dev-bank-ICBC")
+    created = client.post("/v1/participants", json=registration(), headers=bank)
+    participant_id = created.json()["participant_id"]
+
+    def opened():  # noqa: ANN202 - the fund-account service learns of the participant first
+        response = client.post("/v1/fund-accounts", json={"participant_id": participant_id, "branch_city": "410100"},
+                               headers=bank)
+        return response if response.status_code == 201 else None
+
+    account = eventually(opened, timeout_s=60).json()
+    participant = client.get(f"/v1/participants/{participant_id}", params={"min_position": account["position"]},
+                             headers=bank).json()
+    assert participant["fund_account"]["fund_account_id"] == account["fund_account_id"]
+
+    paid = client.post(f"/v1/fund-accounts/{account['fund_account_id']}/contributions", headers=bank,
+                       json={"amount": "120.00", "channel": "bank_transfer", "reference": "ryw-kafka"}).json()
+    vouchers = client.get("/v1/tax/vouchers", params={"participant_id": participant_id, "min_position": paid["position"]},
+                          headers=bank).json()
+    assert [v["amount"] for v in vouchers["items"]] == ["120.00"]
+    participant = client.get(f"/v1/participants/{participant_id}", params={"min_position": paid["position"]},
+                             headers=bank).json()
+    assert participant["contributed_this_year"] == "120.00"

@@ -34,6 +34,7 @@ from pension_shared.errors import ConcurrencyConflict
 from pension_shared.ledger import EventStore
 from pension_shared.messaging import IncomingRecord, OutgoingRecord, Publisher, Subscription, dlq_topic
 from pension_shared.problems import correlation_id
+from pension_shared.read_positions import highest_positions, record_positions
 from pension_shared.schema import inbox
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class InboxConsumer:
         max_attempts: int = 3,
         batch_size: int | None = None,
         store: EventStore | None = None,
+        ledgers: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
         self._engine = engine
@@ -102,6 +104,9 @@ class InboxConsumer:
         self._max_attempts = max_attempts
         self._store = store
         """The service's event store: with it, a batch's appends are written together."""
+        self._ledgers = dict(ledgers or {})
+        """The ledger whose events each topic carries: how far the consumer has applied each is
+        recorded with what it applied (``pension_shared.read_positions``)."""
         self._uncommitted: list[IncomingRecord] = []
         """Applied records whose offsets the log did not take (it was unreachable), the last of
         each partition: committed with the next offsets, or on their own at the next poll."""
@@ -186,10 +191,14 @@ class InboxConsumer:
                                 outcomes[_key(record)] = "duplicates"
                         finally:
                             correlation_id.reset(correlation)
+                    record_positions(conn, highest_positions(batch, self._ledgers))
             except Exception as exc:  # the careful path tells the message's fault from the database's
                 log.info("consumer %s: a batch of %d failed (%s); applying it record by record",
                          self.name, len(batch), type(exc).__name__)
                 return None
+        if not acting and (highest := highest_positions(batch, self._ledgers)):
+            with self._engine.begin() as conn:
+                record_positions(conn, highest)
         handled = [(record, outcomes.get(_key(record), "ignored")) for record, _ in parsed]
         if log.isEnabledFor(logging.DEBUG):
             for (record, outcome), (_, envelope) in zip(handled, parsed):
@@ -244,6 +253,7 @@ class InboxConsumer:
                     except Exception as exc:
                         failure = exc
                         break
+                record_positions(conn, highest_positions([record for record, _ in handled], self._ledgers))
         except Exception as exc:  # BEGIN or COMMIT failed: nothing of the batch is applied
             if _is_infrastructure_failure(exc):
                 raise InfrastructureUnavailable(str(exc)) from exc

@@ -26,17 +26,21 @@ from pension_shared.db import bound_list, in_list
 from pension_shared.lease import Lease
 from pension_shared.ledger import OUTBOX_CHANNEL
 from pension_shared.messaging import OutgoingRecord, Publisher
-from pension_shared.schema import outbox
+from pension_shared.read_positions import POSITION_HEADER
+from pension_shared.schema import events, outbox
 
 log = logging.getLogger(__name__)
 
 
 _UNPUBLISHED = (
-    sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload)
+    sa.select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.payload, events.c.position)
+    .select_from(outbox.outerjoin(events, events.c.event_id == outbox.c.event_id))
     .where(outbox.c.published_at.is_(None))
     .order_by(outbox.c.id)
     .limit(sa.bindparam("limit"))
 )
+"""The rows to publish next, each with its event's position in the ledger, which the record
+carries in its ``POSITION_HEADER`` (``pension_shared.positions``)."""
 
 
 @functools.lru_cache(maxsize=None)
@@ -88,8 +92,11 @@ class OutboxRelay:
         if not rows:
             return []
         # Unpacked: reading a row's columns by name costs about 1 µs each.
-        self._publisher.publish([OutgoingRecord(topic, key, bytes(payload)) for _, topic, key, payload in rows])
-        ids = [id_ for id_, _, _, _ in rows]
+        self._publisher.publish([
+            OutgoingRecord(topic, key, bytes(payload), ((POSITION_HEADER, b"%d" % position),) if position else ())
+            for _, topic, key, payload, position in rows
+        ])
+        ids = [row[0] for row in rows]
         if self._after_publish is not None:
             self._after_publish(ids)
         return ids

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Protocol, Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from pension_shared.auth import TokenRegistry
 from pension_shared.clock import BusinessClock, SettableClock, WallClock
@@ -30,7 +30,9 @@ from pension_shared.messaging import Publisher, Subscription, dlq_topic
 from pension_shared.migrations import upgrade
 from pension_shared.observability import BrokerProbe, configure_logging, install_observability
 from pension_shared.lease import Lease
+from pension_shared.positions import returned
 from pension_shared.problems import render_domain_error
+from pension_shared.read_positions import wait_until_applied
 from pension_shared.relay import OutboxRelay
 from pension_shared.settings import ServiceSettings
 
@@ -167,6 +169,18 @@ class ServiceContext:
 
         return Edge(self.tokens, self.clock)
 
+    def returned_position(self, conn: Connection) -> int:
+        """The position a write's response carries: the last event this transaction appended,
+        named with this service's ledger (``pension_shared.positions``)."""
+        return returned(self.definition.name, self.store.head_position(conn))
+
+    def wait_for(self, min_position: int | None, participant_id: str | None = None) -> bool:
+        """Before a read given ``?min_position=``: wait, briefly, until this service has applied
+        what that position names (``pension_shared.read_positions``); whether it has."""
+        return wait_until_applied(self.engine, self.definition.name,
+                                  [topic.removeprefix("pension.") for topic in self.definition.subscribes_to],
+                                  min_position, participant_id)
+
     @property
     def consumer_group(self) -> str:
         return f"{self.settings.consumer_group_prefix}.{self.definition.name}"
@@ -193,6 +207,8 @@ class ServiceContext:
             upcasters=self.store.upcasters,
             max_attempts=self.settings.consumer_max_attempts,
             store=self.store,
+            ledgers={self.settings.topic_prefix + topic: topic.removeprefix("pension.")
+                     for topic in self.definition.subscribes_to},
         )
 
     def ready(self) -> bool:

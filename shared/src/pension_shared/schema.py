@@ -64,6 +64,16 @@ inbox = sa.Table(
     sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.current_timestamp()),
 )
 
+read_positions = sa.Table(
+    "read_positions",
+    metadata,
+    sa.Column("ledger", sa.String(32), primary_key=True),
+    sa.Column("participant_id", sa.String(64), primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
+)
+"""How far the consumer has applied another service's ledger (``pension_shared.positions``): the
+highest position applied of each participant's events, and of anyone's (``ANY_PARTICIPANT``)."""
+
 idempotency_keys = sa.Table(
     "idempotency_keys",
     metadata,
@@ -153,3 +163,17 @@ def add_type_index(op) -> None:  # noqa: ANN001 - alembic's op proxy
 
 def drop_type_index(op) -> None:  # noqa: ANN001
     op.drop_index(TYPE_INDEX, table_name="events")
+
+
+def create_read_positions(op) -> None:  # noqa: ANN001 - alembic's op proxy
+    """Called from a later migration of each service."""
+    op.create_table(
+        "read_positions",
+        sa.Column("ledger", sa.String(32), primary_key=True),
+        sa.Column("participant_id", sa.String(64), primary_key=True),
+        sa.Column("position", sa.BigInteger, nullable=False),
+    )
+
+
+def drop_read_positions(op) -> None:  # noqa: ANN001
+    op.drop_table("read_positions")

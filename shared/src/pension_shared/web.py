@@ -14,10 +14,10 @@ import time
 import uuid
 from datetime import datetime
 from email.message import Message
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Annotated, Any, Awaitable, Callable, Iterator
 
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -193,6 +193,14 @@ async def execute_command(runner: CommandRunner, request: Request, principal: Pr
 async def run_in_thread(fn: Callable, *args: Any, **kwargs: Any) -> Any:
     """Blocking work (database, other systems) off the event loop."""
     return await run_in_threadpool(fn, *args, **kwargs)
+
+
+MinPosition = Annotated[int | None, Query(
+    ge=0, le=2**63 - 1,
+    description="A position a write returned, from any service: the read waits briefly until this service has "
+                "applied what it names (INTERFACES.md §1, read-your-writes across services).",
+)]
+"""The ``?min_position=`` every read takes (``ServiceContext.wait_for``)."""
 
 
 class ClockBody(StrictModel):

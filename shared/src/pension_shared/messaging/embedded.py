@@ -14,6 +14,7 @@ import zlib
 from pathlib import Path
 from typing import Sequence
 
+import orjson
 import sqlalchemy as sa
 from pension_shared.db import create_engine
 from pension_shared.messaging import IncomingRecord, OutgoingRecord
@@ -30,6 +31,7 @@ log_records = sa.Table(
     sa.Column("key", sa.String(64)),
     sa.Column("value", sa.LargeBinary, nullable=False),
     sa.Column("appended_at", sa.Float, nullable=False),
+    sa.Column("headers", sa.LargeBinary),
 )
 
 log_offsets = sa.Table(
@@ -40,6 +42,15 @@ log_offsets = sa.Table(
     sa.Column("partition", sa.Integer, primary_key=True),
     sa.Column("next_offset", sa.Integer, nullable=False),
 )
+
+
+def _headers_stored(headers: Sequence[tuple[str, bytes]]) -> bytes | None:
+    """A record's headers as stored: a JSON list of [name, value], each value's bytes as Latin-1."""
+    return orjson.dumps([[name, value.decode("latin-1")] for name, value in headers]) if headers else None
+
+
+def _headers_read(stored: bytes | None) -> tuple[tuple[str, bytes], ...]:
+    return tuple((name, value.encode("latin-1")) for name, value in orjson.loads(stored)) if stored else ()
 
 
 def partition_for(key: str | None, partitions: int) -> int:
@@ -77,6 +88,7 @@ class EmbeddedLog:
                 rows.append({
                     "topic": where[0], "partition": where[1], "offset": next_offsets[where],
                     "key": record.key, "value": record.value, "appended_at": time.time(),
+                    "headers": _headers_stored(record.headers),
                 })
                 next_offsets[where] += 1
             if rows:
@@ -130,7 +142,7 @@ class EmbeddedLog:
                 .order_by(log_records.c.offset)
                 .limit(limit)
             ).all()
-        return [IncomingRecord(r.topic, r.partition, r.offset, r.key, r.value) for r in rows]
+        return [IncomingRecord(r.topic, r.partition, r.offset, r.key, r.value, _headers_read(r.headers)) for r in rows]
 
     def close(self) -> None:
         self.engine.dispose()

@@ -23,7 +23,7 @@ from pension_shared.policy import policy_on
 from pension_shared.ledger import Metadata
 from pension_shared.pii import PersonalDataKey, mask_id_number
 from pension_shared.runtime import ServiceContext
-from pension_shared.web import StrictModel, correlation_id, execute_command, run_in_thread
+from pension_shared.web import MinPosition, StrictModel, correlation_id, execute_command, run_in_thread
 
 
 class SocialSecurityCardAccount(StrictModel):
@@ -78,7 +78,7 @@ def participants_router(ctx: ServiceContext) -> APIRouter:
         def work(conn: sa.Connection) -> tuple[int, dict]:
             meta = Metadata(time=rfc3339(clock.now()), correlation_id=correlation_id.get())
             participant_id = register_participant(conn, store, pii, command, insurance, meta)
-            return 201, {"participant_id": participant_id, "status": "active", "position": store.head_position(conn)}
+            return 201, {"participant_id": participant_id, "status": "active", "position": ctx.returned_position(conn)}
 
         return await execute_command(ctx.runner, request, principal, work)
 
@@ -89,7 +89,9 @@ def participants_router(ctx: ServiceContext) -> APIRouter:
         return row
 
     @router.get("/{participant_id}")
-    def read(participant_id: str, principal: Principal = edge.roles("bank", "operator")) -> dict:
+    def read(participant_id: str, principal: Principal = edge.roles("bank", "operator"),
+             min_position: MinPosition = None) -> dict:
+        ctx.wait_for(min_position, participant_id)
         today = business_date(clock.now())
         with ctx.engine.connect() as conn:
             row = _participant(conn, participant_id, principal)
@@ -119,10 +121,11 @@ def participants_router(ctx: ServiceContext) -> APIRouter:
     @router.get("/{participant_id}/records")
     def records(
         participant_id: str, year: Annotated[int | None, Query(ge=2000, le=2999)] = None,
-        principal: Principal = edge.roles("bank", "operator"),
+        principal: Principal = edge.roles("bank", "operator"), min_position: MinPosition = None,
     ) -> dict:
         """The information query service (A-PACC-2): what the platform recorded of the year,
         each entry citing the event it came from."""
+        ctx.wait_for(min_position, participant_id)
         year = year or business_date(clock.now()).year
         with ctx.engine.connect() as conn:
             _participant(conn, participant_id, principal)

@@ -21,7 +21,7 @@ from pension_shared.errors import Forbidden
 from pension_shared.ledger import Metadata
 from pension_shared.pii import PersonalDataKey
 from pension_shared.runtime import ServiceContext
-from pension_shared.web import StrictModel, correlation_id, execute_command
+from pension_shared.web import MinPosition, StrictModel, correlation_id, execute_command
 
 Condition = Literal["retirement_age", "incapacity", "emigration", "medical_expenses", "unemployment", "subsistence_allowance"]
 
@@ -80,7 +80,8 @@ def withdrawals_router(ctx: ServiceContext) -> APIRouter:
                 evidence=body.evidence, channel=principal.institution, meta=meta(),
             )
             return 201, {"application_id": application_id, "participant_id": body.participant_id,
-                         "condition": body.condition, "status": "under_verification"}
+                         "condition": body.condition, "status": "under_verification",
+                         "position": ctx.returned_position(conn)}
 
         return await execute_command(ctx.runner, request, principal, work)
 
@@ -92,12 +93,14 @@ def withdrawals_router(ctx: ServiceContext) -> APIRouter:
                 conn, store, application_id=application_id, decision=body.decision, reason=body.reason,
                 agency_region=principal.code or "", meta=meta(),
             )
-            return 200, {"application_id": application_id, "status": status}
+            return 200, {"application_id": application_id, "status": status, "position": ctx.returned_position(conn)}
 
         return await execute_command(ctx.runner, request, principal, work)
 
     @router.get("/v1/withdrawal-applications/{application_id}")
-    def read(application_id: str, principal: Principal = edge.roles("bank", "operator", "agency")) -> dict:
+    def read(application_id: str, principal: Principal = edge.roles("bank", "operator", "agency"),
+             min_position: MinPosition = None) -> dict:
+        ctx.wait_for(min_position)
         with ctx.engine.connect() as conn:
             row = conn.execute(sa.select(withdrawal_applications).where(
                 withdrawal_applications.c.application_id == application_id)).one_or_none()
@@ -123,7 +126,7 @@ def withdrawals_router(ctx: ServiceContext) -> APIRouter:
                        for h in body.heirs],
                 meta=meta(),
             )
-            return 201, {"participant_id": participant_id, "status": "deceased"}
+            return 201, {"participant_id": participant_id, "status": "deceased", "position": ctx.returned_position(conn)}
 
         return await execute_command(ctx.runner, request, principal, work)
 

@@ -30,7 +30,7 @@ from pension_shared.idempotency import CommandRunner
 from pension_shared.ledger import EventStore, Metadata
 from pension_shared.money import InvalidAmount, format_fen, parse_yuan
 from pension_shared.runtime import ServiceContext
-from pension_shared.web import StrictModel, correlation_id, execute_command, render_domain_error
+from pension_shared.web import MinPosition, StrictModel, correlation_id, execute_command, render_domain_error
 
 ProductType = Literal[PRODUCT_TYPES]  # type: ignore[valid-type]
 ProductCode = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$")]
@@ -100,7 +100,7 @@ def fund_accounts_router(ctx: ServiceContext) -> APIRouter:
     ) -> JSONResponse:
         def work(conn: sa.Connection) -> tuple[int, dict]:
             body = dict(decide(conn, meta()))
-            return status, {**body, "position": store.head_position(conn)}
+            return status, {**body, "position": ctx.returned_position(conn)}
 
         return await execute_command(runner or ctx.runner, request, principal, work)
 
@@ -117,9 +117,20 @@ def fund_accounts_router(ctx: ServiceContext) -> APIRouter:
 
         return await run(request, principal, decide, status=201)
 
+    def caught_up(min_position: int | None, fund_account_id: str) -> None:
+        """Wait for what ``min_position`` names, of the account's participant (``ctx.wait_for``)."""
+        if min_position is None:
+            return
+        with ctx.engine.connect() as conn:
+            participant_id = conn.execute(sa.select(fund_accounts.c.participant_id).where(
+                fund_accounts.c.fund_account_id == fund_account_id)).scalar_one_or_none()
+        ctx.wait_for(min_position, participant_id)
+
     @router.get("/bank-changes/{bank_change_id}")
-    def read_bank_change(bank_change_id: str, principal: Principal = edge.roles("bank", "operator")) -> dict:
+    def read_bank_change(bank_change_id: str, principal: Principal = edge.roles("bank", "operator"),
+                         min_position: MinPosition = None) -> dict:
         """A bank change as the old bank, the new bank and operators follow it."""
+        ctx.wait_for(min_position)
         with ctx.engine.connect() as conn:
             row = conn.execute(sa.select(bank_changes).where(bank_changes.c.bank_change_id == bank_change_id)).one_or_none()
         if row is None or not (
@@ -134,10 +145,9 @@ def fund_accounts_router(ctx: ServiceContext) -> APIRouter:
     @router.get("/{fund_account_id}")
     def read(
         fund_account_id: str, principal: Principal = edge.roles("bank", "operator"),
-        min_position: Annotated[int | None, Query(ge=0, le=MAX_SEQUENCE)] = None,
+        min_position: MinPosition = None,
     ) -> dict:
-        # Projections are written in the command's transaction: a read after a write always sees it.
-        del min_position
+        caught_up(min_position, fund_account_id)
         today = business_date(clock.now())
         with ctx.engine.connect() as conn:
             account = _visible_account(conn, fund_account_id, principal)
@@ -252,7 +262,9 @@ def fund_accounts_router(ctx: ServiceContext) -> APIRouter:
     def ledger(
         fund_account_id: str, principal: Principal = edge.roles("bank", "operator"),
         after: Annotated[int, Query(ge=0, le=MAX_SEQUENCE)] = 0, limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        min_position: MinPosition = None,
     ) -> dict:
+        caught_up(min_position, fund_account_id)
         with ctx.engine.connect() as conn:
             _visible_account(conn, fund_account_id, principal)
             entries = store.read_stream(conn, fund_account_stream(fund_account_id), after=after, limit=limit)
@@ -269,8 +281,9 @@ def products_router(ctx: ServiceContext) -> APIRouter:
     @router.get("")
     def list_products(
         _: Principal = edge.roles("bank", "agency", "tax-bureau", "operator"),
-        after: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        after: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100, min_position: MinPosition = None,
     ) -> dict:
+        ctx.wait_for(min_position)
         today = business_date(clock.now())
         policy = policy_on(today)
         query = sa.select(products).order_by(products.c.product_code).limit(limit)
@@ -293,7 +306,7 @@ def products_router(ctx: ServiceContext) -> APIRouter:
         def work(conn: sa.Connection) -> tuple[int, dict]:
             listed = list_product(conn, store, command, Metadata(time=rfc3339(clock.now()), correlation_id=correlation_id.get()))
             return 201, {**{k: listed[k] for k in ("product_code", "name", "product_type", "eligible_from")},
-                         "position": store.head_position(conn)}
+                         "position": ctx.returned_position(conn)}
 
         return await execute_command(ctx.runner, request, principal, work)
 

@@ -20,7 +20,7 @@ from pension_shared.errors import Forbidden, NotFound, ValidationFailed
 from pension_shared.ledger import Metadata
 from pension_shared.money import InvalidAmount, parse_yuan
 from pension_shared.runtime import ServiceContext
-from pension_shared.web import StrictModel, correlation_id, execute_command
+from pension_shared.web import MinPosition, StrictModel, correlation_id, execute_command
 
 
 class PlanRequest(StrictModel):
@@ -66,13 +66,15 @@ def withdrawals_router(ctx: ServiceContext) -> APIRouter:
 
         def work(conn: sa.Connection) -> tuple[int, dict]:
             started = create_withdrawal(conn, store, principal, body.participant_id, plan, meta())
-            return 201, view(conn, started["withdrawal_id"], principal)
+            return 201, {**view(conn, started["withdrawal_id"], principal), "position": ctx.returned_position(conn)}
 
         return await execute_command(ctx.runner, request, principal, work)
 
     @router.get("")
-    def list_for_participant(participant_id: str, principal: Principal = edge.roles("bank", "operator")) -> dict:
+    def list_for_participant(participant_id: str, principal: Principal = edge.roles("bank", "operator"),
+                             min_position: MinPosition = None) -> dict:
         """The participant's withdrawals (their own, and the inheritance after their death)."""
+        ctx.wait_for(min_position, participant_id)
         with ctx.engine.connect() as conn:
             rows = conn.execute(sa.select(withdrawals).where(withdrawals.c.participant_id == participant_id)
                                 .order_by(withdrawals.c.withdrawal_id)).all()
@@ -80,7 +82,13 @@ def withdrawals_router(ctx: ServiceContext) -> APIRouter:
         return {"items": visible, "next": None}
 
     @router.get("/{withdrawal_id}")
-    def read(withdrawal_id: str, principal: Principal = edge.roles("bank", "operator")) -> dict:
+    def read(withdrawal_id: str, principal: Principal = edge.roles("bank", "operator"),
+             min_position: MinPosition = None) -> dict:
+        if min_position is not None:
+            with ctx.engine.connect() as conn:
+                participant_id = conn.execute(sa.select(withdrawals.c.participant_id).where(
+                    withdrawals.c.withdrawal_id == withdrawal_id)).scalar_one_or_none()
+            ctx.wait_for(min_position, participant_id)
         with ctx.engine.connect() as conn:
             return view(conn, withdrawal_id, principal)
 
@@ -91,7 +99,8 @@ def withdrawals_router(ctx: ServiceContext) -> APIRouter:
 
         def work(conn: sa.Connection) -> tuple[int, dict]:
             changed = change_method(conn, store, principal, withdrawal_id, plan, meta())
-            return 200, {**view(conn, withdrawal_id, principal), "applies_from_instalment": changed["from_instalment"]}
+            return 200, {**view(conn, withdrawal_id, principal), "applies_from_instalment": changed["from_instalment"],
+                         "position": ctx.returned_position(conn)}
 
         return await execute_command(ctx.runner, request, principal, work)
 

@@ -16,6 +16,7 @@ from pension_shared.money import format_fen
 from pension_shared.pii import mask_id_number
 from pension_shared.policy import deduction_limit_for_year
 from pension_shared.runtime import ServiceContext
+from pension_shared.web import MinPosition
 from pension_tax.adapters.tables import holding_banks, tax_years, taxpayers, vouchers, withholdings
 from pension_tax.domain.vouchers import code_matches
 
@@ -36,7 +37,7 @@ def tax_router(ctx: ServiceContext) -> APIRouter:
     def list_vouchers(
         participant_id: str, year: int | None = Query(None, ge=2000, le=2999),
         after: str | None = None, limit: int = Query(100, ge=1, le=MAX_PAGE),
-        principal: Principal = ctx.edge.roles(*READERS),
+        principal: Principal = ctx.edge.roles(*READERS), min_position: MinPosition = None,
     ) -> dict[str, Any]:
         """Deduction vouchers (A-TAX-2), one per contribution, in the order they were issued.
 
@@ -44,6 +45,7 @@ def tax_router(ctx: ServiceContext) -> APIRouter:
         taxpayer, so on PostgreSQL it needs no transaction of its own (nor its BEGIN and
         ROLLBACK): a page with rows was readable when it was read. Only an empty page is told
         apart afterwards, an unknown taxpayer from one without vouchers."""
+        ctx.wait_for(min_position, participant_id)
         query = sa.select(vouchers).where(vouchers.c.participant_id == participant_id, _readable(principal, participant_id))
         if year is not None:
             query = query.where(vouchers.c.year == year)
@@ -55,8 +57,9 @@ def tax_router(ctx: ServiceContext) -> APIRouter:
         return {"items": [_voucher(row, show) for row in items], "next": next_cursor}
 
     @router.get("/vouchers/{voucher_no}")
-    def check_voucher(voucher_no: str, code: str | None = None) -> dict[str, Any]:
+    def check_voucher(voucher_no: str, code: str | None = None, min_position: MinPosition = None) -> dict[str, Any]:
         """Anyone holding a voucher can check it with its verification code; no token needed."""
+        ctx.wait_for(min_position)
         with _statement_by_statement(ctx) as conn:
             row = conn.execute(sa.select(vouchers).where(vouchers.c.voucher_no == voucher_no)).one_or_none()
         if row is None or not code_matches(code, row.verification_code):
@@ -66,10 +69,12 @@ def tax_router(ctx: ServiceContext) -> APIRouter:
     @router.get("/statements/{participant_id}/{year}")
     def statement(
         participant_id: str, year: int, principal: Principal = ctx.edge.roles(*READERS),
+        min_position: MinPosition = None,
     ) -> dict[str, Any]:
         """The year's figures as they stand; ``status`` says whether the statement was issued."""
         if not 2000 <= year <= 2999:
             raise DomainError("year must be a calendar year", code="VALIDATION_FAILED")
+        ctx.wait_for(min_position, participant_id)
         with ctx.engine.connect() as conn:
             _may_read(conn, principal, participant_id)
             person = conn.execute(sa.select(taxpayers).where(taxpayers.c.participant_id == participant_id)).one()
@@ -90,6 +95,7 @@ def tax_router(ctx: ServiceContext) -> APIRouter:
     def list_withholdings(
         bank_code: str | None = None, month: str | None = None, after: str | None = None,
         limit: int = Query(100, ge=1, le=MAX_PAGE), principal: Principal = ctx.edge.roles(*READERS),
+        min_position: MinPosition = None,
     ) -> dict[str, Any]:
         """The itemised withholding return (A-TAX-12), one item per payout; a bank sees its own only."""
         if principal.role == "bank":
@@ -98,6 +104,7 @@ def tax_router(ctx: ServiceContext) -> APIRouter:
             bank_code = principal.code
         if month is not None and not _MONTH.fullmatch(month):
             raise DomainError("month must be YYYY-MM", code="VALIDATION_FAILED")
+        ctx.wait_for(min_position)
         query = sa.select(withholdings)
         if bank_code is not None:
             query = query.where(withholdings.c.bank_code == bank_code)
