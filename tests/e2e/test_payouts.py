@@ -46,7 +46,11 @@ def test_a_lump_sum_of_12345_67_withholds_370_37_and_pays_11975_30(running):
     participant_id, fund_account_id = bank.register_and_open()
     bank.contribute(fund_account_id, "12000.00")
     bank.post(f"/v1/fund-accounts/{fund_account_id}/income", {"amount": "345.67", "kind": "interest"}, expect=201)
+    assert bank.get(f"/v1/participants/{participant_id}")["eligibility"] == {
+        "may_contribute": True, "may_withdraw": False, "withdrawal_condition": None}
     bank.receiving(participant_id)
+    assert bank.get(f"/v1/participants/{participant_id}")["eligibility"] == {
+        "may_contribute": False, "may_withdraw": True, "withdrawal_condition": "retirement_age"}
     ended = eventually(lambda: (r := bank.post(f"/v1/fund-accounts/{fund_account_id}/contributions",
                                                {"amount": "1.00", "channel": "cash", "reference": "late"})).status_code == 409 and r)
     assert ended.json()["code"] == "CONTRIBUTIONS_ENDED", "A-CONT-8: no contributions after receiving by age"
@@ -133,6 +137,8 @@ def test_a_payout_redeems_holdings_when_cash_is_short(running):
     bank.post(f"/v1/fund-accounts/{fund_account_id}/purchases",
               {"product_code": product["product_code"], "amount": "9000.00"}, expect=201)
     bank.receiving(participant_id, "incapacity")
+    assert bank.get(f"/v1/participants/{participant_id}")["eligibility"] == {
+        "may_contribute": True, "may_withdraw": True, "withdrawal_condition": "incapacity"}
     eventually(lambda: bank.get(f"/v1/fund-accounts/{fund_account_id}")["status"] == "receiving")
     bank.contribute(fund_account_id, "0.01")  # A-CONT-8: a condition other than age lets contributions go on
     bank.post(f"/v1/fund-accounts/{fund_account_id}/income", {"amount": "0.01", "kind": "interest"}, expect=201)

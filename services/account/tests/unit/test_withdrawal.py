@@ -5,7 +5,7 @@ import pytest
 from pension_account.domain.participant import PARTICIPANT_REGISTERED
 from pension_account.domain.withdrawal import (
     PARTICIPANT_DIED, PARTICIPANT_RECEIVING, WITHDRAWAL_APPLIED, WITHDRAWAL_APPROVED, WITHDRAWAL_MATERIALS_REQUESTED,
-    WITHDRAWAL_REJECTED, ConditionNotInForce, Heir, ParticipantLife, WithdrawalApplication, validate_shares,
+    WITHDRAWAL_REJECTED, ConditionNotInForce, Heir, ParticipantLife, WithdrawalApplication, eligibility, validate_shares,
 )
 from pension_shared.errors import DomainError, Forbidden
 
@@ -108,3 +108,16 @@ def test_death_is_registered_once_and_not_dated_after_the_business_date():
         ParticipantLife.from_events([REGISTERED, (PARTICIPANT_DIED, died)]).register_death(
             participant_id="P1", date_of_death=date(2025, 9, 30), on=date(2025, 10, 1), heirs=heirs,
             heirs_sealed="s", registered_at="t")
+
+
+@pytest.mark.parametrize(("status", "condition", "expected"), [
+    ("active", None, (True, False, None)),
+    ("receiving", "retirement_age", (False, True, "retirement_age")),
+    ("receiving", "medical_expenses", (True, True, "medical_expenses")),
+    ("receiving", None, (False, True, None)),  # the approval not read yet: nothing granted on a guess
+    ("deceased", "incapacity", (False, False, None)),
+    ("closed", None, (False, False, None)),
+])
+def test_what_a_participant_may_do_follows_their_status_and_the_condition_approved(status, condition, expected) -> None:
+    may = eligibility(status, condition)
+    assert (may["may_contribute"], may["may_withdraw"], may["withdrawal_condition"]) == expected

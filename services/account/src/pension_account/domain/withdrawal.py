@@ -35,6 +35,24 @@ class ApplicationNotFound(DomainError):
     code = "NOT_FOUND"
 
 
+def may_continue_contributing(condition: str) -> bool:
+    """A-CONT-8: a participant receiving on a condition other than reaching the age may go on
+    contributing."""
+    return condition != "retirement_age"
+
+
+def eligibility(status: str, condition: str | None) -> dict[str, Any]:
+    """What the participant may do now, as the platform records it: contribute while active, or
+    while receiving on a condition other than age (A-CONT-8); withdraw once in receiving status
+    (A-PACC-5), on the condition an agency approved."""
+    receiving = status == "receiving"
+    return {
+        "may_contribute": status == "active" or (receiving and condition is not None and may_continue_contributing(condition)),
+        "may_withdraw": receiving,
+        "withdrawal_condition": condition if receiving else None,
+    }
+
+
 def application_stream(application_id: str) -> str:
     return f"withdrawal-application-{application_id}"
 
@@ -155,7 +173,7 @@ class WithdrawalApplication:
             return [(WITHDRAWAL_REJECTED, base)]
         if decision == "materials_requested":
             return [(WITHDRAWAL_MATERIALS_REQUESTED, base)]
-        may_continue = self.condition != "retirement_age"
+        may_continue = may_continue_contributing(self.condition)
         return [
             (WITHDRAWAL_APPROVED, {**base, "condition": self.condition}),
             (PARTICIPANT_RECEIVING, {

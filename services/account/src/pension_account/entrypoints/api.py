@@ -9,12 +9,15 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from pension_account.adapters.tables import contribution_years, participant_records, participants
+from pension_account.adapters.tables import (
+    contribution_years, participant_records, participants, withdrawal_applications,
+)
 from pension_account.adapters.registry import HttpInsuranceRegistry, TableInsuranceRegistry
 from pension_account.application.registration import RegisterParticipant, register_participant, valid_id_number
 from pension_account.config import AccountSettings
 from pension_account.domain.insurance import InsuranceRecord, InsuranceRegistry
 from pension_account.domain.participant import ParticipantNotFound
+from pension_account.domain.withdrawal import eligibility
 from pension_shared.auth import Principal
 from pension_shared.errors import DomainError, Forbidden
 from pension_shared.clock import business_date, rfc3339
@@ -98,6 +101,12 @@ def participants_router(ctx: ServiceContext) -> APIRouter:
             year = conn.execute(sa.select(contribution_years).where(
                 contribution_years.c.participant_id == participant_id, contribution_years.c.year == today.year,
             )).one_or_none()
+            condition = conn.execute(
+                sa.select(withdrawal_applications.c.condition)
+                .where(withdrawal_applications.c.participant_id == participant_id,
+                       withdrawal_applications.c.status == "approved")
+                .order_by(withdrawal_applications.c.decided_at.desc()).limit(1)
+            ).scalar_one_or_none() if row.status == "receiving" else None
         contributed = year.contributed if year else 0
         remaining = year.remaining_quota if year else policy_on(today).annual_contribution_cap
         return {
@@ -115,6 +124,7 @@ def participants_router(ctx: ServiceContext) -> APIRouter:
             "year": today.year,
             "contributed_this_year": format_fen(contributed),
             "remaining_quota": format_fen(remaining),
+            "eligibility": eligibility(row.status, condition),
             "registered_at": row.registered_at,
         }
 
