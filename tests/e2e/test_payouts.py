@@ -185,6 +185,13 @@ def test_an_inheritance_split_three_ways_leaves_no_fen_behind(running):
     died = httpx.post(f"{running.base}/v1/participants/{participant_id}/death",
                       json={"date_of_death": "2025-09-28", "heirs": heirs}, headers=auth("dev-agency-410100"))
     assert died.status_code == 201, died.text
+    # Once the closed loop has the death (a read given its position waits for it), nothing more
+    # comes in: the account is settled by inheritance (A-INH-1).
+    httpx.get(f"{running.base}/v1/fund-accounts/{fund_account_id}", params={"min_position": died.json()["position"]},
+              headers=auth("dev-bank-ICBC"))
+    late = bank.post(f"/v1/fund-accounts/{fund_account_id}/contributions",
+                     {"amount": "50.00", "channel": "cash", "reference": "after-death"})
+    assert late.status_code == 409 and late.json()["code"] == "CONTRIBUTIONS_ENDED", late.text
 
     account = eventually(lambda: (a := bank.get(f"/v1/fund-accounts/{fund_account_id}"))["status"] == "closed" and a)
     assert account["cash_balance"] == "0.00"

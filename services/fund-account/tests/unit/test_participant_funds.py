@@ -92,3 +92,44 @@ def test_who_receives_on_another_condition_may_go_on_contributing():
 
 def test_receiving_status_is_recorded_once():
     assert _receiving(True).record_receiving(condition="unemployment", may_continue_contributing=True, since="t") is None
+
+
+def _died_after(*events):  # noqa: ANN002, ANN202
+    from pension_fund_account.domain.events import DEATH_RECORDED, PARTICIPANT_RECOGNISED
+    from pension_fund_account.domain.participant_funds import ParticipantFunds
+
+    return ParticipantFunds.from_events("P1", [
+        (PARTICIPANT_RECOGNISED, {}), *events,
+        (DEATH_RECORDED, {"participant_id": "P1", "date_of_death": "2025-09-28", "recorded_at": "t"}),
+    ])
+
+
+def test_nothing_more_is_contributed_for_a_participant_who_died():
+    """A-INH-1: the account is settled by inheritance; even a condition that let contributions go
+    on (A-CONT-8) does not outlive the participant."""
+    import pytest
+
+    from pension_fund_account.domain.errors import ContributionsEnded
+    from pension_fund_account.domain.events import RECEIVING_STATUS_RECORDED
+
+    for before in ((), ((RECEIVING_STATUS_RECORDED, {"may_continue_contributing": True}),)):
+        with pytest.raises(ContributionsEnded) as refused:
+            _died_after(*before).register_contribution(
+                fund_account_id="FA1", contribution_id="C1", amount=100, year=2025, cap=1_200_000)
+        assert refused.value.code == "CONTRIBUTIONS_ENDED" and "died" in str(refused.value)
+
+
+def test_a_death_is_recorded_once_and_survives_a_snapshot():
+    from pension_fund_account.domain.events import DEATH_RECORDED, PARTICIPANT_RECOGNISED
+    from pension_fund_account.domain.participant_funds import ParticipantFunds
+
+    alive = ParticipantFunds.from_events("P1", [(PARTICIPANT_RECOGNISED, {})])
+    recorded = alive.record_death(date_of_death="2025-09-28", recorded_at="2025-10-01T10:00:00+08:00")
+    assert recorded.name == DEATH_RECORDED
+    assert recorded.data == {"participant_id": "P1", "date_of_death": "2025-09-28",
+                             "recorded_at": "2025-10-01T10:00:00+08:00"}
+    died = _died_after()
+    assert died.record_death(date_of_death="2025-09-28", recorded_at="t") is None
+    restored = ParticipantFunds.from_events("P1", [], snapshot=died.snapshot_state())
+    assert restored.deceased and restored.contributions_ended
+    assert restored.record_death(date_of_death="2025-09-28", recorded_at="t") is None

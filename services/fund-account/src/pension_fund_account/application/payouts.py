@@ -33,6 +33,15 @@ def record_receiving(conn: Connection, store: EventStore, approved: Mapping[str,
             append_decided(conn, store, stream, [receiving], participant_id, meta)
 
 
+def record_death(conn: Connection, store: EventStore, died: Mapping[str, Any], meta: Metadata) -> None:
+    """The platform registered the participant's death (A-INH-1): contributions end."""
+    participant_id = died["participant_id"]
+    funds_stream, funds = load_funds(conn, store, participant_id)
+    recorded = funds.record_death(date_of_death=died["date_of_death"], recorded_at=died["registered_at"])
+    if recorded is not None:
+        append_decided(conn, store, funds_stream, [recorded], participant_id, meta)
+
+
 def debit_instalment(conn: Connection, store: EventStore, instruction: Mapping[str, Any], meta: Metadata) -> None:
     """The participant's current fund account pays: after a bank change, the new one."""
     account_id = _active_account_id(conn, store, instruction["participant_id"]) or instruction["fund_account_id"]

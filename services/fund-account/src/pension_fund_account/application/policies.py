@@ -8,7 +8,7 @@ from sqlalchemy.engine import Connection
 
 from pension_fund_account.application.handlers import abort_bank_change, complete_bank_change
 from pension_fund_account.application.payouts import (
-    close_after_withdrawal, debit_instalment, record_receiving, refund_instalment,
+    close_after_withdrawal, debit_instalment, record_death, record_receiving, refund_instalment,
 )
 from pension_fund_account.domain.events import PARTICIPANT_RECOGNISED, participant_stream
 from pension_shared.envelope import Envelope
@@ -18,6 +18,7 @@ PARTICIPANT_REGISTERED = "cn.pension.account.ParticipantRegistered.v1"
 BANK_CHANGE_CONFIRMED = "cn.pension.account.BankChangeConfirmed.v1"
 BANK_CHANGE_REJECTED = "cn.pension.account.BankChangeRejected.v1"
 PARTICIPANT_RECEIVING = "cn.pension.account.ParticipantReceiving.v1"
+PARTICIPANT_DIED = "cn.pension.account.ParticipantDied.v1"
 PAYOUT_INSTRUCTED = "cn.pension.payout.PayoutInstructed.v1"
 PAYOUT_REFUND_REQUESTED = "cn.pension.payout.PayoutRefundRequested.v1"
 WITHDRAWAL_COMPLETED = "cn.pension.payout.WithdrawalCompleted.v1"
@@ -80,6 +81,7 @@ def policies(store: EventStore) -> dict[str, Policy]:
         BANK_CHANGE_CONFIRMED: on_bank_change_confirmed(store),
         BANK_CHANGE_REJECTED: on_bank_change_rejected(store),
         PARTICIPANT_RECEIVING: _payout_policy(store, record_receiving),
+        PARTICIPANT_DIED: _payout_policy(store, record_death),
         PAYOUT_INSTRUCTED: _payout_policy(store, debit_instalment),
         PAYOUT_REFUND_REQUESTED: _payout_policy(store, refund_instalment),
         WITHDRAWAL_COMPLETED: _payout_policy(store, close_after_withdrawal),

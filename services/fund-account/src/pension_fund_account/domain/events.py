@@ -34,6 +34,10 @@ PRODUCT_LISTED = "ProductListed"
 RECEIVING_STATUS_RECORDED = "ReceivingStatusRecorded"
 FUND_ACCOUNT_RECEIVING = "FundAccountReceiving"
 
+# Death (A-INH-1), on the participant's stream: contributions end; the payout service settles the
+# account by inheritance.
+DEATH_RECORDED = "DeathRecorded"
+
 # Payouts (see domain/payouts.py), on the fund account's stream.
 PAYOUT_DEBITED = "PayoutDebited"
 PAYOUT_DEBIT_REFUSED = "PayoutDebitRefused"

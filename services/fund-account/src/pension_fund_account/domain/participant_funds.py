@@ -16,7 +16,7 @@ from pension_fund_account.domain.errors import (
     BankChangeNotAllowed, ContributionCapExceeded, FundAccountExists, ParticipantNotFound,
 )
 from pension_fund_account.domain.events import (
-    RECEIVING_STATUS_RECORDED,
+    DEATH_RECORDED, RECEIVING_STATUS_RECORDED,
     BANK_CHANGE_ABORTED, BANK_CHANGE_COMPLETED, BANK_CHANGE_REQUESTED, CONTRIBUTION_QUOTA_REGISTERED,
     FUND_ACCOUNT_ASSIGNED, PARTICIPANT_RECOGNISED, Event,
 )
@@ -46,8 +46,9 @@ class ParticipantFunds:
     bank_changes: dict[str, BankChange] = field(default_factory=dict)
     receiving: bool = False
     contributions_ended: bool = False
+    deceased: bool = False
 
-    SNAPSHOT: ClassVar[str] = "ParticipantFunds.v1"
+    SNAPSHOT: ClassVar[str] = "ParticipantFunds.v2"
     """The kind of its snapshots: a new one whenever ``apply`` or the state changes."""
 
     @classmethod
@@ -68,7 +69,7 @@ class ParticipantFunds:
             "active_bank_code": self.active_bank_code,
             "contributed_by_year": {str(year): total for year, total in self.contributed_by_year.items()},
             "bank_changes": {change_id: asdict(change) for change_id, change in self.bank_changes.items()},
-            "receiving": self.receiving, "contributions_ended": self.contributions_ended,
+            "receiving": self.receiving, "contributions_ended": self.contributions_ended, "deceased": self.deceased,
         }
 
     @classmethod
@@ -78,7 +79,7 @@ class ParticipantFunds:
             active_bank_code=state["active_bank_code"],
             contributed_by_year={int(year): total for year, total in state["contributed_by_year"].items()},
             bank_changes={change_id: BankChange(**change) for change_id, change in state["bank_changes"].items()},
-            receiving=state["receiving"], contributions_ended=state["contributions_ended"],
+            receiving=state["receiving"], contributions_ended=state["contributions_ended"], deceased=state["deceased"],
         )
 
     def apply(self, name: str, data: Mapping[str, Any]) -> None:
@@ -102,7 +103,9 @@ class ParticipantFunds:
             self.bank_changes[data["bank_change_id"]].status = ABORTED
         elif name == RECEIVING_STATUS_RECORDED:
             self.receiving = True
-            self.contributions_ended = not data["may_continue_contributing"]
+            self.contributions_ended = self.contributions_ended or not data["may_continue_contributing"]
+        elif name == DEATH_RECORDED:
+            self.deceased = self.contributions_ended = True
 
     @property
     def pending_bank_change(self) -> BankChange | None:
@@ -131,6 +134,15 @@ class ParticipantFunds:
             "may_continue_contributing": may_continue_contributing, "since": since,
         })
 
+    def record_death(self, *, date_of_death: str, recorded_at: str) -> Event | None:
+        """A-INH-1: the platform registered the participant's death; None if already known.
+        Nothing more comes in: the account is settled by inheritance."""
+        if self.deceased:
+            return None
+        return Event(DEATH_RECORDED, {
+            "participant_id": self.participant_id, "date_of_death": date_of_death, "recorded_at": recorded_at,
+        })
+
     def assign_fund_account(self, fund_account_id: str, bank_code: str, *, assigned_at: str) -> Event:
         """A-FACC-1: one active fund account per person, whichever bank holds it."""
         if not self.recognised:
@@ -150,6 +162,8 @@ class ParticipantFunds:
     ) -> Event:
         """A-CONT-5: registered in real time; refused when the year's total would pass the cap.
         A-CONT-8: refused altogether once the participant receives by reason of age."""
+        if self.deceased:
+            raise ContributionsEnded("the participant has died: the account is settled by inheritance (A-INH-1)")
         if self.contributions_ended:
             raise ContributionsEnded(
                 "the participant receives the personal pension by reason of the basic-pension age and "
