@@ -148,3 +148,20 @@ def test_a_production_app_answers_a_development_token_with_401(tmp_path: Path) -
     refused = client.get("/v1/ops/clock", headers={"Authorization": "Bearer dev-operator"})
     assert refused.status_code == 401 and refused.json()["code"] == "UNAUTHENTICATED"
     assert client.get("/v1/ops/clock", headers={"Authorization": _bearer(BANK_TOKEN)}).status_code == 200
+
+
+@pytest.mark.parametrize("header", ["Bearer {}", "bearer {}", "BEARER {}", "Bearer   {}  "])
+def test_the_scheme_is_read_in_any_case(tmp_path: Path, header: str) -> None:
+    tokens_file = tmp_path / "tokens.json"
+    _write(tokens_file, tokens=[(BANK_TOKEN, "bank", "ICBC")])
+    registry = TokenRegistry.from_file(tokens_file, development=False)
+    assert registry.authenticate(header.format(BANK_TOKEN)) == Principal("bank", "ICBC")
+
+
+@pytest.mark.parametrize("header", ["Basic {}", "Bearer", "Bearer ", "Bearer{}", "{}", "Token {}", ""])
+def test_anything_but_a_bearer_token_is_unauthenticated(tmp_path: Path, header: str) -> None:
+    tokens_file = tmp_path / "tokens.json"
+    _write(tokens_file, tokens=[(BANK_TOKEN, "bank", "ICBC")])
+    registry = TokenRegistry.from_file(tokens_file, development=False)
+    with pytest.raises(Unauthenticated):
+        registry.authenticate(header.format(BANK_TOKEN))

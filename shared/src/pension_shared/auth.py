@@ -82,11 +82,12 @@ class TokenRegistry:
         return registry
 
     def authenticate(self, authorization: str | None) -> Principal:
-        if not authorization or not authorization.startswith("Bearer "):
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:  # the scheme in any case (RFC 9110 §11.1)
             raise Unauthenticated("a bearer token is required")
         self._reload_if_changed()
         by_digest, revoked = self._state
-        token = authorization[len("Bearer "):].strip()
         presented = digest(token)
         if any(hmac.compare_digest(presented, r) for r in revoked):
             raise Unauthenticated("the token has been revoked")
