@@ -4,8 +4,9 @@ given a position waits until it has got that far."""
 
 from __future__ import annotations
 
+import functools
 import time
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -53,16 +54,35 @@ def record_positions(conn: Connection, highest: Mapping[tuple[str, str], int]) -
     other partitions may come back earlier ones)."""
     if not highest:
         return
-    statement = dialect_insert(conn.dialect.name, read_positions)
-    statement = statement.on_conflict_do_update(
-        index_elements=["ledger", "participant_id"],
-        set_={"position": sa.func.greatest(read_positions.c.position, statement.excluded.position)
-              if conn.dialect.name == "postgresql" else sa.func.max(read_positions.c.position, statement.excluded.position)},
-    )
     # In a fixed order: two consumers of one group raising the same rows never wait on each other
     # in a cycle.
-    conn.execute(statement, [{"ledger": ledger, "participant_id": participant, "position": position}
-                             for (ledger, participant), position in sorted(highest.items())])
+    rows = sorted(highest.items())
+    if conn.dialect.name == "postgresql":
+        # One statement with three arrays: as a list of parameter sets, SQLAlchemy spent 2 ms of
+        # the consumer's CPU on a batch of 100 participants, against 0.3 ms for the batch itself.
+        conn.exec_driver_sql(_RAISE_ALL, ([ledger for (ledger, _), _ in rows], [who for (_, who), _ in rows],
+                                          [position for _, position in rows]))
+        return
+    conn.execute(_raise_one(conn.dialect.name), [
+        {"ledger": ledger, "participant_id": participant, "position": position}
+        for (ledger, participant), position in rows
+    ])
+
+
+_RAISE_ALL = (
+    "INSERT INTO read_positions (ledger, participant_id, position) "
+    "SELECT * FROM unnest(CAST(%s AS text[]), CAST(%s AS text[]), CAST(%s AS bigint[])) "
+    "ON CONFLICT (ledger, participant_id) DO UPDATE SET position = GREATEST(read_positions.position, excluded.position)"
+)
+
+
+@functools.lru_cache(maxsize=None)
+def _raise_one(dialect: str) -> Any:
+    statement = dialect_insert(dialect, read_positions)
+    return statement.on_conflict_do_update(
+        index_elements=["ledger", "participant_id"],
+        set_={"position": sa.func.max(read_positions.c.position, statement.excluded.position)},
+    )
 
 
 def applied_position(conn: Connection, ledger: str, participant_id: str) -> int:
