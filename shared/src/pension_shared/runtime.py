@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -174,12 +174,26 @@ class ServiceContext:
         named with this service's ledger (``pension_shared.positions``)."""
         return returned(self.definition.name, self.store.head_position(conn))
 
+    @cached_property
+    def ledgers_read(self) -> dict[str, str]:
+        """The ledger each topic this service consumes carries (``pension.fund-account``, with the
+        deployment's prefix: the fund-account ledger)."""
+        return {self.settings.topic_prefix + topic: topic.removeprefix("pension.") for topic in self.definition.subscribes_to}
+
     def wait_for(self, min_position: int | None, participant_id: str | None = None) -> bool:
         """Before a read given ``?min_position=``: wait, briefly, until this service has applied
         what that position names (``pension_shared.read_positions``); whether it has."""
-        return wait_until_applied(self.engine, self.definition.name,
-                                  [topic.removeprefix("pension.") for topic in self.definition.subscribes_to],
-                                  min_position, participant_id)
+        return wait_until_applied(self.engine, self.definition.name, self.ledgers_read.values(), min_position,
+                                  participant_id)
+
+    def wait_for_owner(self, min_position: int | None, owner: sa.Select, **params: Any) -> bool:
+        """``wait_for`` of the participant ``owner`` (a statement with ``params``) names, for a read
+        addressed by another id (a fund account, a withdrawal); read only when a position is given."""
+        if min_position is None:
+            return True
+        with self.engine.connect() as conn:
+            participant_id = conn.execute(owner, params).scalar_one_or_none()
+        return self.wait_for(min_position, participant_id)
 
     @property
     def consumer_group(self) -> str:
@@ -207,8 +221,7 @@ class ServiceContext:
             upcasters=self.store.upcasters,
             max_attempts=self.settings.consumer_max_attempts,
             store=self.store,
-            ledgers={self.settings.topic_prefix + topic: topic.removeprefix("pension.")
-                     for topic in self.definition.subscribes_to},
+            ledgers=self.ledgers_read,
         )
 
     def ready(self) -> bool:

@@ -40,6 +40,9 @@ Units = Annotated[str, Field(description='units with up to six decimals, e.g. "1
 
 MAX_SEQUENCE = 2**63 - 1
 """The largest sequence a database integer holds; a larger cursor is refused, not sent to it."""
+_ACCOUNT_OWNER = sa.select(fund_accounts.c.participant_id).where(
+    fund_accounts.c.fund_account_id == sa.bindparam("fund_account_id"))
+"""Whose a fund account is: what a read of it given ``?min_position=`` waits for."""
 CONTRIBUTION_ATTEMPTS = 30
 """Contributions to one person queue on a row lock; the retries only cover the rare conflict
 with a purchase or income on the same account."""
@@ -117,15 +120,6 @@ def fund_accounts_router(ctx: ServiceContext) -> APIRouter:
 
         return await run(request, principal, decide, status=201)
 
-    def caught_up(min_position: int | None, fund_account_id: str) -> None:
-        """Wait for what ``min_position`` names, of the account's participant (``ctx.wait_for``)."""
-        if min_position is None:
-            return
-        with ctx.engine.connect() as conn:
-            participant_id = conn.execute(sa.select(fund_accounts.c.participant_id).where(
-                fund_accounts.c.fund_account_id == fund_account_id)).scalar_one_or_none()
-        ctx.wait_for(min_position, participant_id)
-
     @router.get("/bank-changes/{bank_change_id}")
     def read_bank_change(bank_change_id: str, principal: Principal = edge.roles("bank", "operator"),
                          min_position: MinPosition = None) -> dict:
@@ -147,7 +141,7 @@ def fund_accounts_router(ctx: ServiceContext) -> APIRouter:
         fund_account_id: str, principal: Principal = edge.roles("bank", "operator"),
         min_position: MinPosition = None,
     ) -> dict:
-        caught_up(min_position, fund_account_id)
+        ctx.wait_for_owner(min_position, _ACCOUNT_OWNER, fund_account_id=fund_account_id)
         today = business_date(clock.now())
         with ctx.engine.connect() as conn:
             account = _visible_account(conn, fund_account_id, principal)
@@ -264,7 +258,7 @@ def fund_accounts_router(ctx: ServiceContext) -> APIRouter:
         after: Annotated[int, Query(ge=0, le=MAX_SEQUENCE)] = 0, limit: Annotated[int, Query(ge=1, le=500)] = 100,
         min_position: MinPosition = None,
     ) -> dict:
-        caught_up(min_position, fund_account_id)
+        ctx.wait_for_owner(min_position, _ACCOUNT_OWNER, fund_account_id=fund_account_id)
         with ctx.engine.connect() as conn:
             _visible_account(conn, fund_account_id, principal)
             entries = store.read_stream(conn, fund_account_stream(fund_account_id), after=after, limit=limit)

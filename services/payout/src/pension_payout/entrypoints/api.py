@@ -47,6 +47,10 @@ class FailingBank(StrictModel):
     failing: bool
 
 
+_WITHDRAWAL_OWNER = sa.select(withdrawals.c.participant_id).where(withdrawals.c.withdrawal_id == sa.bindparam("withdrawal_id"))
+"""Whose a withdrawal is: what a read of it given ``?min_position=`` waits for."""
+
+
 def withdrawals_router(ctx: ServiceContext) -> APIRouter:
     router = APIRouter(prefix="/v1/withdrawals", tags=["withdrawals"])
     edge, store, clock = ctx.edge, ctx.store, ctx.clock
@@ -84,11 +88,7 @@ def withdrawals_router(ctx: ServiceContext) -> APIRouter:
     @router.get("/{withdrawal_id}")
     def read(withdrawal_id: str, principal: Principal = edge.roles("bank", "operator"),
              min_position: MinPosition = None) -> dict:
-        if min_position is not None:
-            with ctx.engine.connect() as conn:
-                participant_id = conn.execute(sa.select(withdrawals.c.participant_id).where(
-                    withdrawals.c.withdrawal_id == withdrawal_id)).scalar_one_or_none()
-            ctx.wait_for(min_position, participant_id)
+        ctx.wait_for_owner(min_position, _WITHDRAWAL_OWNER, withdrawal_id=withdrawal_id)
         with ctx.engine.connect() as conn:
             return view(conn, withdrawal_id, principal)
 
