@@ -17,7 +17,8 @@ from pension_shared.messaging import OutgoingRecord, dlq_topic
 from pension_shared.messaging.embedded import EmbeddedLog
 from pension_shared.relay import OutboxRelay
 from pension_shared.schema import events, inbox, read_positions
-from shared_support.tally import ADDED, TallyService, received, receive
+from pension_shared.ledger import NewEvent
+from shared_support.tally import ADDED, TallyService, meta, received, receive, stream_of
 
 pytestmark = pytest.mark.postgres
 
@@ -527,3 +528,70 @@ def test_positions_are_recorded_with_what_a_careful_batch_applied(tally: TallySe
     assert applied[("tally", "P1")] == stored["P1"] and applied[("tally", "P2")] == stored["P2"]
     # The parked message is done with too: a read waiting for its position would otherwise wait out.
     assert applied[("tally", "")] == max(stored.values())
+
+
+def _note(tally: TallyService, subject: str) -> None:
+    """A ``Noted`` event on ``subject``'s stream: the type the consumers below act on."""
+    with tally.engine.begin() as conn:
+        stream = tally.store.load(conn, stream_of(subject))
+        tally.store.append(conn, stream.stream_id, stream.version, [NewEvent("Noted", {}, subject)], meta())
+
+
+def _position_writes(tally: TallyService) -> list[str]:
+    writes: list[str] = []
+    sa.event.listen(tally.engine, "before_cursor_execute",
+                    lambda _c, _k, statement, *_: writes.append(statement) if statement.startswith("INSERT INTO read_positions") else None)
+    return writes
+
+
+def test_the_positions_of_an_ignored_batch_wait_for_the_log_to_have_no_more(tally: TallyService, log: EmbeddedLog) -> None:
+    """A batch of only events the consumer has no policy for takes no transaction of its own at
+    once: its positions are recorded when a poll finds nothing more (or after POSITIONS_WAIT_S)."""
+    for n in range(5):
+        tally.add(f"P{n % 2}", n)
+    OutboxRelay(tally.engine, log.publisher()).relay_once()
+    writes = _position_writes(tally)
+    consumer = consumer_for(log, tally, {"cn.pension.tally.Noted.v1": lambda _conn, _event: None})
+    assert consumer.consume_once(timeout_s=0.05).ignored == 5
+    assert writes == [] and _applied_positions(tally) == {}
+    started = time.monotonic()
+    assert consumer.consume_once(timeout_s=5.0).ignored == 0  # polls for no longer than the positions may wait
+    assert time.monotonic() - started < 2.0
+    stored = _stored_positions(tally)
+    assert len(writes) == 1
+    assert _applied_positions(tally) == {
+        **{("tally", subject): position for subject, position in stored.items()}, ("tally", ""): max(stored.values()),
+    }
+
+
+def test_the_positions_of_an_ignored_batch_are_recorded_with_the_next_applied_batch(
+    tally: TallyService, log: EmbeddedLog,
+) -> None:
+    for n in range(4):
+        tally.add(f"P{n % 2}", n)
+    relay = OutboxRelay(tally.engine, log.publisher())
+    relay.relay_once()
+    noted: list[str] = []
+    consumer = consumer_for(log, tally, {"cn.pension.tally.Noted.v1": lambda _conn, event: noted.append(event.subject)})
+    writes = _position_writes(tally)
+    assert consumer.consume_once(timeout_s=0.05).ignored == 4
+    _note(tally, "P2")
+    relay.relay_once()
+    assert consumer.consume_once(timeout_s=0.05).processed == 1
+    assert noted == ["P2"] and len(writes) == 1  # one statement, in the applied batch's transaction
+    stored = _stored_positions(tally)
+    assert _applied_positions(tally) == {
+        **{("tally", subject): position for subject, position in stored.items()}, ("tally", ""): max(stored.values()),
+    }
+    assert drain(consumer) == {"processed": 0, "duplicates": 0, "ignored": 0, "dead_lettered": 0}
+    assert len(writes) == 1  # nothing was left waiting
+
+
+def test_the_positions_waiting_are_recorded_when_the_consumer_closes(tally: TallyService, log: EmbeddedLog) -> None:
+    tally.add("P1", 1)
+    OutboxRelay(tally.engine, log.publisher()).relay_once()
+    consumer = consumer_for(log, tally, {})
+    assert consumer.consume_once(timeout_s=0.05).ignored == 1
+    consumer.close()
+    position = _stored_positions(tally)["P1"]
+    assert _applied_positions(tally) == {("tally", "P1"): position, ("tally", ""): position}

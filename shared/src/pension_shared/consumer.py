@@ -18,6 +18,7 @@ import contextlib
 import functools
 import logging
 import threading
+import time
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -34,12 +35,16 @@ from pension_shared.errors import ConcurrencyConflict
 from pension_shared.ledger import EventStore
 from pension_shared.messaging import IncomingRecord, OutgoingRecord, Publisher, Subscription, dlq_topic
 from pension_shared.problems import correlation_id
-from pension_shared.read_positions import highest_positions, record_positions
+from pension_shared.read_positions import highest_positions, raised, record_positions
 from pension_shared.schema import inbox
 
 log = logging.getLogger(__name__)
 
 Policy = Callable[[Connection, Envelope], None]
+
+POSITIONS_WAIT_S = 0.1
+"""How long the positions of a batch the consumer had no policy for may wait to be recorded with
+the next batch it applies, before they are recorded on their own."""
 
 
 def reads_only_streams(
@@ -107,6 +112,9 @@ class InboxConsumer:
         self._ledgers = dict(ledgers or {})
         """The ledger whose events each topic carries: how far the consumer has applied each is
         recorded with what it applied (``pension_shared.read_positions``)."""
+        self._positions_waiting: dict[tuple[str, str], int] = {}
+        """The positions of ignored batches not yet recorded (``_record_waiting_positions``)."""
+        self._waiting_since: float | None = None
         self._uncommitted: list[IncomingRecord] = []
         """Applied records whose offsets the log did not take (it was unreachable), the last of
         each partition: committed with the next offsets, or on their own at the next poll."""
@@ -114,6 +122,8 @@ class InboxConsumer:
         self._batch_size = batch_size or (100 if engine.dialect.name == "postgresql" else 10)
 
     def consume_once(self, *, timeout_s: float = 0.5, max_records: int = 500) -> Outcome:
+        if self._waiting_since is not None:  # not longer than they may wait
+            timeout_s = min(timeout_s, max(0.0, self._waiting_since + POSITIONS_WAIT_S - time.monotonic()))
         records = self._subscription.poll(timeout_s, max_records)
         counts = {"processed": 0, "duplicates": 0, "ignored": 0, "dead_lettered": 0}
         done: list[IncomingRecord] = []
@@ -132,7 +142,34 @@ class InboxConsumer:
                 log.warning("consumer %s: could not commit the offsets of %d applied record(s)", self.name, len(done))
             raise
         self._commit(done)
+        self._record_waiting_positions(idle=not records)
         return Outcome(**counts)
+
+    def _record_waiting_positions(self, *, idle: bool) -> None:
+        """Record the positions of ignored batches that no applied batch took along, once the log
+        has nothing more or they have waited ``POSITIONS_WAIT_S``. A batch of only events this
+        service has no policy for changes nothing here: its positions only spare a read the wait.
+        Recorded in a transaction of its own for each such batch, they cost the payout consumer
+        (which has no policy for contributions) a commit and a WAL flush a poll under load. Should
+        the process stop first, a read given one of them waits out ``WAIT_S`` and then answers
+        what it would have answered anyway."""
+        if self._waiting_since is None or not (idle or time.monotonic() - self._waiting_since >= POSITIONS_WAIT_S):
+            return
+        try:
+            with self._engine.begin() as conn:
+                record_positions(conn, self._positions_waiting)
+        except Exception:  # noqa: BLE001 - kept, and tried again at the next poll
+            log.warning("consumer %s: could not record the positions of %d ignored participant(s)",
+                        self.name, len(self._positions_waiting))
+            return
+        self._positions_waiting, self._waiting_since = {}, None
+
+    def _with_waiting(self, highest: Mapping[tuple[str, str], int]) -> dict[tuple[str, str], int]:
+        return raised(self._positions_waiting, highest)
+
+    def _taken_along(self) -> None:
+        """The waiting positions were recorded with an applied batch."""
+        self._positions_waiting, self._waiting_since = {}, None
 
     def _commit(self, done: Sequence[IncomingRecord]) -> None:
         """Commit the offsets past ``done`` and past the applied records whose commit failed
@@ -191,14 +228,16 @@ class InboxConsumer:
                                 outcomes[_key(record)] = "duplicates"
                         finally:
                             correlation_id.reset(correlation)
-                    record_positions(conn, highest_positions(batch, self._ledgers))
+                    record_positions(conn, self._with_waiting(highest_positions(batch, self._ledgers)))
             except Exception as exc:  # the careful path tells the message's fault from the database's
                 log.info("consumer %s: a batch of %d failed (%s); applying it record by record",
                          self.name, len(batch), type(exc).__name__)
                 return None
-        if not acting and (highest := highest_positions(batch, self._ledgers)):
-            with self._engine.begin() as conn:
-                record_positions(conn, highest)
+            self._taken_along()
+        elif highest := highest_positions(batch, self._ledgers):
+            self._positions_waiting = self._with_waiting(highest)
+            if self._waiting_since is None:
+                self._waiting_since = time.monotonic()
         handled = [(record, outcomes.get(_key(record), "ignored")) for record, _ in parsed]
         if log.isEnabledFor(logging.DEBUG):
             for (record, outcome), (_, envelope) in zip(handled, parsed):
@@ -253,11 +292,13 @@ class InboxConsumer:
                     except Exception as exc:
                         failure = exc
                         break
-                record_positions(conn, highest_positions([record for record, _ in handled], self._ledgers))
+                record_positions(conn, self._with_waiting(
+                    highest_positions([record for record, _ in handled], self._ledgers)))
         except Exception as exc:  # BEGIN or COMMIT failed: nothing of the batch is applied
             if _is_infrastructure_failure(exc):
                 raise InfrastructureUnavailable(str(exc)) from exc
             raise
+        self._taken_along()
         for record, outcome in handled:
             counts[outcome] += 1
             done.append(record)
@@ -359,6 +400,7 @@ class InboxConsumer:
                 stop.wait(error_backoff_s)
 
     def close(self) -> None:
+        self._record_waiting_positions(idle=True)
         self._subscription.close()
 
 

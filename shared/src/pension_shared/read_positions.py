@@ -39,6 +39,15 @@ def highest_positions(records: Iterable[IncomingRecord], ledgers: Mapping[str, s
     return highest
 
 
+def raised(positions: Mapping[tuple[str, str], int], higher: Mapping[tuple[str, str], int]) -> dict[tuple[str, str], int]:
+    """``positions`` with each of ``higher`` that is higher."""
+    merged = dict(positions)
+    for key, position in higher.items():
+        if position > merged.get(key, 0):
+            merged[key] = position
+    return merged
+
+
 def _position(record: IncomingRecord) -> int | None:
     for name, value in record.headers:
         if name == POSITION_HEADER:
