@@ -207,3 +207,40 @@ def test_an_inheritance_split_three_ways_leaves_no_fen_behind(running):
     paid_to_heirs = {p["payment_id"]: p for p in payments if p["payment_id"].startswith(inheritance["withdrawal_id"])}
     assert sorted(p["amount"] for p in paid_to_heirs.values()) == ["3233.33", "3233.34", "3233.34"]
     _assert_money_conserved(bank, fund_account_id, "10000.01", "0.00", [inheritance["withdrawal_id"]])
+
+
+def test_after_an_early_lump_sum_a_new_account_opens_at_another_bank_within_the_year_s_cap(running):
+    """A-CONT-8: who withdrew on a condition other than age may go on contributing. The lump sum
+    empties and closes the account (B-5), which is then no longer their active fund account: another
+    bank opens a new one (A-FACC-1), the year's contributions still count against the cap (A-CONT-7),
+    and the platform, the tax service and the payout service follow the new account."""
+    set_clock(running.base, "2025-10-01T10:00:00+08:00")
+    icbc, ccb = Bank(running.base), Bank(running.base, "CCB")
+    participant_id, old = icbc.register_and_open()
+    icbc.contribute(old, "3000.00")
+    icbc.receiving(participant_id, "unemployment")
+    withdrawal_id = icbc.withdraw(participant_id, method="lump_sum")["withdrawal_id"]
+    _settled(icbc, withdrawal_id, 1)
+    assert eventually(lambda: icbc.get(f"/v1/fund-accounts/{old}")["status"] == "closed")
+    closed = icbc.post(f"/v1/fund-accounts/{old}/contributions", {"amount": "100.00", "channel": "cash", "reference": "x"})
+    assert closed.status_code == 409 and closed.json()["code"] == "CONFLICT", closed.text
+
+    new = ccb.post("/v1/fund-accounts", {"participant_id": participant_id, "branch_city": "310000"},
+                   expect=201).json()["fund_account_id"]
+    over = ccb.post(f"/v1/fund-accounts/{new}/contributions", {"amount": "9000.01", "channel": "cash", "reference": "x"})
+    assert over.status_code == 422 and over.json()["remaining_quota"] == "9000.00", over.text
+    ccb.contribute(new, "9000.00")
+    again = icbc.post("/v1/fund-accounts", {"participant_id": participant_id, "branch_city": "410100"})
+    assert again.status_code == 409 and again.json()["fund_account_id"] == new, again.text
+
+    participant = eventually(lambda: (p := ccb.get(f"/v1/participants/{participant_id}"))["contributed_this_year"]
+                             == "12000.00" and p)
+    assert participant["fund_account"] == {"bank_code": "CCB", "fund_account_id": new}
+    assert (participant["remaining_quota"], participant["eligibility"]["may_contribute"]) == ("0.00", True)
+    vouchers = eventually(lambda: len(v := ccb.get(f"/v1/tax/vouchers?participant_id={participant_id}&year=2025")
+                                      ["items"]) == 2 and v)
+    assert [(v["amount"], v["cumulative_amount"]) for v in vouchers] == [("3000.00", "3000.00"), ("9000.00", "12000.00")]
+    # The payout service pays from the new account: a second lump sum empties and closes it too.
+    second = ccb.withdraw(participant_id, method="lump_sum")["withdrawal_id"]
+    assert _settled(ccb, second, 1)["payouts"][0]["gross"] == "9000.00"
+    assert eventually(lambda: ccb.get(f"/v1/fund-accounts/{new}")["status"] == "closed")

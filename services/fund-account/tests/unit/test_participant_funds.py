@@ -1,3 +1,5 @@
+from datetime import date
+
 import pytest
 
 from fund_account_support.builders import NOW, opened_account, random_id, recognised
@@ -133,3 +135,120 @@ def test_a_death_is_recorded_once_and_survives_a_snapshot():
     restored = ParticipantFunds.from_events("P1", [], snapshot=died.snapshot_state())
     assert restored.deceased and restored.contributions_ended
     assert restored.record_death(date_of_death="2025-09-28", recorded_at="t") is None
+
+
+def _emptied_after_withdrawing(condition_allows_contributing: bool = True):  # noqa: ANN202
+    """A participant who contributed 3,000 yuan in 2025, then received on a condition (unemployment
+    lets them go on contributing, A-CONT-8; age does not) and had the whole balance paid out."""
+    from pension_fund_account.domain.events import PAYOUT_DEBITED, RECEIVING_STATUS_RECORDED
+
+    funds = recognised()
+    account = opened_account(funds, bank_code="ICBC")
+    received, registered = account.receive_contribution(
+        funds, contribution_id="C1", amount=300_000, channel="bank_transfer", reference="r", on=date(2025, 9, 5))
+    for aggregate, event in ((account, received), (funds, registered)):
+        aggregate.apply(event.name, event.data)
+    funds.apply(RECEIVING_STATUS_RECORDED, {"may_continue_contributing": condition_allows_contributing})
+    account.apply(PAYOUT_DEBITED, {"gross": 300_000})
+    return funds, account
+
+
+def _closed(funds, account):  # noqa: ANN001, ANN202
+    """Given the withdrawal complete, the closure decided and recorded on both streams."""
+    from pension_fund_account.domain.payouts import close_after_withdrawal
+
+    closed, unassigned = close_after_withdrawal(account, funds, reason="benefits fully paid", closed_at=NOW)
+    for aggregate, events in ((account, closed), (funds, unassigned)):
+        for event in events:
+            aggregate.apply(event.name, event.data)
+    return closed, unassigned
+
+
+def test_the_closure_of_an_emptied_account_unassigns_it_from_the_participant():
+    from pension_fund_account.domain.events import FUND_ACCOUNT_CLOSED, FUND_ACCOUNT_UNASSIGNED
+    from pension_fund_account.domain.payouts import close_after_withdrawal
+
+    funds, account = _emptied_after_withdrawing()
+
+    closed, unassigned = close_after_withdrawal(account, funds, reason="benefits fully paid", closed_at=NOW)
+
+    assert closed == [Event(FUND_ACCOUNT_CLOSED, {"fund_account_id": account.fund_account_id,
+                                                  "participant_id": funds.participant_id,
+                                                  "reason": "benefits fully paid"})]
+    assert unassigned == [Event(FUND_ACCOUNT_UNASSIGNED, {
+        "participant_id": funds.participant_id, "fund_account_id": account.fund_account_id, "bank_code": "ICBC",
+        "reason": "benefits fully paid", "unassigned_at": NOW,
+    })]
+
+
+def test_an_account_with_money_left_stays_open_and_assigned():
+    from pension_fund_account.domain.events import PAYOUT_REFUNDED
+    from pension_fund_account.domain.payouts import close_after_withdrawal
+
+    funds, account = _emptied_after_withdrawing()
+    account.apply(PAYOUT_REFUNDED, {"amount": 1})
+
+    assert close_after_withdrawal(account, funds, reason="benefits fully paid", closed_at=NOW) == ([], [])
+    assert funds.active_fund_account_id == account.fund_account_id
+
+
+def test_a_closure_decided_again_unassigns_nothing_more():
+    from pension_fund_account.domain.payouts import close_after_withdrawal
+
+    funds, account = _emptied_after_withdrawing()
+    _closed(funds, account)
+
+    assert close_after_withdrawal(account, funds, reason="benefits fully paid", closed_at=NOW) == ([], [])
+    assert funds.unassign_fund_account(account.fund_account_id, reason="again", unassigned_at=NOW) is None
+
+
+def test_who_may_go_on_contributing_opens_a_new_account_at_any_bank_once_the_old_one_is_closed():
+    """A-CONT-8, A-FACC-1: the closed account is no longer the active one."""
+    funds, account = _emptied_after_withdrawing()
+    _closed(funds, account)
+
+    assigned = funds.assign_fund_account("FA2", "CCB", assigned_at=NOW)
+
+    assert assigned == Event(FUND_ACCOUNT_ASSIGNED, {
+        "participant_id": funds.participant_id, "fund_account_id": "FA2", "bank_code": "CCB", "assigned_at": NOW,
+    })
+
+
+def test_the_new_account_shares_the_year_s_cap_with_the_closed_one():
+    """A-CONT-5/7: the 3,000 yuan contributed before the withdrawal still count in 2025."""
+    funds, account = _emptied_after_withdrawing()
+    _closed(funds, account)
+    funds.apply(FUND_ACCOUNT_ASSIGNED, {"fund_account_id": "FA2", "bank_code": "CCB"})
+
+    with pytest.raises(ContributionCapExceeded) as refused:
+        funds.register_contribution(fund_account_id="FA2", contribution_id="C2", amount=900_001, year=2025, cap=CAP)
+    assert refused.value.extra["remaining_quota"] == "9000.00"
+    registered = funds.register_contribution(fund_account_id="FA2", contribution_id="C2", amount=900_000,
+                                             year=2025, cap=CAP)
+    assert (registered.data["contributed_this_year"], registered.data["remaining_quota"]) == (CAP, 0)
+
+
+def test_the_unassignment_survives_a_snapshot():
+    funds, account = _emptied_after_withdrawing()
+    _closed(funds, account)
+
+    restored = ParticipantFunds.from_events(funds.participant_id, [], snapshot=funds.snapshot_state())
+
+    assert restored == funds and restored.active_fund_account_id is None
+    assert restored.assign_fund_account("FA2", "CCB", assigned_at=NOW).name == FUND_ACCOUNT_ASSIGNED
+
+
+def test_no_new_account_is_opened_for_who_contributes_no_more():
+    """A-CONT-8: receiving by reason of age; A-INH-1: death. Their emptied account closes, and no
+    other one is opened for them."""
+    from pension_fund_account.domain.errors import ContributionsEnded
+    from pension_fund_account.domain.events import DEATH_RECORDED
+
+    by_age = _emptied_after_withdrawing(condition_allows_contributing=False)
+    died = _emptied_after_withdrawing()
+    died[0].apply(DEATH_RECORDED, {})
+    for funds, account in (by_age, died):
+        _closed(funds, account)
+        with pytest.raises(ContributionsEnded) as refused:
+            funds.assign_fund_account("FA2", "CCB", assigned_at=NOW)
+        assert refused.value.code == "CONTRIBUTIONS_ENDED"

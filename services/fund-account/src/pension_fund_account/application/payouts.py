@@ -7,8 +7,10 @@ from typing import Any, Mapping
 
 from sqlalchemy.engine import Connection
 
+from pension_fund_account.adapters.streams import lock_participant_of_account
 from pension_fund_account.application.handlers import append_decided, load_account, load_funds
-from pension_fund_account.domain.payouts import close_when_empty, debit_for_payout, refund_payout
+from pension_fund_account.domain import payouts
+from pension_fund_account.domain.payouts import debit_for_payout, refund_payout
 from pension_shared.ledger import EventStore, Metadata
 
 
@@ -56,8 +58,19 @@ def refund_instalment(conn: Connection, store: EventStore, request: Mapping[str,
 
 
 def close_after_withdrawal(conn: Connection, store: EventStore, completed: Mapping[str, Any], meta: Metadata) -> None:
+    """B-5: the emptied account is closed and, in the same transaction, is no longer the
+    participant's active fund account."""
     account_id = completed.get("fund_account_id")
     if not account_id:
         return
+    # Under the person's lock, as a contribution takes it: one to the same person queues behind
+    # the closure instead of racing it for either stream's next version.
+    lock_participant_of_account(conn, account_id)
     stream, account = load_account(conn, store, account_id)
-    append_decided(conn, store, stream, close_when_empty(account, reason="benefits fully paid"), account.participant_id, meta)
+    participant_id = account.participant_id
+    if participant_id is None:  # no such account: nothing to close
+        return
+    funds_stream, funds = load_funds(conn, store, participant_id)
+    closed, unassigned = payouts.close_after_withdrawal(account, funds, reason="benefits fully paid", closed_at=meta.time)
+    append_decided(conn, store, stream, closed, participant_id, meta)
+    append_decided(conn, store, funds_stream, unassigned, participant_id, meta)

@@ -22,6 +22,7 @@ FUND_ACCOUNT_CLOSED = "FundAccountClosed"
 # On the participant's stream `participant-{participant_id}`.
 PARTICIPANT_RECOGNISED = "ParticipantRecognised"
 FUND_ACCOUNT_ASSIGNED = "FundAccountAssigned"
+FUND_ACCOUNT_UNASSIGNED = "FundAccountUnassigned"
 CONTRIBUTION_QUOTA_REGISTERED = "ContributionQuotaRegistered"
 BANK_CHANGE_REQUESTED = "BankChangeRequested"
 BANK_CHANGE_COMPLETED = "BankChangeCompleted"

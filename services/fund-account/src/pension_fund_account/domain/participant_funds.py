@@ -1,5 +1,6 @@
 """What the closed loop knows of one participant, on the stream ``participant-{id}``: whether the
-platform has recognised them, their one active fund account (A-FACC-1), their bank changes
+platform has recognised them, their one active fund account (A-FACC-1; none once it is closed
+with its benefits fully paid, B-5), their bank changes
 (A-CHG-1..7) and the real-time contribution-quota registry per calendar year, enforced across
 every bank (A-CONT-5, A-CONT-7): it stays here when the person changes bank, so the new bank sees
 exactly the year's remaining quota.
@@ -18,7 +19,7 @@ from pension_fund_account.domain.errors import (
 from pension_fund_account.domain.events import (
     DEATH_RECORDED, RECEIVING_STATUS_RECORDED,
     BANK_CHANGE_ABORTED, BANK_CHANGE_COMPLETED, BANK_CHANGE_REQUESTED, CONTRIBUTION_QUOTA_REGISTERED,
-    FUND_ACCOUNT_ASSIGNED, PARTICIPANT_RECOGNISED, Event,
+    FUND_ACCOUNT_ASSIGNED, FUND_ACCOUNT_UNASSIGNED, PARTICIPANT_RECOGNISED, Event,
 )
 from pension_shared.money import format_fen
 
@@ -48,7 +49,7 @@ class ParticipantFunds:
     contributions_ended: bool = False
     deceased: bool = False
 
-    SNAPSHOT: ClassVar[str] = "ParticipantFunds.v2"
+    SNAPSHOT: ClassVar[str] = "ParticipantFunds.v3"
     """The kind of its snapshots: a new one whenever ``apply`` or the state changes."""
 
     @classmethod
@@ -88,6 +89,8 @@ class ParticipantFunds:
         elif name == FUND_ACCOUNT_ASSIGNED:
             self.active_fund_account_id = data["fund_account_id"]
             self.active_bank_code = data["bank_code"]
+        elif name == FUND_ACCOUNT_UNASSIGNED:
+            self.active_fund_account_id = self.active_bank_code = None
         elif name == CONTRIBUTION_QUOTA_REGISTERED:
             self.contributed_by_year[data["year"]] = data["contributed_this_year"]
         elif name == BANK_CHANGE_REQUESTED:
@@ -144,7 +147,8 @@ class ParticipantFunds:
         })
 
     def assign_fund_account(self, fund_account_id: str, bank_code: str, *, assigned_at: str) -> Event:
-        """A-FACC-1: one active fund account per person, whichever bank holds it."""
+        """A-FACC-1: one active fund account per person, whichever bank holds it; another once the
+        last one was closed, for one who may still contribute (A-CONT-8)."""
         if not self.recognised:
             raise ParticipantNotFound(f"the platform has not registered participant {self.participant_id}")
         if self.active_fund_account_id is not None:
@@ -152,9 +156,26 @@ class ParticipantFunds:
                 "this person already has an active fund account",
                 fund_account_id=self.active_fund_account_id, bank_code=self.active_bank_code,
             )
+        if self.contributions_ended:  # nothing could ever come into a new one
+            raise ContributionsEnded(
+                "the participant has died or receives by reason of the basic-pension age: "
+                "no new fund account is opened for them (A-CONT-8, A-INH-1)"
+            )
         return Event(FUND_ACCOUNT_ASSIGNED, {
             "participant_id": self.participant_id, "fund_account_id": fund_account_id,
             "bank_code": bank_code, "assigned_at": assigned_at,
+        })
+
+    def unassign_fund_account(self, fund_account_id: str, *, reason: str, unassigned_at: str) -> Event | None:
+        """B-5: the account was closed, so it is no longer the person's active fund account; one who
+        may go on contributing (A-CONT-8) can then open another, at any bank, and the year's
+        contributions still count against its cap (the registry stays here, A-CONT-7). None when
+        ``fund_account_id`` is not the active one (already unassigned, or replaced by a bank change)."""
+        if fund_account_id != self.active_fund_account_id:
+            return None
+        return Event(FUND_ACCOUNT_UNASSIGNED, {
+            "participant_id": self.participant_id, "fund_account_id": fund_account_id,
+            "bank_code": self.active_bank_code, "reason": reason, "unassigned_at": unassigned_at,
         })
 
     def register_contribution(

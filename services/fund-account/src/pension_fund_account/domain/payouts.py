@@ -3,7 +3,8 @@
 The payout service asks for an instalment; the fund account takes its gross from the balance
 (cash plus holdings at cost), redeeming holdings when cash is short, and the payout service
 then withholds the tax and pays the net. A payment that finally fails comes back as a refund.
-When a withdrawal is complete and nothing is left, the account is closed. Pure domain."""
+When a withdrawal is complete and nothing is left, the account is closed, and it stops being the
+participant's active fund account. Pure domain."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pension_fund_account.domain.events import (
     FUND_ACCOUNT_CLOSED, PAYOUT_DEBIT_REFUSED, PAYOUT_DEBITED, PAYOUT_REFUNDED, PRODUCT_REDEEMED, Event,
 )
 from pension_fund_account.domain.fund_account import CLOSED, FROZEN, FundAccount
+from pension_fund_account.domain.participant_funds import ParticipantFunds
 
 
 def balance(account: FundAccount) -> int:
@@ -78,3 +80,17 @@ def close_when_empty(account: FundAccount, *, reason: str) -> list[Event]:
         return []
     return [Event(FUND_ACCOUNT_CLOSED, {"fund_account_id": account.fund_account_id,
                                         "participant_id": account.participant_id, "reason": reason})]
+
+
+def close_after_withdrawal(
+    account: FundAccount, funds: ParticipantFunds, *, reason: str, closed_at: str,
+) -> tuple[list[Event], list[Event]]:
+    """``close_when_empty``, and with the closure the participant's funds learn the account is
+    no longer their active one (A-CONT-8: one who withdrew on another condition than age may open
+    another and go on contributing): the events of the account's stream, then of the participant's,
+    recorded together by the caller."""
+    closed = close_when_empty(account, reason=reason)
+    if not closed:
+        return [], []
+    unassigned = funds.unassign_fund_account(account.fund_account_id, reason=reason, unassigned_at=closed_at)
+    return closed, [] if unassigned is None else [unassigned]
