@@ -3,6 +3,7 @@ with the tax withheld, method changes, compensation, inheritance, and money cons
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 import httpx
@@ -244,3 +245,73 @@ def test_after_an_early_lump_sum_a_new_account_opens_at_another_bank_within_the_
     second = ccb.withdraw(participant_id, method="lump_sum")["withdrawal_id"]
     assert _settled(ccb, second, 1)["payouts"][0]["gross"] == "9000.00"
     assert eventually(lambda: ccb.get(f"/v1/fund-accounts/{new}")["status"] == "closed")
+
+
+def _heirs(*banks_and_shares: tuple[str, str]) -> list[dict]:
+    return [{"name": f"继承人{n}", "id_number": random_id_number("19900101"), "share": share,
+             "payee_account": {"bank_code": bank, "account_number": f"62280000000{n}"}}
+            for n, (bank, share) in enumerate(banks_and_shares, start=1)]
+
+
+def _inheritance(bank: Bank, participant_id: str) -> dict:
+    def probe() -> dict | None:
+        items = bank.get(f"/v1/withdrawals?participant_id={participant_id}")["items"]
+        return next((w for w in items if w["kind"] == "inheritance"), None)
+    return eventually(probe, timeout_s=60)
+
+
+def test_a_heir_whose_bank_fails_is_paid_their_own_share_later_and_the_other_heir_nothing_more(running):
+    set_clock(running.base, "2025-10-01T10:00:00+08:00")
+    bank = Bank(running.base)
+    participant_id, fund_account_id = bank.register_and_open()
+    bank.contribute(fund_account_id, "1000.00")
+    eventually(lambda: bank.get(f"/v1/participants/{participant_id}").get("fund_account"))
+    assert httpx.put(f"{running.base}/v1/ops/payout/failing-banks/ABC", json={"failing": True},
+                     headers=OPERATOR).status_code == 200
+    try:
+        died = httpx.post(f"{running.base}/v1/participants/{participant_id}/death", headers=auth("dev-agency-410100"),
+                          json={"date_of_death": "2025-09-28", "heirs": _heirs(("ABC", "0.5"), ("BOC", "0.5"))})
+        assert died.status_code == 201, died.text
+        withdrawal_id = _inheritance(bank, participant_id)["withdrawal_id"]
+        _settled(bank, withdrawal_id, 1, status="compensated")
+        assert eventually(lambda: bank.get(f"/v1/fund-accounts/{fund_account_id}")["cash_balance"] == "500.00")
+        for _ in range(3):  # several ticks of the jobs: the refund waits for the next business date
+            view = _settled(bank, withdrawal_id, 1)
+            assert view["schedule"]["instalments_instructed"] == 1 and view["schedule"]["next_due"] == "2025-10-02"
+            time.sleep(1)
+    finally:
+        httpx.put(f"{running.base}/v1/ops/payout/failing-banks/ABC", json={"failing": False}, headers=OPERATOR)
+
+    set_clock(running.base, "2025-10-02T10:00:00+08:00")
+    account = eventually(lambda: (a := bank.get(f"/v1/fund-accounts/{fund_account_id}"))["status"] == "closed" and a,
+                         timeout_s=60)
+    assert account["cash_balance"] == "0.00"
+    view = eventually(lambda: (v := bank.get(f"/v1/withdrawals/{withdrawal_id}"))["status"] == "completed" and v)
+    parts = [(p["instalment_no"], p["heir_no"], p["gross"], p["tax"], p["net"], p["status"]) for p in view["payouts"]]
+    assert parts == [
+        (1, 1, "500.00", "15.00", "485.00", "compensated"),
+        (1, 2, "500.00", "15.00", "485.00", "paid"),
+        (2, 1, "500.00", "15.00", "485.00", "paid"),
+    ]
+    _assert_money_conserved(bank, fund_account_id, "1000.00", "0.00", [withdrawal_id])
+
+
+def test_an_inheritance_after_a_lump_sum_closed_the_account_completes_with_nothing_to_pay(running):
+    set_clock(running.base, "2025-10-01T10:00:00+08:00")
+    bank = Bank(running.base)
+    participant_id, fund_account_id = bank.register_and_open()
+    bank.contribute(fund_account_id, "100.00")
+    bank.receiving(participant_id)
+    lump_sum = bank.withdraw(participant_id, method="lump_sum")["withdrawal_id"]
+    _settled(bank, lump_sum, 1)
+    assert eventually(lambda: bank.get(f"/v1/fund-accounts/{fund_account_id}")["status"] == "closed")
+
+    died = httpx.post(f"{running.base}/v1/participants/{participant_id}/death", headers=auth("dev-agency-410100"),
+                      json={"date_of_death": "2025-09-28", "heirs": _heirs(("BOC", "1"))})
+    assert died.status_code == 201, died.text
+    withdrawal_id = _inheritance(bank, participant_id)["withdrawal_id"]
+    view = eventually(lambda: (v := bank.get(f"/v1/withdrawals/{withdrawal_id}"))["status"] == "completed" and v,
+                      timeout_s=60)
+    time.sleep(3)  # several ticks of the jobs: nothing more is instructed
+    view = bank.get(f"/v1/withdrawals/{withdrawal_id}")
+    assert view["schedule"]["instalments_instructed"] == 1 and view["payouts"] == []

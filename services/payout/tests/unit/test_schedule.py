@@ -2,7 +2,7 @@ from datetime import date
 
 import pytest
 
-from pension_payout.domain.schedule import Plan, due_date, gross_for, split_among_heirs
+from pension_payout.domain.schedule import Plan, due_date, gross_for, split_among_heirs, split_owed
 from pension_shared.errors import ValidationFailed
 from pension_shared.policy import policy_on
 
@@ -76,3 +76,8 @@ def test_an_inheritance_split_three_ways_leaves_no_fen_behind_and_the_remainder_
 def test_incomplete_or_contradictory_plans_are_refused(plan):
     with pytest.raises(ValidationFailed):
         plan.validate()
+
+
+def test_a_retry_short_of_what_is_owed_is_split_by_what_each_heir_is_owed():
+    payments = split_owed("W1-2", 10_000, {2: 30_000, 3: 10_000}, lambda gross: gross * 3 // 100)
+    assert [(p.payment_id, p.heir_no, p.gross) for p in payments] == [("W1-2-H2", 2, 7_500), ("W1-2-H3", 3, 2_500)]

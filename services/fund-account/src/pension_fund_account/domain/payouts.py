@@ -39,7 +39,7 @@ def debit_for_payout(account: FundAccount, instruction: Mapping[str, Any]) -> li
         return [Event(PAYOUT_DEBIT_REFUSED, {
             "payout_id": payout_id, "withdrawal_id": instruction["withdrawal_id"],
             "participant_id": account.participant_id, "fund_account_id": account.fund_account_id,
-            "reason": f"the fund account is {account.status}",
+            "reason": f"the fund account is {account.status}", "account_status": account.status,
         })]
     available = balance(account)
     gross = gross_for(instruction["basis"], available)

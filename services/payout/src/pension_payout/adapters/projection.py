@@ -10,7 +10,6 @@ from sqlalchemy.engine import Connection
 
 from pension_payout.adapters.tables import payees, withdrawals
 from pension_payout.domain.participants import PAYEE_REGISTERED
-from pension_payout.domain.schedule import due_date
 from pension_payout.domain.withdrawal import (
     PAYMENT_ATTEMPT_FAILED, PAYMENT_FAILED, PAYMENTS_WITHHELD, PAYOUT_COMPENSATED, PAYOUT_DEBIT_RECORDED, PAYOUT_INSTRUCTED,
     PAYOUT_MADE, PAYOUT_NOT_DEBITED, PAYOUT_REFUND_REQUESTED, TAX_WITHHOLDING_REVERSED, WITHDRAWAL_COMPLETED,
@@ -67,7 +66,7 @@ def _withdrawals_from_their_streams(conn: Connection) -> Iterator[dict]:
 def _row_of(withdrawal: Withdrawal) -> dict:
     return {
         "participant_id": withdrawal.participant_id, "bank_code": withdrawal.bank_code,
-        "status": withdrawal.status, "next_due": _next_due(withdrawal),
+        "status": withdrawal.status, "next_due": withdrawal.next_due(),
         "awaiting_payment": bool(withdrawal.payments_due()), "view": orjson.dumps(render(withdrawal)).decode(),
     }
 
@@ -109,14 +108,6 @@ class WithdrawalsProjection:
         return _row_of(Withdrawal.from_events(withdrawal_id, ((e.event_type.name, e.data) for e in stream)))
 
 
-def _next_due(withdrawal: Withdrawal):  # noqa: ANN202
-    if withdrawal.status != "active" or withdrawal.in_flight() is not None or withdrawal.first_due is None:
-        return None
-    if withdrawal.kind == "inheritance":
-        return withdrawal.first_due
-    return due_date(withdrawal.first_due, withdrawal.next_instalment_no)
-
-
 def render(withdrawal: Withdrawal) -> dict:
     plan = withdrawal.plan
     return {
@@ -130,7 +121,7 @@ def render(withdrawal: Withdrawal) -> dict:
         "status": withdrawal.status,
         "schedule": {
             "first_due": withdrawal.first_due.isoformat() if withdrawal.first_due else None,
-            "next_due": (d.isoformat() if (d := _next_due(withdrawal)) else None),
+            "next_due": (d.isoformat() if (d := withdrawal.next_due()) else None),
             "instalments_instructed": len(withdrawal.instalments),
         },
         "payouts": [

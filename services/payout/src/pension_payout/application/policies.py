@@ -15,7 +15,7 @@ from pension_payout.domain.participants import (
     DEATH_NOTED, FUND_ACCOUNT_NOTED, PAYEE_REGISTERED, RECEIVING_NOTED, WITHDRAWAL_ASSIGNED, Payee, payee_stream,
 )
 from pension_payout.domain.withdrawal import (
-    PAYMENTS_WITHHELD, PAYOUT_COMPENSATED, PAYOUT_DEBIT_RECORDED, PAYOUT_NOT_DEBITED, WITHDRAWAL_COMPLETED, WITHDRAWAL_STARTED,
+    PAYMENTS_WITHHELD, PAYOUT_COMPENSATED, PAYOUT_DEBIT_RECORDED, WITHDRAWAL_COMPLETED, WITHDRAWAL_STARTED,
     Withdrawal, withdrawal_stream,
 )
 from pension_shared.clock import business_date, parse_rfc3339
@@ -127,16 +127,18 @@ def policies(store: EventStore) -> dict[str, Policy]:
         store.append(conn, stream.stream_id, stream.version, events, _meta(source))
 
     def payout_debit_refused(conn: Connection, source: Envelope) -> None:
-        """The fund account could not be debited (frozen for a bank change, or closed): the
-        instalment settles without money; the schedule goes on and later ones take more."""
+        """The fund account could not be debited. Frozen for a bank change: the instalment settles
+        without money and later ones take more (an inheritance tries again the next day). Closed:
+        it is the participant's current account, so nothing is left and the withdrawal ends."""
         data = source.data
         stream, withdrawal = load_withdrawal(store, conn, data["withdrawal_id"])
         instalment = next((i for i in withdrawal.instalments.values() if i.payout_id == data["payout_id"]), None)
         if instalment is None or instalment.status != "instructed":
             return
-        store.append(conn, stream.stream_id, stream.version, [NewEvent(PAYOUT_NOT_DEBITED, {
-            "withdrawal_id": withdrawal.withdrawal_id, "payout_id": data["payout_id"], "reason": data["reason"],
-        }, subject=withdrawal.participant_id)], _meta(source))
+        events = withdrawal.not_debited(data["payout_id"], reason=data["reason"],
+                                        account_status=_refused_account_status(data), refused_at=source.time)
+        store.append(conn, stream.stream_id, stream.version,
+                     [NewEvent(name, event, subject=withdrawal.participant_id) for name, event in events], _meta(source))
 
     def payout_refunded(conn: Connection, source: Envelope) -> None:
         data = source.data
@@ -157,6 +159,15 @@ def policies(store: EventStore) -> dict[str, Policy]:
         f"{FUND_ACCOUNT}.PayoutRefunded.v1": payout_refunded,
         f"{FUND_ACCOUNT}.PayoutDebitRefused.v1": payout_debit_refused,
     }
+
+
+def _refused_account_status(refused: dict[str, Any]) -> str | None:
+    """The refused account's status; refusals published before they carried it said so only in
+    their reason, "the fund account is frozen" or "the fund account is closed"."""
+    if "account_status" in refused:
+        return refused["account_status"]
+    prefix = "the fund account is "
+    return refused["reason"].removeprefix(prefix) if refused["reason"].startswith(prefix) else None
 
 
 def start_withdrawal(

@@ -88,10 +88,20 @@ class Payment:
 def split_among_heirs(payout_id: str, gross: int, shares: Sequence[str], tax_of) -> list[Payment]:  # noqa: ANN001
     """Each heir's share rounded down to the fen; the remainder fen go to the first heir
     (A-INH-1, B-2). Each heir's part is taxed at 3 % on its own gross."""
-    fractions = [Fraction(s) for s in shares]
-    parts = [int(gross * f) for f in fractions]
-    parts[0] += gross - sum(parts)
+    return _split(payout_id, gross, {i + 1: Fraction(s) for i, s in enumerate(shares)}, tax_of)
+
+
+def split_owed(payout_id: str, gross: int, owed: Mapping[int, int], tax_of) -> list[Payment]:  # noqa: ANN001
+    """A retry of an inheritance: what came back from the heirs' failed payments goes to those
+    heirs only, each their own part (the whole of it when the gross is all that is owed)."""
+    total = sum(owed.values())
+    return _split(payout_id, gross, {heir_no: Fraction(amount, total) for heir_no, amount in owed.items()}, tax_of)
+
+
+def _split(payout_id: str, gross: int, weights: Mapping[int, Fraction], tax_of) -> list[Payment]:  # noqa: ANN001
+    parts = {heir_no: int(gross * weight) for heir_no, weight in weights.items()}
+    parts[next(iter(parts))] += gross - sum(parts.values())
     return [
-        Payment(f"{payout_id}-H{i + 1}", i + 1, part, tax_of(part), part - tax_of(part))
-        for i, part in enumerate(parts)
+        Payment(f"{payout_id}-H{heir_no}", heir_no, part, tax_of(part), part - tax_of(part))
+        for heir_no, part in parts.items()
     ]

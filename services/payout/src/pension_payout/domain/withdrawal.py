@@ -4,18 +4,28 @@ instalment's payments, from instruction to the net paid (or compensated).
 Life of one instalment: PayoutInstructed (the gross is asked of the fund account) →
 PayoutDebitRecorded (the fund account took it) → PaymentsWithheld (3 % withheld first, A-PAY-7)
 → per payment PayoutMade, or after the last failed attempt PaymentFailed and
-TaxWithholdingReversed → PayoutRefundRequested → PayoutCompensated (the money is back)."""
+TaxWithholdingReversed → PayoutRefundRequested → PayoutCompensated (the money is back).
+
+An inheritance takes the whole account once and splits it among the heirs by share (A-INH-1).
+What comes back from a heir's failed payment stays that heir's: the retry asks the fund account
+for exactly that, and pays it to that heir only. A retry (after a refund, or after a debit the
+fund account refused because it was frozen for a bank change) falls due the business date after
+the failure (the next day in Asia/Shanghai), so a bank that keeps failing, or a bank change that
+takes days, costs one attempt a day instead of one at every tick of the job. A debit refused
+because the account is closed (it is the participant's current account, so there is no other)
+ends the withdrawal: there is nothing left to pay."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, Iterable, Mapping
 
+from pension_shared.clock import business_date, parse_rfc3339
 from pension_shared.errors import DomainError
 from pension_shared.policy import withdrawal_method_changeable
 
-from pension_payout.domain.schedule import Payment, Plan, due_date, split_among_heirs
+from pension_payout.domain.schedule import Payment, Plan, due_date, split_among_heirs, split_owed
 
 WITHDRAWAL_STARTED = "WithdrawalStarted"
 WITHDRAWAL_METHOD_CHANGED = "WithdrawalMethodChanged"
@@ -32,6 +42,7 @@ PAYOUT_COMPENSATED = "PayoutCompensated"
 WITHDRAWAL_COMPLETED = "WithdrawalCompleted"
 
 MAX_PAYMENT_ATTEMPTS = 3
+ACCOUNT_CLOSED = "closed"
 
 
 class WithdrawalMethodLocked(DomainError):
@@ -65,6 +76,8 @@ class Instalment:
     balance_after: int | None = None
     payments: dict[str, PaymentState] = field(default_factory=dict)
     status: str = "instructed"
+    for_heirs: dict[int, int] = field(default_factory=dict)
+    failed_on: date | None = None
 
 
 @dataclass
@@ -103,7 +116,8 @@ class Withdrawal:
             self.plan, self.plan_since_instalment = Plan.from_data(data["plan"]), data["from_instalment"]
         elif name == PAYOUT_INSTRUCTED:
             self.instalments[data["instalment_no"]] = Instalment(
-                data["payout_id"], data["instalment_no"], date.fromisoformat(data["due_date"]))
+                data["payout_id"], data["instalment_no"], date.fromisoformat(data["due_date"]),
+                for_heirs={h["heir_no"]: h["gross"] for h in data.get("for_heirs") or []})
         elif name == PAYOUT_DEBIT_RECORDED:
             instalment = self._instalment(data["payout_id"])
             instalment.gross, instalment.balance_after, instalment.status = data["gross"], data["balance_after"], "debited"
@@ -111,7 +125,10 @@ class Withdrawal:
             self.fund_account_id = data.get("fund_account_id", self.fund_account_id)
             self.bank_code, self.withholding_city = data["bank_code"], data["withholding_city"]
         elif name == PAYOUT_NOT_DEBITED:
-            self._instalment(data["payout_id"]).status = "refused"
+            instalment = self._instalment(data["payout_id"])
+            instalment.status = "refused"
+            if "refused_at" in data:
+                instalment.failed_on = business_date(parse_rfc3339(data["refused_at"]))
         elif name == PAYMENTS_WITHHELD:
             instalment = self._instalment(data["payout_id"])
             instalment.status = "paying"
@@ -127,7 +144,9 @@ class Withdrawal:
         elif name == PAYMENT_FAILED:
             self._payment(data["payout_id"]).status = "failed"
         elif name == PAYOUT_REFUND_REQUESTED:
-            self._instalment(data["payout_id"]).status = "refunding"
+            instalment = self._instalment(data["payout_id"])
+            instalment.status = "refunding"
+            instalment.failed_on = business_date(parse_rfc3339(data["requested_at"]))
         elif name == PAYOUT_COMPENSATED:
             self._instalment(data["payout_id"]).status = "compensated"
         elif name == WITHDRAWAL_COMPLETED:
@@ -154,6 +173,36 @@ class Withdrawal:
     def _settled(instalment: Instalment) -> bool:
         return instalment.status == "paying" and all(p.status == "paid" for p in instalment.payments.values())
 
+    def next_due(self) -> date | None:
+        """When the next instalment falls due; None while one is in flight or once it has ended.
+        A withdrawal follows its monthly schedule (a refused or failed instalment is made up by
+        the later ones). An inheritance is due at once, except a retry after a refused debit or
+        a refund, which is due the business date after that failure (after the failed
+        instalment's due date for a refusal recorded before refusals carried their time)."""
+        if self.status != "active" or self.in_flight() is not None or self.first_due is None:
+            return None
+        if self.kind == "withdrawal":
+            return due_date(self.first_due, self.next_instalment_no)
+        last = self.instalments.get(len(self.instalments))
+        if last is None or last.status not in ("refused", "compensated"):
+            return self.first_due
+        return (last.failed_on or last.due) + timedelta(days=1)
+
+    def owed_to_heirs(self) -> dict[int, int]:
+        """Per heir, the gross that came back from their failed payments and that no retry has
+        taken since: it is theirs alone (A-INH-1)."""
+        owed: dict[int, int] = {}
+        for instalment in self.instalments.values():
+            for p in instalment.payments.values():
+                heir_no = p.payment.heir_no
+                if heir_no is None:
+                    continue
+                if instalment.for_heirs:  # a retry: what it took is no longer owed
+                    owed[heir_no] = owed.get(heir_no, 0) - p.payment.gross
+                if p.status == "failed" and instalment.status == "compensated":
+                    owed[heir_no] = owed.get(heir_no, 0) + p.payment.gross
+        return {heir_no: gross for heir_no, gross in sorted(owed.items()) if gross > 0}
+
     # -- decisions -----------------------------------------------------------------------
 
     def start(self, *, participant_id: str, fund_account_id: str, bank_code: str, withholding_city: str, plan: Plan,
@@ -179,23 +228,44 @@ class Withdrawal:
     def instruct_due(self, *, today: date) -> dict[str, Any] | None:
         """The next instalment when it is due and the previous one has settled; None otherwise.
         Its id is fixed by its number, so the same instalment is never instructed twice."""
-        if self.status != "active" or self.in_flight() is not None or self.first_due is None:
+        due = self.next_due()
+        if due is None or due > today:
             return None
         number = self.next_instalment_no
-        due = due_date(self.first_due, number) if self.kind == "withdrawal" else self.first_due
-        if due > today:
-            return None
-        paid_under_plan = sum(1 for n in self.instalments if n >= self.plan_since_instalment)
-        basis = {"kind": "all"} if self.kind == "inheritance" else self.plan.basis(paid_under_plan)
-        return {
+        instruction: dict[str, Any] = {
             "withdrawal_id": self.withdrawal_id, "payout_id": f"{self.withdrawal_id}-{number}",
-            "instalment_no": number, "due_date": due.isoformat(), "basis": basis,
+            "instalment_no": number, "due_date": due.isoformat(),
             "participant_id": self.participant_id, "fund_account_id": self.fund_account_id,
         }
+        owed = self.owed_to_heirs() if self.kind == "inheritance" else {}
+        if owed:
+            instruction["basis"] = {"kind": "fixed", "amount": sum(owed.values())}
+            instruction["for_heirs"] = [{"heir_no": heir_no, "gross": gross} for heir_no, gross in owed.items()]
+        elif self.kind == "inheritance":
+            instruction["basis"] = {"kind": "all"}
+        else:
+            instruction["basis"] = self.plan.basis(sum(1 for n in self.instalments if n >= self.plan_since_instalment))
+        return instruction
+
+    def not_debited(self, payout_id: str, *, reason: str, account_status: str | None,
+                    refused_at: str) -> list[tuple[str, dict[str, Any]]]:
+        """The fund account refused the instalment's debit. Frozen (a bank change): it settles
+        without money and is tried again later. Closed: the participant's current account holds
+        nothing, so the withdrawal ends."""
+        events: list[tuple[str, dict[str, Any]]] = [(PAYOUT_NOT_DEBITED, {
+            "withdrawal_id": self.withdrawal_id, "payout_id": payout_id, "reason": reason, "refused_at": refused_at,
+        })]
+        if account_status == ACCOUNT_CLOSED and self.status == "active":
+            events.append((WITHDRAWAL_COMPLETED, {"withdrawal_id": self.withdrawal_id, "reason": "nothing_to_pay"}))
+        return events
 
     def withhold(self, payout_id: str, *, gross: int, tax_of, payee: tuple[str, str]) -> dict[str, Any]:  # noqa: ANN001
         """A-PAY-7: the tax is withheld first, per payment (per heir on inheritance)."""
-        if self.kind == "inheritance":
+        owed = self._instalment(payout_id).for_heirs
+        if self.kind == "inheritance" and owed:
+            payments = split_owed(payout_id, gross, owed, tax_of)
+            payees = {h["heir_no"]: (h["payee_bank_code"], h["payee_account_masked"]) for h in self.heirs}
+        elif self.kind == "inheritance":
             payments = split_among_heirs(payout_id, gross, [h["share"] for h in self.heirs], tax_of)
             payees = {h["heir_no"]: (h["payee_bank_code"], h["payee_account_masked"]) for h in self.heirs}
         else:
