@@ -315,3 +315,22 @@ def test_an_inheritance_after_a_lump_sum_closed_the_account_completes_with_nothi
     time.sleep(3)  # several ticks of the jobs: nothing more is instructed
     view = bank.get(f"/v1/withdrawals/{withdrawal_id}")
     assert view["schedule"]["instalments_instructed"] == 1 and view["payouts"] == []
+
+
+def test_an_inheritance_of_an_account_that_never_held_money_closes_it(running):
+    """The inheritance takes nothing (a zero debit) and completes; the emptied account is closed
+    as any whose benefits are fully paid (B-5), not left active for good."""
+    set_clock(running.base, "2025-10-01T10:00:00+08:00")
+    bank = Bank(running.base)
+    participant_id, fund_account_id = bank.register_and_open()
+    eventually(lambda: bank.get(f"/v1/participants/{participant_id}").get("fund_account"))
+    died = httpx.post(f"{running.base}/v1/participants/{participant_id}/death", headers=auth("dev-agency-410100"),
+                      json={"date_of_death": "2025-09-28", "heirs": _heirs(("BOC", "1"))})
+    assert died.status_code == 201, died.text
+    withdrawal_id = _inheritance(bank, participant_id)["withdrawal_id"]
+    view = eventually(lambda: (v := bank.get(f"/v1/withdrawals/{withdrawal_id}"))["status"] == "completed" and v,
+                      timeout_s=60)
+    assert [p for p in view["payouts"] if p["status"] == "paid"] == []
+    account = eventually(lambda: (a := bank.get(f"/v1/fund-accounts/{fund_account_id}"))["status"] == "closed" and a,
+                         timeout_s=60)
+    assert account["cash_balance"] == "0.00" and account["holdings"] == []

@@ -121,9 +121,10 @@ def policies(store: EventStore) -> dict[str, Policy]:
                                        payee=(payee.bank_code, payee.account_number_masked))
         events = [NewEvent(PAYOUT_DEBIT_RECORDED, debited, subject=withdrawal.participant_id),
                   NewEvent(PAYMENTS_WITHHELD, withheld, subject=withdrawal.participant_id)]
-        if data["gross"] == 0:
-            events.append(NewEvent(WITHDRAWAL_COMPLETED, {"withdrawal_id": withdrawal.withdrawal_id, "reason": "exhausted"},
-                                   subject=withdrawal.participant_id))
+        if data["gross"] == 0:  # the account it was taken from is empty: the fund account closes it (B-5)
+            events.append(NewEvent(WITHDRAWAL_COMPLETED, {
+                "withdrawal_id": withdrawal.withdrawal_id, "reason": "exhausted", "fund_account_id": data["fund_account_id"],
+            }, subject=withdrawal.participant_id))
         store.append(conn, stream.stream_id, stream.version, events, _meta(source))
 
     def payout_debit_refused(conn: Connection, source: Envelope) -> None:
