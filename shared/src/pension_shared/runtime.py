@@ -24,6 +24,7 @@ from pension_shared.clock import BusinessClock, SettableClock, WallClock
 from pension_shared.consumer import InboxConsumer, Policy
 from pension_shared.db import create_engine
 from pension_shared.envelope import Upcasters
+from pension_shared.heap import freeze_what_startup_built
 from pension_shared.idempotency import CommandRunner
 from pension_shared.ledger import EventStore, Projection
 from pension_shared.messaging import Publisher, Subscription, dlq_topic
@@ -321,15 +322,19 @@ def run_service_cli(definition: ServiceDefinition, argv: Sequence[str] | None = 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     if args.role == "relay":
-        ctx.relay().run(stop, lease=Lease(ctx.engine, f"outbox-relay:{definition.name}"))
+        relay = ctx.relay()
+        freeze_what_startup_built()
+        relay.run(stop, lease=Lease(ctx.engine, f"outbox-relay:{definition.name}"))
     elif args.role == "jobs":
         threads = [threading.Thread(target=run_job, args=(job, stop), name=job.name) for job in definition.jobs(ctx)]
+        freeze_what_startup_built()
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
     elif args.role == "consumer":
         consumer = ctx.consumer()
+        freeze_what_startup_built()
         try:
             consumer.run(stop)
         finally:
@@ -341,5 +346,6 @@ def run_service_cli(definition: ServiceDefinition, argv: Sequence[str] | None = 
         # writes no access line per request: the gateway logs every request
         # (deploy/gateway/nginx.conf), /metrics counts them by route and status, and uvicorn's
         # plain-text line cost the API 2 % of its CPU under load.
-        uvicorn.run(build_app([ctx], title=f"Personal pension: {definition.name}"), host=args.host, port=args.port,
-                    log_config=None, access_log=False)
+        app = build_app([ctx], title=f"Personal pension: {definition.name}")
+        freeze_what_startup_built()
+        uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
