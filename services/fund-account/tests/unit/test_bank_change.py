@@ -14,10 +14,10 @@ from pension_fund_account.domain.errors import AccountFrozen, BankChangeNotAllow
 from pension_fund_account.domain.events import (
     BANK_CHANGE_ABORTED, BANK_CHANGE_COMPLETED, BANK_CHANGE_REQUESTED, CASH_TRANSFERRED_OUT,
     CONTRIBUTION_QUOTA_REGISTERED, CONTRIBUTION_RECEIVED, FUND_ACCOUNT_CLOSED, FUND_ACCOUNT_FROZEN,
-    FUND_ACCOUNT_OPENED, FUND_ACCOUNT_UNFROZEN, HOLDING_TRANSFERRED_IN, HOLDING_TRANSFERRED_OUT,
+    FUND_ACCOUNT_OPENED, FUND_ACCOUNT_RECEIVING, FUND_ACCOUNT_UNFROZEN, HOLDING_TRANSFERRED_IN, HOLDING_TRANSFERRED_OUT,
     TRANSFER_IN_RECEIVED, Event,
 )
-from pension_fund_account.domain.fund_account import ACTIVE, CLOSED, FROZEN, FundAccount
+from pension_fund_account.domain.fund_account import ACTIVE, CLOSED, FROZEN, RECEIVING, FundAccount
 from pension_fund_account.domain.participant_funds import ParticipantFunds
 from pension_shared.policy import policy_on
 
@@ -228,3 +228,30 @@ def test_money_is_conserved_and_both_ledgers_reconcile_across_a_bank_change():
              if e.name in signed]
     assert sum(moved) == 0 and sum(m for m in moved if m > 0) == new.cash + new.holdings[product_code].cost
     assert [e.data["cash_after"] for e in decision.new_account[1:]] == [new.cash, new.cash]
+
+
+def test_the_new_account_of_a_participant_in_receiving_status_receives_from_the_start():
+    """A-PACC-5: the account that pays the benefits after a bank change is in receiving status
+    as the old one was, since the participant's date."""
+    given = a_participant_who_contributed()
+    recorded = given.funds.record_receiving(condition="unemployment", may_continue_contributing=True, since="2025-08-10")
+    given.funds.apply(recorded.name, recorded.data)
+    receiving = given.account.enter_receiving(since="2025-08-10")
+    given.account.apply(receiving.name, receiving.data)
+    requested(given)
+
+    decision = completed(given)
+
+    assert decision.new_account[-1] == Event(FUND_ACCOUNT_RECEIVING, {
+        "fund_account_id": "FANEW", "participant_id": given.funds.participant_id, "since": "2025-08-10"})
+    assert replayed(decision.new_account).status == RECEIVING
+
+
+def test_the_new_account_of_a_participant_not_receiving_is_active():
+    given = a_participant_who_contributed()
+    requested(given)
+
+    decision = completed(given)
+
+    assert FUND_ACCOUNT_RECEIVING not in [e.name for e in decision.new_account]
+    assert replayed(decision.new_account).status == ACTIVE

@@ -62,6 +62,9 @@ def complete_bank_change(
     }
     out = old.transfer_out(bank_change_id=bank_change_id, to_fund_account_id=new_fund_account_id, closed_at=completed_at)
     received = new.transfer_in(out)
+    if funds.receiving:  # the new account pays the benefits the old one paid (A-PACC-5)
+        receiving = new.enter_receiving(since=funds.receiving_since or completed_at)
+        received = [*received, *([receiving] if receiving is not None else [])]
     completed = funds.complete_bank_change(
         change, new_fund_account_id=new_fund_account_id, transferred=transferred,
         confirmed_remaining_quota=confirmed_remaining_quota, completed_at=completed_at,

@@ -46,10 +46,11 @@ class ParticipantFunds:
     contributed_by_year: dict[int, int] = field(default_factory=dict)
     bank_changes: dict[str, BankChange] = field(default_factory=dict)
     receiving: bool = False
+    receiving_since: str | None = None
     contributions_ended: bool = False
     deceased: bool = False
 
-    SNAPSHOT: ClassVar[str] = "ParticipantFunds.v3"
+    SNAPSHOT: ClassVar[str] = "ParticipantFunds.v4"
     """The kind of its snapshots: a new one whenever ``apply`` or the state changes."""
 
     @classmethod
@@ -70,7 +71,8 @@ class ParticipantFunds:
             "active_bank_code": self.active_bank_code,
             "contributed_by_year": {str(year): total for year, total in self.contributed_by_year.items()},
             "bank_changes": {change_id: asdict(change) for change_id, change in self.bank_changes.items()},
-            "receiving": self.receiving, "contributions_ended": self.contributions_ended, "deceased": self.deceased,
+            "receiving": self.receiving, "receiving_since": self.receiving_since,
+            "contributions_ended": self.contributions_ended, "deceased": self.deceased,
         }
 
     @classmethod
@@ -80,7 +82,8 @@ class ParticipantFunds:
             active_bank_code=state["active_bank_code"],
             contributed_by_year={int(year): total for year, total in state["contributed_by_year"].items()},
             bank_changes={change_id: BankChange(**change) for change_id, change in state["bank_changes"].items()},
-            receiving=state["receiving"], contributions_ended=state["contributions_ended"], deceased=state["deceased"],
+            receiving=state["receiving"], receiving_since=state["receiving_since"],
+            contributions_ended=state["contributions_ended"], deceased=state["deceased"],
         )
 
     def apply(self, name: str, data: Mapping[str, Any]) -> None:
@@ -105,7 +108,7 @@ class ParticipantFunds:
         elif name == BANK_CHANGE_ABORTED:
             self.bank_changes[data["bank_change_id"]].status = ABORTED
         elif name == RECEIVING_STATUS_RECORDED:
-            self.receiving = True
+            self.receiving, self.receiving_since = True, data.get("since")
             self.contributions_ended = self.contributions_ended or not data["may_continue_contributing"]
         elif name == DEATH_RECORDED:
             self.deceased = self.contributions_ended = True
