@@ -162,13 +162,13 @@ class InboxConsumer:
             log.warning("consumer %s: could not record the positions of %d ignored participant(s)",
                         self.name, len(self._positions_waiting))
             return
-        self._positions_waiting, self._waiting_since = {}, None
+        self._nothing_waiting()
 
     def _with_waiting(self, highest: Mapping[tuple[str, str], int]) -> dict[tuple[str, str], int]:
         return raised(self._positions_waiting, highest)
 
-    def _taken_along(self) -> None:
-        """The waiting positions were recorded with an applied batch."""
+    def _nothing_waiting(self) -> None:
+        """The waiting positions were recorded: on their own, or with an applied batch."""
         self._positions_waiting, self._waiting_since = {}, None
 
     def _commit(self, done: Sequence[IncomingRecord]) -> None:
@@ -233,7 +233,7 @@ class InboxConsumer:
                 log.info("consumer %s: a batch of %d failed (%s); applying it record by record",
                          self.name, len(batch), type(exc).__name__)
                 return None
-            self._taken_along()
+            self._nothing_waiting()
         elif highest := highest_positions(batch, self._ledgers):
             self._positions_waiting = self._with_waiting(highest)
             if self._waiting_since is None:
@@ -298,7 +298,7 @@ class InboxConsumer:
             if _is_infrastructure_failure(exc):
                 raise InfrastructureUnavailable(str(exc)) from exc
             raise
-        self._taken_along()
+        self._nothing_waiting()
         for record, outcome in handled:
             counts[outcome] += 1
             done.append(record)

@@ -261,12 +261,10 @@ class Withdrawal:
 
     def withhold(self, payout_id: str, *, gross: int, tax_of, payee: tuple[str, str]) -> dict[str, Any]:  # noqa: ANN001
         """A-PAY-7: the tax is withheld first, per payment (per heir on inheritance)."""
-        owed = self._instalment(payout_id).for_heirs
-        if self.kind == "inheritance" and owed:
-            payments = split_owed(payout_id, gross, owed, tax_of)
-            payees = {h["heir_no"]: (h["payee_bank_code"], h["payee_account_masked"]) for h in self.heirs}
-        elif self.kind == "inheritance":
-            payments = split_among_heirs(payout_id, gross, [h["share"] for h in self.heirs], tax_of)
+        if self.kind == "inheritance":
+            owed = self._instalment(payout_id).for_heirs  # a retry pays only those it was asked for
+            payments = (split_owed(payout_id, gross, owed, tax_of) if owed
+                        else split_among_heirs(payout_id, gross, [h["share"] for h in self.heirs], tax_of))
             payees = {h["heir_no"]: (h["payee_bank_code"], h["payee_account_masked"]) for h in self.heirs}
         else:
             tax = tax_of(gross)
