@@ -129,6 +129,28 @@ def test_ten_monthly_payouts_with_a_method_change_refused_in_august_and_accepted
     _assert_money_conserved(bank, fund_account_id, "12000.00", "0.00", [withdrawal_id])
 
 
+def test_a_change_to_a_lump_sum_is_paid_at_once_and_empties_the_account(running):
+    set_clock(running.base, "2025-09-02T10:00:00+08:00")
+    bank = Bank(running.base)
+    participant_id, fund_account_id = bank.register_and_open()
+    bank.contribute(fund_account_id, "10000.00")
+    bank.receiving(participant_id)
+    withdrawal_id = bank.withdraw(participant_id, method="monthly", months=10)["withdrawal_id"]
+    _settled(bank, withdrawal_id, 1)
+
+    # The next scheduled date is 2025-10-02; INTERFACES §5: "a lump sum ... is paid at once".
+    set_clock(running.base, "2025-09-05T10:00:00+08:00")
+    changed = httpx.put(f"{running.base}/v1/withdrawals/{withdrawal_id}/method", headers=bank.headers,
+                        json={"method": "lump_sum"})
+    assert changed.status_code == 200, changed.text
+    view = _settled(bank, withdrawal_id, 2)
+    assert [(p["gross"], p["tax"], p["net"]) for p in view["payouts"]] == [
+        ("1000.00", "30.00", "970.00"), ("9000.00", "270.00", "8730.00")]
+    assert eventually(lambda: bank.get(f"/v1/withdrawals/{withdrawal_id}")["status"] == "completed")
+    assert eventually(lambda: bank.get(f"/v1/fund-accounts/{fund_account_id}")["status"] == "closed")
+    _assert_money_conserved(bank, fund_account_id, "10000.00", "0.00", [withdrawal_id])
+
+
 def test_a_payout_redeems_holdings_when_cash_is_short(running):
     set_clock(running.base, "2025-10-01T10:00:00+08:00")
     bank = Bank(running.base)

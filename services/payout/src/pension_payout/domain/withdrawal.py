@@ -91,6 +91,9 @@ class Withdrawal:
     kind: str = "withdrawal"
     plan: Plan = field(default_factory=lambda: Plan("lump_sum"))
     plan_since_instalment: int = 1
+    lump_sum_from: date | None = None
+    """The business date a change of method to a lump sum was made: it is paid at once, not on
+    the schedule's next date."""
     first_due: date | None = None
     heirs: list[dict[str, Any]] = field(default_factory=list)
     instalments: dict[int, Instalment] = field(default_factory=dict)
@@ -114,6 +117,8 @@ class Withdrawal:
             self.heirs = list(data.get("heirs") or [])
         elif name == WITHDRAWAL_METHOD_CHANGED:
             self.plan, self.plan_since_instalment = Plan.from_data(data["plan"]), data["from_instalment"]
+            self.lump_sum_from = (business_date(parse_rfc3339(data["changed_at"])) if self.plan.method == "lump_sum"
+                                  else None)
         elif name == PAYOUT_INSTRUCTED:
             self.instalments[data["instalment_no"]] = Instalment(
                 data["payout_id"], data["instalment_no"], date.fromisoformat(data["due_date"]),
@@ -176,16 +181,26 @@ class Withdrawal:
     def next_due(self) -> date | None:
         """When the next instalment falls due; None while one is in flight or once it has ended.
         A withdrawal follows its monthly schedule (a refused or failed instalment is made up by
-        the later ones). An inheritance is due at once, except a retry after a refused debit or
-        a refund, which is due the business date after that failure (after the failed
-        instalment's due date for a refusal recorded before refusals carried their time)."""
+        the later ones), except that a change to a lump sum is paid at once (INTERFACES §5: "a
+        lump sum empties the account and is paid at once"). An inheritance is due at once. A
+        retry of either after a refused debit or a refund is due the business date after that
+        failure."""
         if self.status != "active" or self.in_flight() is not None or self.first_due is None:
             return None
         if self.kind == "withdrawal":
-            return due_date(self.first_due, self.next_instalment_no)
+            scheduled = due_date(self.first_due, self.next_instalment_no)
+            if self.lump_sum_from is None:
+                return scheduled
+            return min(scheduled, self._at_once(self.lump_sum_from, since=self.plan_since_instalment))
+        return self._at_once(self.first_due, since=1)
+
+    def _at_once(self, asked_on: date, *, since: int) -> date:
+        """When a payment asked for at once (an inheritance, a change to a lump sum) falls due:
+        the day it was asked for, or the business date after the last instalment asked for it
+        failed (after its due date for a refusal recorded before refusals carried their time)."""
         last = self.instalments.get(len(self.instalments))
-        if last is None or last.status not in ("refused", "compensated"):
-            return self.first_due
+        if last is None or last.instalment_no < since or last.status not in ("refused", "compensated"):
+            return asked_on
         return (last.failed_on or last.due) + timedelta(days=1)
 
     def owed_to_heirs(self) -> dict[int, int]:
