@@ -15,7 +15,7 @@ from pension_shared.clock import SHANGHAI, business_date, business_year
 from pension_shared.money import MAX_AMOUNT_FEN, InvalidAmount, format_fen, parse_yuan, percent_half_up
 
 PROPERTIES = settings(max_examples=300, deadline=None, database=None)
-CANONICAL = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]{1,2})?")
+CANONICAL = re.compile(r"(0|[1-9][0-9]*)\.[0-9]{2}")
 
 
 @PROPERTIES

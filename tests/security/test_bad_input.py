@@ -75,6 +75,7 @@ def test_malformed_json_is_400_and_unknown_members_are_422(client: TestClient, w
 @pytest.mark.parametrize("amount", [
     "-1.00", "0", "0.00", "1.005", "1e3", "1.2.3", " ", "", "１００.00", "+1.00", "0x10", "NaN", "Infinity",
     "1000000000000.01", "9" * 5000, "1" * 60_000, 1.5, 100, None, True, ["1.00"], {"yuan": "1.00"},
+    "100", "100.5", " 100.00", "100.00 ", "100.00\n", "\t100.00", "0100.00",
 ])
 def test_an_amount_that_is_not_positive_yuan_with_two_decimals_is_422(client: TestClient, world: World, amount: Any) -> None:
     response = client.post(contribution(world), headers=OWNER,
@@ -128,6 +129,28 @@ def test_the_first_and_the_last_business_times_the_platform_holds_can_be_set(cli
         assert response.json()["now"].endswith("+08:00")
     finally:  # the module's other tests keep the time they had
         client.put("/v1/ops/clock", headers=auth("dev-operator"), json={"now": before})
+
+
+@pytest.mark.parametrize("plan", [
+    {"method": "monthly", "months": "3"}, {"method": "monthly", "months": 3.0}, {"method": "monthly", "months": True},
+    {"method": "installments", "installments": True}, {"method": "installments", "installments": "7"},
+    {"method": "monthly", "monthly_amount": "100"}, {"method": "monthly", "monthly_amount": " 100.00"},
+    {"method": "monthly", "monthly_amount": 100},
+])
+def test_a_member_of_another_json_type_than_the_openapi_gives_is_422_not_coerced(client: TestClient, world: World,
+                                                                               plan: dict) -> None:
+    response = client.post("/v1/withdrawals", headers=OWNER, json={"participant_id": world.participant_id, **plan})
+    assert_problem(response, 422, "VALIDATION_FAILED")
+    assert next(k for k in plan if k != "method") in response.text, "the problem names the member"
+
+
+@pytest.mark.parametrize("bad", [20251009, 1760000000, "2025-10-09T00:00:00+08:00", None])
+def test_a_date_of_death_that_is_not_a_date_string_is_422(client: TestClient, world: World, bad: Any) -> None:
+    response = client.post(f"/v1/participants/{world.participant_id}/death", headers=auth("dev-operator"),
+                           json={"date_of_death": bad, "heirs": [{"name": "李四", "id_number": "11010519491231002X",
+                                                                  "share": "1", "payee_account": {
+                                                                      "bank_code": "ICBC", "account_number": "6222020000000001"}}]})
+    assert_problem(response, 422, "VALIDATION_FAILED")
 
 
 def test_an_invalid_date_of_death_is_422(client: TestClient, world: World) -> None:

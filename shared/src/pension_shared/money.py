@@ -7,22 +7,23 @@ import re
 FEN_PER_YUAN = 100
 MAX_AMOUNT_FEN = 10**12 * FEN_PER_YUAN
 
-_YUAN = re.compile(r"(0|[1-9][0-9]{0,12})(?:\.([0-9]{1,2}))?")  # 13 digits: 10^12 yuan, the most there is
+_YUAN = re.compile(r"(0|[1-9][0-9]{0,12})\.([0-9]{2})")  # 13 digits: 10^12 yuan, the most there is
 
 
 class InvalidAmount(ValueError):
-    """An amount that is not a yuan string with at most two decimals within bounds."""
+    """An amount that is not a yuan string with exactly two decimals within bounds."""
 
 
 def parse_yuan(text: str, *, allow_zero: bool = False) -> int:
-    """Parse ``"1200.00"`` into 120000 fen. Refuses floats, signs, exponents, more than two
-    decimals, zero (unless allowed) and amounts above 10^12 yuan."""
+    """Parse ``"1200.00"`` into 120000 fen. Money is "a JSON string in yuan with exactly two
+    decimals" (INTERFACES.md §1): refuses floats, signs, exponents, spaces, fewer or more than
+    two decimals, zero (unless allowed) and amounts above 10^12 yuan."""
     if not isinstance(text, str):
-        raise InvalidAmount("amount must be a string of yuan such as \"1200.00\"")
+        raise InvalidAmount("amount must be a string of yuan with two decimals, such as \"1200.00\"")
     match = _YUAN.fullmatch(text)  # not match(): "$" would also accept a trailing newline
     if match is None:
-        raise InvalidAmount(f"{text!r} is not an amount in yuan with at most two decimals")
-    whole, decimals = match.group(1), (match.group(2) or "").ljust(2, "0")
+        raise InvalidAmount(f"{text!r} is not an amount in yuan with exactly two decimals, such as \"1200.00\"")
+    whole, decimals = match.groups()
     fen = int(whole) * FEN_PER_YUAN + int(decimals)
     if fen > MAX_AMOUNT_FEN:
         raise InvalidAmount("amount exceeds 10^12 yuan")

@@ -12,7 +12,7 @@ import re
 import threading
 import time
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from email.message import Message
 from typing import Annotated, Any, Awaitable, Callable, Iterator
 
@@ -22,7 +22,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute, iter_route_contexts
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
 from sqlalchemy import exc as sa_exc
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
@@ -40,9 +40,29 @@ log = logging.getLogger(__name__)
 
 
 class StrictModel(BaseModel):
-    """Request bodies: unknown fields are refused, not silently dropped."""
+    """Request bodies: unknown fields are refused, not silently dropped, and each member has the
+    JSON type the OpenAPI document gives it: ``"3"`` is not an integer nor ``true`` a count, and
+    ``"true"`` is not a boolean (pydantic's lax mode would take them). Dates and times are JSON
+    strings, read as such (``IsoDate``, ``ClockBody.now``)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
+
+
+def _json_string(value: Any) -> Any:
+    """Refuses what is not a JSON string before a date or a time is parsed from it: a bare number
+    would be taken for seconds since 1970."""
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_json_string), Field(strict=False)]
+"""A calendar date, ``"2025-10-09"``, in a request body."""
+
+Yuan = Annotated[str, StringConstraints(strip_whitespace=False), Field(
+    description='yuan with exactly two decimals, e.g. "1200.00" (INTERFACES.md §1)', examples=["1200.00"])]
+"""Money in a request body, read by ``pension_shared.money.parse_yuan``: not stripped of spaces,
+which are no part of an amount."""
 
 
 def database_unavailable(exc: sa_exc.DBAPIError) -> bool:
@@ -204,7 +224,7 @@ MinPosition = Annotated[int | None, Query(
 
 
 class ClockBody(StrictModel):
-    now: datetime
+    now: Annotated[datetime, Field(strict=False)]
 
     @field_validator("now", mode="before")
     @classmethod

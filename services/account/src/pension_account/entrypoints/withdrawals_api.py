@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Literal
 
 import orjson
@@ -21,7 +20,7 @@ from pension_shared.errors import Forbidden
 from pension_shared.ledger import Metadata
 from pension_shared.pii import PersonalDataKey
 from pension_shared.runtime import ServiceContext
-from pension_shared.web import MinPosition, StrictModel, correlation_id, execute_command
+from pension_shared.web import IsoDate, MinPosition, StrictModel, correlation_id, execute_command
 
 Condition = Literal["retirement_age", "incapacity", "emigration", "medical_expenses", "unemployment", "subsistence_allowance"]
 
@@ -50,7 +49,7 @@ class HeirRequest(StrictModel):
 
 
 class DeathRequest(StrictModel):
-    date_of_death: date
+    date_of_death: IsoDate
     heirs: Annotated[list[HeirRequest], Field(min_length=1, max_length=20)]
 
 

@@ -30,12 +30,11 @@ from pension_shared.idempotency import CommandRunner
 from pension_shared.ledger import EventStore, Metadata
 from pension_shared.money import InvalidAmount, format_fen, parse_yuan
 from pension_shared.runtime import ServiceContext
-from pension_shared.web import MinPosition, StrictModel, correlation_id, execute_command, render_domain_error
+from pension_shared.web import IsoDate, MinPosition, StrictModel, Yuan, correlation_id, execute_command, render_domain_error
 
 ProductType = Literal[PRODUCT_TYPES]  # type: ignore[valid-type]
 ProductCode = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$")]
 BankCode = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,16}$")]
-Yuan = Annotated[str, Field(description='yuan with two decimals, e.g. "1200.00"')]
 Units = Annotated[str, Field(description='units with up to six decimals, e.g. "1000.50"')]
 
 MAX_SEQUENCE = 2**63 - 1
@@ -86,7 +85,7 @@ class ProductRequest(StrictModel):
     product_code: ProductCode
     name: Annotated[str, Field(min_length=1, max_length=128)]
     product_type: ProductType
-    eligible_from: date
+    eligible_from: IsoDate
 
 
 def fund_accounts_router(ctx: ServiceContext) -> APIRouter:

@@ -20,20 +20,21 @@ from pension_shared.errors import Forbidden, NotFound, ValidationFailed
 from pension_shared.ledger import Metadata
 from pension_shared.money import InvalidAmount, parse_yuan
 from pension_shared.runtime import ServiceContext
-from pension_shared.web import MinPosition, StrictModel, correlation_id, execute_command
+from pension_shared.web import MinPosition, StrictModel, Yuan, correlation_id, execute_command
 
 
 class PlanRequest(StrictModel):
     method: Literal["monthly", "installments", "lump_sum"]
     months: Annotated[int, Field(ge=1, le=1200)] | None = None
-    monthly_amount: str | None = None
+    monthly_amount: Yuan | None = None
     installments: Annotated[int, Field(ge=1, le=1200)] | None = None
 
     def plan(self) -> Plan:
         try:
             amount = parse_yuan(self.monthly_amount) if self.monthly_amount is not None else None
         except InvalidAmount as exc:
-            raise ValidationFailed(str(exc)) from exc
+            raise ValidationFailed(f"monthly_amount: {exc}", errors=[
+                {"location": ["body", "monthly_amount"], "message": str(exc)}]) from exc
         plan = Plan(self.method, self.months, amount, self.installments)
         plan.validate()
         return plan
