@@ -191,3 +191,75 @@ def test_a_refusal_yields_to_a_duplicate_that_answered_while_it_was_being_stored
     assert tally.totals() == {"P1": (5, 1)}
     with tally.engine.connect() as conn:
         assert conn.execute(sa.select(idempotency_keys.c.status_code)).scalar_one() == 201
+
+
+class NotHeardYet(DomainError):
+    code = "PARTICIPANT_NOT_FOUND"
+    rests_on_others = True
+
+
+class Heard:
+    """The work of a command on a participant this service hears of from another one: refused
+    until ``heard_after`` runs, as if the other service's event arrived meanwhile."""
+
+    def __init__(self, tally: TallyService, heard_after: int | None) -> None:
+        self.tally, self.heard_after, self.runs = tally, heard_after, 0
+
+    def __call__(self, conn: sa.Connection) -> tuple[int, dict]:
+        self.runs += 1
+        if self.heard_after is None or self.runs <= self.heard_after:
+            raise NotHeardYet("no participant P1")
+        stream = self.tally.store.load(conn, stream_of("P1"))
+        self.tally.store.append(conn, stream.stream_id, stream.version, [added("P1", 1)], meta())
+        return 201, {"runs": self.runs}
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now, self.slept = 0.0, []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.mark.parametrize("key", ["k-1", None])
+def test_a_refusal_resting_on_other_services_events_is_decided_again_until_they_arrive(tally: TallyService,
+                                                                                      key: str | None) -> None:
+    time_ = FakeTime()
+    runner = CommandRunner(tally.engine, render_domain_error, wait_s=2.0, sleep=time_.sleep, clock=lambda: time_.now)
+    work = Heard(tally, heard_after=3)
+    assert runner.run(work, institution="bank:ICBC", key=key, fingerprint=FP) == StoredResponse(201, {"runs": 4})
+    assert work.runs == 4 and time_.now < 2.0
+    assert tally.totals() == {"P1": (1, 1)}, "the refused attempts wrote nothing"
+    if key is not None:
+        again = runner.run(work, institution="bank:ICBC", key=key, fingerprint=FP)
+        assert again == StoredResponse(201, {"runs": 4}) and work.runs == 4, "the key keeps the success, not a refusal"
+
+
+@pytest.mark.parametrize("key", ["k-1", None])
+def test_a_refusal_resting_on_other_services_events_stands_once_the_wait_is_over(tally: TallyService,
+                                                                               key: str | None) -> None:
+    time_ = FakeTime()
+    runner = CommandRunner(tally.engine, render_domain_error, wait_s=2.0, sleep=time_.sleep, clock=lambda: time_.now)
+    work = Heard(tally, heard_after=None)
+    with pytest.raises((RefusedResponse, NotHeardYet)) as refused:
+        runner.run(work, institution="bank:ICBC", key=key, fingerprint=FP)
+    assert 2.0 <= time_.now < 2.2, "decided again for the wait, then once more"
+    assert work.runs == len(time_.slept) + 1
+    if key is not None:
+        assert refused.value.response.body["code"] == "PARTICIPANT_NOT_FOUND"
+        runs = work.runs
+        with pytest.raises(RefusedResponse):
+            runner.run(work, institution="bank:ICBC", key=key, fingerprint=FP)
+        assert work.runs == runs, "once stood, the refusal is the key's answer"
+    assert tally.count(events) == 0
+
+
+def test_any_other_refusal_is_the_answer_at_once(tally: TallyService) -> None:
+    time_ = FakeTime()
+    runner = CommandRunner(tally.engine, render_domain_error, wait_s=2.0, sleep=time_.sleep, clock=lambda: time_.now)
+    work = AddCommand(tally, "P1", 5000)
+    with pytest.raises(RefusedResponse):
+        runner.run(work, institution="bank:ICBC", key="k-1", fingerprint=FP)
+    assert work.runs == 1 and time_.slept == []

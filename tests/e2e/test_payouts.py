@@ -11,7 +11,7 @@ import pytest
 
 from tests.e2e.test_embedded_platform import RunningPlatform
 from tests.support.bank import OPERATOR, Bank, set_clock, yuan
-from tests.support.requests import auth, eventually, random_id_number
+from tests.support.requests import auth, eventually, random_id_number, registration
 
 pytestmark = pytest.mark.e2e
 
@@ -149,6 +149,38 @@ def test_a_change_to_a_lump_sum_is_paid_at_once_and_empties_the_account(running)
     assert eventually(lambda: bank.get(f"/v1/withdrawals/{withdrawal_id}")["status"] == "completed")
     assert eventually(lambda: bank.get(f"/v1/fund-accounts/{fund_account_id}")["status"] == "closed")
     _assert_money_conserved(bank, fund_account_id, "10000.00", "0.00", [withdrawal_id])
+
+
+def test_a_bank_may_send_each_step_once_without_waiting_for_the_services_to_hear_of_the_last(running):
+    """Each command is refused at first only for what its service has not heard yet (the
+    registration, the account opened, the approval): it is decided again until it has, within
+    the runner's wait, so none of these is a 404 or a 409 that a moment later would be a 201."""
+    set_clock(running.base, "2025-10-01T10:00:00+08:00")
+    bank = Bank(running.base)
+    agency = auth("dev-agency-410100")
+    def once(path: str, body: dict, headers: dict = bank.headers) -> dict:
+        response = httpx.post(f"{running.base}{path}", json=body, headers=headers, timeout=10)
+        assert response.status_code in (200, 201), (path, response.text)
+        return response.json()
+
+    participant_id = once("/v1/participants", registration(region="410100", bank="ICBC"))["participant_id"]
+    fund_account_id = once("/v1/fund-accounts", {"participant_id": participant_id, "branch_city": "410100"})["fund_account_id"]
+    once(f"/v1/fund-accounts/{fund_account_id}/contributions", {"amount": "500.00", "channel": "cash", "reference": "r1"})
+    application = once("/v1/withdrawal-applications", {"participant_id": participant_id, "condition": "retirement_age",
+                                                        "evidence": ["doc"]})
+    once(f"/v1/withdrawal-applications/{application['application_id']}/decision", {"decision": "approved"}, agency)
+    withdrawal = once("/v1/withdrawals", {"participant_id": participant_id, "method": "lump_sum"})
+    view = _settled(bank, withdrawal["withdrawal_id"], 1)
+    assert [(p["gross"], p["tax"], p["net"]) for p in view["payouts"]] == [("500.00", "15.00", "485.00")]
+
+
+def test_a_participant_never_registered_is_still_404_after_the_wait(running):
+    started = time.monotonic()
+    response = httpx.post(f"{running.base}/v1/fund-accounts", json={"participant_id": "PNEVER0000000000000001",
+                                                                   "branch_city": "410100"},
+                          headers=Bank(running.base).headers, timeout=10)
+    assert (response.status_code, response.json()["code"]) == (404, "PARTICIPANT_NOT_FOUND")
+    assert time.monotonic() - started < 5
 
 
 def test_a_payout_redeems_holdings_when_cash_is_short(running):

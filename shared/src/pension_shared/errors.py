@@ -13,6 +13,12 @@ class DomainError(Exception):
     are added to the problem document (for example ``remaining_quota``)."""
 
     code: str = "CONFLICT"
+    rests_on_others: bool = False
+    """Whether the refusal rests on what this service has heard of other services' events (a
+    participant it has not heard registered, a status it has not heard change). Those events may
+    still be on their way: a bank that registers a person and opens their fund account at once
+    would otherwise be refused. A command so refused is decided again for a short while before
+    the refusal stands (``pension_shared.idempotency.CommandRunner``)."""
 
     def __init__(self, detail: str, *, code: str | None = None, **extra: Any) -> None:
         super().__init__(detail)

@@ -6,12 +6,20 @@ and the refusal is stored under the key in a second transaction, unless a duplic
 answer in between, which is then the answer: the same key with the same body always gets the
 first stored response, and a refused command leaves nothing but that response. (A refusal is
 rare; a command that succeeds needs no savepoint.) A different body under the same key is
-refused with IDEMPOTENCY_KEY_REUSED."""
+refused with IDEMPOTENCY_KEY_REUSED.
+
+A refusal that rests on what the service has heard of other services' events
+(``DomainError.rests_on_others``) is not the answer at once: the command is decided again, from
+scratch, every ``LOOK_EVERY_S`` for up to ``wait_s``, in case those events are still on their way
+(a bank registering a person at the information platform and opening their fund account the same
+second). Only then is the refusal stored under the key: a key must not keep a refusal that was
+only the other service's lag."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -39,6 +47,10 @@ class RefusedResponse(Exception):
 
 
 Work = Callable[[Connection], tuple[int, dict[str, Any]]]
+
+UNHEARD_WAIT_S = 2.0
+"""How long a command refused for what its service has not heard of yet is decided again, at most."""
+LOOK_EVERY_S = 0.05
 ProblemRenderer = Callable[[DomainError], StoredResponse]
 
 
@@ -54,24 +66,38 @@ class CommandRunner:
     """Runs one command in one transaction, retrying on a concurrency conflict, and
     remembering its response under an Idempotency-Key when one is given."""
 
-    def __init__(self, engine: Engine, render_problem: ProblemRenderer, *, attempts: int = 8) -> None:
+    def __init__(self, engine: Engine, render_problem: ProblemRenderer, *, attempts: int = 8,
+                 wait_s: float = UNHEARD_WAIT_S, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._engine = engine
         self._render_problem = render_problem
         self._attempts = attempts
+        self._wait_s, self._sleep, self._clock = wait_s, sleep, clock
 
     def run(self, work: Work, *, institution: str, key: str | None, fingerprint: str) -> StoredResponse:
-        for attempt in range(1, self._attempts + 1):
+        conflicts, deadline = 0, None
+        while True:
+            final = deadline is not None and self._clock() >= deadline
             try:
-                return self._run_once(work, institution=institution, key=key, fingerprint=fingerprint)
+                return self._run_once(work, institution=institution, key=key, fingerprint=fingerprint, final=final)
             except ConcurrencyConflict:
-                if attempt == self._attempts:
+                conflicts += 1
+                if conflicts == self._attempts:
                     raise
-        raise AssertionError("unreachable")
+            except _NotHeardYet:
+                deadline = deadline if deadline is not None else self._clock() + self._wait_s
+                self._sleep(LOOK_EVERY_S)
 
-    def _run_once(self, work: Work, *, institution: str, key: str | None, fingerprint: str) -> StoredResponse:
+    def _run_once(self, work: Work, *, institution: str, key: str | None, fingerprint: str,
+                  final: bool) -> StoredResponse:
         if key is None:
             with self._engine.begin() as conn:
-                status, body = work(conn)
+                try:
+                    status, body = work(conn)
+                except DomainError as refusal:
+                    if refusal.rests_on_others and not final:
+                        raise _NotHeardYet() from refusal
+                    raise
                 return StoredResponse(status, body)
         try:
             with self._engine.begin() as conn:
@@ -83,6 +109,8 @@ class CommandRunner:
                 except ConcurrencyConflict:
                     raise
                 except DomainError as refusal:
+                    if refusal.rests_on_others and not final:
+                        raise _NotHeardYet() from refusal  # rolled back, the key's claim with it
                     raise _Refused(refusal) from refusal  # leaves the block: everything rolled back
                 response = StoredResponse(status, body)
                 _remember(conn, institution, key, response)
@@ -95,6 +123,10 @@ class CommandRunner:
         if response.status_code >= 400:
             raise RefusedResponse(response)
         return response
+
+
+class _NotHeardYet(Exception):
+    """A refusal that rests on other services' events, before its wait is over."""
 
 
 class _Refused(Exception):

@@ -252,7 +252,7 @@ def build_context(
     tokens = tokens or TokenRegistry.from_file(settings.tokens_file, development=not settings.production)
     return ServiceContext(
         definition=definition, settings=settings, engine=engine, store=store, clock=clock,
-        tokens=tokens, runner=CommandRunner(engine, render_domain_error),
+        tokens=tokens, runner=CommandRunner(engine, render_domain_error, wait_s=settings.unheard_wait_s),
         transport=transport or transport_from(settings),
     )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_PII_KEY = "development-only-pii-key-never-in-production"
@@ -38,6 +38,9 @@ class ServiceSettings(BaseSettings):
     rate_limit_per_second: float = 200.0
     rate_limit_burst: int = 400
     """Each institution's token bucket: requests per second on average, and at once."""
+    unheard_wait_s: float = Field(default=2.0, ge=0, le=10)
+    """How long a command refused for what its service has not yet heard from another service (a
+    participant registered a moment ago) is decided again before the refusal stands."""
 
     @model_validator(mode="after")
     def _fail_fast(self) -> "ServiceSettings":

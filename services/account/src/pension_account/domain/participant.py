@@ -22,6 +22,13 @@ class ParticipantNotFound(DomainError):
     code = "PARTICIPANT_NOT_FOUND"
 
 
+class NotHeardAtThisBank(ParticipantNotFound):
+    """A participant whose fund account the platform has not heard to be at the asking bank: the
+    fund-account service's news of an account just opened may be on its way."""
+
+    rests_on_others = True
+
+
 @dataclass(frozen=True)
 class Registration:
     participant_id: str

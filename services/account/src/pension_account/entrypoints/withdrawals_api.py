@@ -12,7 +12,7 @@ from pydantic import Field
 
 from pension_account.adapters.tables import participants, withdrawal_applications
 from pension_account.application.withdrawals import HeirInput, apply_for_withdrawal, decide_withdrawal, register_death
-from pension_account.domain.participant import ParticipantNotFound
+from pension_account.domain.participant import NotHeardAtThisBank, ParticipantNotFound
 from pension_account.domain.withdrawal import ApplicationNotFound
 from pension_shared.auth import Principal
 from pension_shared.clock import rfc3339
@@ -73,7 +73,7 @@ def withdrawals_router(ctx: ServiceContext) -> APIRouter:
         def work(conn: sa.Connection) -> tuple[int, dict]:
             row = participant_row(conn, body.participant_id)
             if principal.role == "bank" and not principal.is_bank(row.fund_account_bank_code or ""):
-                raise ParticipantNotFound(f"no participant {body.participant_id}")
+                raise NotHeardAtThisBank(f"no participant {body.participant_id}")
             application_id = apply_for_withdrawal(
                 conn, store, participant_id=body.participant_id, condition=body.condition,
                 evidence=body.evidence, channel=principal.institution, meta=meta(),

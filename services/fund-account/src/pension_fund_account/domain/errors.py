@@ -6,7 +6,10 @@ from pension_shared.errors import DomainError
 
 
 class ParticipantNotFound(DomainError):
+    """The platform's registration of the person has not been heard (it may be on its way)."""
+
     code = "PARTICIPANT_NOT_FOUND"
+    rests_on_others = True
 
 
 class FundAccountExists(DomainError):

@@ -17,7 +17,10 @@ from pension_shared.ledger import EventStore, Metadata, NewEvent
 
 
 class ParticipantNotFound(DomainError):
+    """Not heard of as registered with a fund account at this bank (it may be on its way)."""
+
     code = "PARTICIPANT_NOT_FOUND"
+    rests_on_others = True
 
 
 def create_withdrawal(conn: Connection, store: EventStore, principal: Principal, participant_id: str,

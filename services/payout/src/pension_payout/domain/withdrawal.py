@@ -50,7 +50,11 @@ class WithdrawalMethodLocked(DomainError):
 
 
 class NotEligibleForWithdrawal(DomainError):
+    """Not heard of as receiving, or heard of as deceased, from the platform (an approval may be
+    on its way)."""
+
     code = "NOT_ELIGIBLE_FOR_WITHDRAWAL"
+    rests_on_others = True
 
 
 def withdrawal_stream(withdrawal_id: str) -> str:
