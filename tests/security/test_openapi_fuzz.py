@@ -31,6 +31,9 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[schemathe
     with pytest.MonkeyPatch.context() as env:  # the fuzzer is one fast client: no rate limit here
         env.setenv("PENSION_RATE_LIMIT_PER_SECOND", "100000")
         env.setenv("PENSION_RATE_LIMIT_BURST", "100000")
+        # Its made-up participant ids are refused as unheard of only after the wait for other
+        # services' events (test_idempotency, tests/e2e/test_payouts test the wait): 2 s each.
+        env.setenv("PENSION_UNHEARD_WAIT_S", "0.1")
         platform = start_platform(tmp_path_factory.mktemp("fuzz"))
     app = platform.app()
     try:
