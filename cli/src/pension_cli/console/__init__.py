@@ -43,7 +43,7 @@ from pension_shared.auth import Principal, TokenRegistry, digest, require_role
 from pension_shared.clock import BusinessClock, rfc3339
 from pension_shared.errors import Unauthenticated
 from pension_shared.pii import MaskIdNumbers, mask_id_numbers
-from pension_shared.web import StrictModel
+from pension_shared.web import IsoDate, StrictModel
 
 STATIC = Path(__file__).parent / "static"
 PAGE_HEADERS = {
@@ -103,7 +103,7 @@ class VerificationRequest(StrictModel):
 
 
 class ReconciliationRequest(StrictModel):
-    as_of: date | None = None
+    as_of: IsoDate | None = None
     """Only events recorded on or before this business date."""
 
 
