@@ -86,6 +86,34 @@ def test_a_lump_sum_of_12345_67_withholds_370_37_and_pays_11975_30(running):
     ]
 
 
+def test_the_age_approved_after_an_early_condition_ends_contributions_on_both_sides(running):
+    """A-CONT-8: who withdrew early (unemployment) may go on contributing, until the age is
+    approved too; the platform's view and the fund account then agree that contributions ended."""
+    set_clock(running.base, "2026-02-11T10:00:00+08:00")
+    bank = Bank(running.base)
+    participant_id, fund_account_id = bank.register_and_open()
+    bank.contribute(fund_account_id, "1000.00")
+    bank.receiving(participant_id, "unemployment")
+    eventually(lambda: bank.post(f"/v1/fund-accounts/{fund_account_id}/contributions",
+                                 {"amount": "10.00", "channel": "cash", "reference": "early"}).status_code == 201)
+    assert bank.get(f"/v1/participants/{participant_id}")["eligibility"] == {
+        "may_contribute": True, "may_withdraw": True, "withdrawal_condition": "unemployment"}
+
+    bank.receiving(participant_id, "retirement_age")
+    assert eventually(lambda: bank.get(f"/v1/participants/{participant_id}")["eligibility"] == {
+        "may_contribute": False, "may_withdraw": True, "withdrawal_condition": "retirement_age"})
+    ended = eventually(lambda: (r := bank.post(f"/v1/fund-accounts/{fund_account_id}/contributions",
+                                               {"amount": "10.00", "channel": "cash", "reference": "late"})).status_code == 409 and r)
+    assert ended.json()["code"] == "CONTRIBUTIONS_ENDED"
+
+    bank.receiving(participant_id, "medical_expenses")  # an early condition after the age changes nothing
+    assert bank.get(f"/v1/participants/{participant_id}")["eligibility"]["withdrawal_condition"] == "retirement_age"
+    refused = bank.post(f"/v1/fund-accounts/{fund_account_id}/contributions",
+                        {"amount": "10.00", "channel": "cash", "reference": "later"})
+    assert refused.status_code == 409 and refused.json()["code"] == "CONTRIBUTIONS_ENDED"
+    assert bank.get(f"/v1/fund-accounts/{fund_account_id}")["contributed_this_year"] == "1010.00"
+
+
 def test_only_a_participant_in_receiving_status_may_withdraw(running):
     set_clock(running.base, "2025-10-01T10:00:00+08:00")
     bank = Bank(running.base)

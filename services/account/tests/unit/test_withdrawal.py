@@ -110,14 +110,41 @@ def test_death_is_registered_once_and_not_dated_after_the_business_date():
             heirs_sealed="s", registered_at="t")
 
 
-@pytest.mark.parametrize(("status", "condition", "expected"), [
-    ("active", None, (True, False, None)),
-    ("receiving", "retirement_age", (False, True, "retirement_age")),
-    ("receiving", "medical_expenses", (True, True, "medical_expenses")),
-    ("receiving", None, (False, True, None)),  # the approval not read yet: nothing granted on a guess
-    ("deceased", "incapacity", (False, False, None)),
-    ("closed", None, (False, False, None)),
+@pytest.mark.parametrize(("status", "approved", "expected"), [
+    ("active", [], (True, False, None)),
+    ("receiving", ["retirement_age"], (False, True, "retirement_age")),
+    ("receiving", ["medical_expenses"], (True, True, "medical_expenses")),
+    ("receiving", [], (False, True, None)),  # the approval not read yet: nothing granted on a guess
+    ("deceased", ["incapacity"], (False, False, None)),
+    ("closed", [], (False, False, None)),
+    # latest first: the age approved after an early condition, or before one, ends contributions
+    ("receiving", ["retirement_age", "unemployment"], (False, True, "retirement_age")),
+    ("receiving", ["medical_expenses", "retirement_age"], (False, True, "retirement_age")),
+    ("receiving", ["incapacity", "unemployment"], (True, True, "incapacity")),
 ])
-def test_what_a_participant_may_do_follows_their_status_and_the_condition_approved(status, condition, expected) -> None:
-    may = eligibility(status, condition)
+def test_what_a_participant_may_do_follows_their_status_and_the_conditions_approved(status, approved, expected) -> None:
+    may = eligibility(status, approved)
     assert (may["may_contribute"], may["may_withdraw"], may["withdrawal_condition"]) == expected
+
+
+def _receiving(condition: str) -> tuple[str, dict]:
+    return (PARTICIPANT_RECEIVING, {"condition": condition, "may_continue_contributing": condition != "retirement_age"})
+
+
+@pytest.mark.parametrize(("before", "approved", "news"), [
+    ([], "unemployment", True),  # active: receiving is news
+    ([], "retirement_age", True),
+    (["unemployment"], "retirement_age", True),  # A-CONT-8: the age ends the contributions the early one allowed
+    (["unemployment"], "medical_expenses", False),
+    (["retirement_age"], "unemployment", False),  # ended for good
+    (["unemployment", "retirement_age"], "retirement_age", False),
+])
+def test_an_approval_is_recorded_on_the_participant_when_it_puts_them_in_receiving_or_ends_contributions(
+        before, approved, news) -> None:
+    life = ParticipantLife.from_events([REGISTERED, *(_receiving(c) for c in before)])
+    assert life.receives(_receiving(approved)[1]) is news
+
+
+def test_a_deceased_participant_has_no_news_from_an_approval() -> None:
+    life = ParticipantLife.from_events([REGISTERED, (PARTICIPANT_DIED, {})])
+    assert life.receives(_receiving("retirement_age")[1]) is False

@@ -94,6 +94,30 @@ def test_who_receives_on_another_condition_may_go_on_contributing():
 
 def test_receiving_status_is_recorded_once():
     assert _receiving(True).record_receiving(condition="unemployment", may_continue_contributing=True, since="t") is None
+    assert _receiving(False).record_receiving(condition="retirement_age", may_continue_contributing=False,
+                                              since="t") is None
+    assert _receiving(False).record_receiving(condition="medical_expenses", may_continue_contributing=True,
+                                              since="t") is None, "the age, approved first, ended them for good"
+
+
+def test_the_age_approved_after_an_early_condition_ends_contributions_and_keeps_the_first_date():
+    """A-CONT-8: only who withdrew on a condition other than the age may go on contributing."""
+    from pension_fund_account.domain.errors import ContributionsEnded
+    from pension_fund_account.domain.events import PARTICIPANT_RECOGNISED, RECEIVING_STATUS_RECORDED
+
+    funds = ParticipantFunds.from_events("P1", [
+        (PARTICIPANT_RECOGNISED, {}),
+        (RECEIVING_STATUS_RECORDED, {"may_continue_contributing": True, "since": "2026-02-11T10:00:00+08:00"}),
+    ])
+    recorded = funds.record_receiving(condition="retirement_age", may_continue_contributing=False,
+                                      since="2026-03-01T10:00:00+08:00")
+    assert recorded is not None and recorded.data["condition"] == "retirement_age"
+    funds.apply(recorded.name, recorded.data)
+    assert funds.receiving_since == "2026-02-11T10:00:00+08:00"
+    with pytest.raises(ContributionsEnded):
+        funds.register_contribution(fund_account_id="FA1", contribution_id="C1", amount=100, year=2026, cap=CAP)
+    restored = ParticipantFunds.from_events("P1", [], snapshot=funds.snapshot_state())
+    assert restored.contributions_ended and restored.receiving_since == "2026-02-11T10:00:00+08:00"
 
 
 def _died_after(*events):  # noqa: ANN002, ANN202

@@ -51,7 +51,7 @@ def decide_withdrawal(
     receiving = [NewEvent(n, d, subject=application.participant_id) for n, d in decided if n == PARTICIPANT_RECEIVING]
     if receiving:
         participant, life = _life(store, conn, application.participant_id)
-        if life.status == "active":
+        if life.receives(receiving[0].data):
             store.append(conn, participant.stream_id, participant.version, receiving, meta)
     return WithdrawalApplication.from_events(
         application_id, [(e.event_type.name, e.data) for e in stream.events] + [(n, d) for n, d in decided]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from fractions import Fraction
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from pension_shared.errors import DomainError, Forbidden
 from pension_shared.policy import WITHDRAWAL_CONDITIONS, withdrawal_condition_in_force
@@ -41,15 +41,18 @@ def may_continue_contributing(condition: str) -> bool:
     return condition != "retirement_age"
 
 
-def eligibility(status: str, condition: str | None) -> dict[str, Any]:
-    """What the participant may do now, as the platform records it: contribute while active, or
-    while receiving on a condition other than age (A-CONT-8); withdraw once in receiving status
-    (A-PACC-5), on the condition an agency approved."""
+def eligibility(status: str, approved: Sequence[str]) -> dict[str, Any]:
+    """What the participant may do now, as the platform records it, from their status and the
+    conditions agencies approved (latest first): contribute while active, or while receiving on
+    conditions none of which is the age (A-CONT-8); withdraw once in receiving status (A-PACC-5).
+    Once the age was approved, contributions have ended for good, whatever was approved after:
+    the age is the condition shown; otherwise the latest approved."""
     receiving = status == "receiving"
+    ending = next((condition for condition in approved if not may_continue_contributing(condition)), None)
     return {
-        "may_contribute": status == "active" or (receiving and condition is not None and may_continue_contributing(condition)),
+        "may_contribute": status == "active" or (receiving and bool(approved) and ending is None),
         "may_withdraw": receiving,
-        "withdrawal_condition": condition if receiving else None,
+        "withdrawal_condition": (ending or approved[0]) if receiving and approved else None,
     }
 
 
@@ -64,6 +67,8 @@ class ParticipantLife:
     registered: bool = False
     status: str = "active"
     insured_region: str | None = None
+    contributions_ended: bool = False
+    """Whether an approval ended contributions (the age, A-CONT-8)."""
 
     @classmethod
     def from_events(cls, events: Iterable[tuple[str, Mapping[str, Any]]]) -> "ParticipantLife":
@@ -72,10 +77,18 @@ class ParticipantLife:
             if name == PARTICIPANT_REGISTERED:
                 life = cls(True, "active", data["insured_region"])
             elif name == PARTICIPANT_RECEIVING:
-                life = cls(True, "receiving", life.insured_region)
+                ended = life.contributions_ended or not data.get("may_continue_contributing", True)
+                life = cls(True, "receiving", life.insured_region, ended)
             elif name == PARTICIPANT_DIED:
-                life = cls(True, "deceased", life.insured_region)
+                life = cls(True, "deceased", life.insured_region, True)
         return life
+
+    def receives(self, receiving: Mapping[str, Any]) -> bool:
+        """Whether an approval's receiving status is news to record on the participant's stream:
+        it puts an active participant in receiving status, or, for one already receiving on an
+        early condition, it is the age, which ends their contributions (A-CONT-8)."""
+        return self.status == "active" or (
+            self.status == "receiving" and not self.contributions_ended and not receiving["may_continue_contributing"])
 
     def apply_for_withdrawal(self, *, application_id: str, participant_id: str, condition: str,
                              evidence: list[str], on: date, applied_at: str, channel: str) -> dict[str, Any]:

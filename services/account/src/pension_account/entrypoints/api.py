@@ -101,12 +101,12 @@ def participants_router(ctx: ServiceContext) -> APIRouter:
             year = conn.execute(sa.select(contribution_years).where(
                 contribution_years.c.participant_id == participant_id, contribution_years.c.year == today.year,
             )).one_or_none()
-            condition = conn.execute(
+            approved = conn.execute(
                 sa.select(withdrawal_applications.c.condition)
                 .where(withdrawal_applications.c.participant_id == participant_id,
                        withdrawal_applications.c.status == "approved")
-                .order_by(withdrawal_applications.c.decided_at.desc()).limit(1)
-            ).scalar_one_or_none() if row.status == "receiving" else None
+                .order_by(withdrawal_applications.c.decided_at.desc())
+            ).scalars().all() if row.status == "receiving" else []
         contributed = year.contributed if year else 0
         remaining = year.remaining_quota if year else policy_on(today).annual_contribution_cap
         return {
@@ -124,7 +124,7 @@ def participants_router(ctx: ServiceContext) -> APIRouter:
             "year": today.year,
             "contributed_this_year": format_fen(contributed),
             "remaining_quota": format_fen(remaining),
-            "eligibility": eligibility(row.status, condition),
+            "eligibility": eligibility(row.status, approved),
             "registered_at": row.registered_at,
         }
 

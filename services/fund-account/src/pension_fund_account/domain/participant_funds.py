@@ -108,7 +108,8 @@ class ParticipantFunds:
         elif name == BANK_CHANGE_ABORTED:
             self.bank_changes[data["bank_change_id"]].status = ABORTED
         elif name == RECEIVING_STATUS_RECORDED:
-            self.receiving, self.receiving_since = True, data.get("since")
+            if not self.receiving:  # a later approval (the age after an early condition) keeps the first date
+                self.receiving, self.receiving_since = True, data.get("since")
             self.contributions_ended = self.contributions_ended or not data["may_continue_contributing"]
         elif name == DEATH_RECORDED:
             self.deceased = self.contributions_ended = True
@@ -132,8 +133,10 @@ class ParticipantFunds:
     # -- commands -----------------------------------------------------------------------
 
     def record_receiving(self, *, condition: str, may_continue_contributing: bool, since: str) -> Event | None:
-        """A-PACC-5: the platform put the participant in receiving status; None if already known."""
-        if self.receiving:
+        """A-PACC-5: the platform put the participant in receiving status. None if that changes
+        nothing: already receiving, and either contributions have ended already or this condition
+        lets them go on. The age approved after an early condition ends them (A-CONT-8)."""
+        if self.receiving and (self.contributions_ended or may_continue_contributing):
             return None
         return Event(RECEIVING_STATUS_RECORDED, {
             "participant_id": self.participant_id, "condition": condition,
