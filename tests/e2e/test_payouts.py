@@ -262,12 +262,19 @@ def test_an_inheritance_split_three_ways_leaves_no_fen_behind(running):
     participant_id, fund_account_id = bank.register_and_open()
     bank.contribute(fund_account_id, "10000.01")
     eventually(lambda: bank.get(f"/v1/participants/{participant_id}").get("fund_account"))
+    pending = bank.post("/v1/withdrawal-applications", {"participant_id": participant_id, "condition": "incapacity",
+                                                        "evidence": ["doc"]}, expect=201).json()["application_id"]
     heirs = [{"name": f"继承人{n}", "id_number": random_id_number("19900101"), "share": share,
               "payee_account": {"bank_code": "BOC", "account_number": f"62170000000{n}"}}
              for n, share in ((1, "0.333333"), (2, "0.333333"), (3, "0.333334"))]
     died = httpx.post(f"{running.base}/v1/participants/{participant_id}/death",
                       json={"date_of_death": "2025-09-28", "heirs": heirs}, headers=auth("dev-agency-410100"))
     assert died.status_code == 201, died.text
+    # An application made before the death is not approved after it (A-INH-1).
+    approved = httpx.post(f"{running.base}/v1/withdrawal-applications/{pending}/decision",
+                          json={"decision": "approved"}, headers=auth("dev-agency-410100"))
+    assert (approved.status_code, approved.json()["code"]) == (409, "CONFLICT")
+    assert bank.get(f"/v1/withdrawal-applications/{pending}")["status"] == "under_verification"
     # Once the closed loop has the death (a read given its position waits for it), nothing more
     # comes in: the account is settled by inheritance (A-INH-1).
     httpx.get(f"{running.base}/v1/fund-accounts/{fund_account_id}", params={"min_position": died.json()["position"]},

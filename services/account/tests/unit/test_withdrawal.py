@@ -148,3 +148,10 @@ def test_an_approval_is_recorded_on_the_participant_when_it_puts_them_in_receivi
 def test_a_deceased_participant_has_no_news_from_an_approval() -> None:
     life = ParticipantLife.from_events([REGISTERED, (PARTICIPANT_DIED, {})])
     assert life.receives(_receiving("retirement_age")[1]) is False
+
+
+def test_no_withdrawal_of_a_deceased_participant_is_approved() -> None:
+    ParticipantLife.from_events([REGISTERED, _receiving("unemployment")]).may_be_approved()
+    with pytest.raises(DomainError, match="deceased") as refused:
+        ParticipantLife.from_events([REGISTERED, (PARTICIPANT_DIED, {})]).may_be_approved()
+    assert refused.value.code == "CONFLICT"

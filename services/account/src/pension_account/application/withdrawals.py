@@ -46,11 +46,13 @@ def decide_withdrawal(
     stream = store.load(conn, application_stream(application_id))
     application = WithdrawalApplication.from_events(application_id, ((e.event_type.name, e.data) for e in stream.events))
     decided = application.decide(decision=decision, reason=reason, agency_region=agency_region, decided_at=meta.time)
+    participant, life = _life(store, conn, application.participant_id)
+    if decision == "approved":
+        life.may_be_approved()
     for_application = [NewEvent(n, d, subject=application.participant_id) for n, d in decided if n != PARTICIPANT_RECEIVING]
     store.append(conn, stream.stream_id, stream.version, for_application, meta)
     receiving = [NewEvent(n, d, subject=application.participant_id) for n, d in decided if n == PARTICIPANT_RECEIVING]
     if receiving:
-        participant, life = _life(store, conn, application.participant_id)
         if life.receives(receiving[0].data):
             store.append(conn, participant.stream_id, participant.version, receiving, meta)
     return WithdrawalApplication.from_events(

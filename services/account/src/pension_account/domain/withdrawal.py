@@ -83,6 +83,12 @@ class ParticipantLife:
                 life = cls(True, "deceased", life.insured_region, True)
         return life
 
+    def may_be_approved(self) -> None:
+        """A-INH-1: a deceased participant's account is settled by inheritance; no withdrawal of
+        theirs is approved any more, even one applied for before the death."""
+        if self.status == "deceased":
+            raise DomainError("the participant is deceased: their account is settled by inheritance (A-INH-1)")
+
     def receives(self, receiving: Mapping[str, Any]) -> bool:
         """Whether an approval's receiving status is news to record on the participant's stream:
         it puts an active participant in receiving status, or, for one already receiving on an
