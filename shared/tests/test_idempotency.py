@@ -263,3 +263,26 @@ def test_any_other_refusal_is_the_answer_at_once(tally: TallyService) -> None:
     with pytest.raises(RefusedResponse):
         runner.run(work, institution="bank:ICBC", key="k-1", fingerprint=FP)
     assert work.runs == 1 and time_.slept == []
+
+
+def test_beyond_the_commands_that_may_wait_at_once_a_refusal_resting_on_other_services_is_answered_at_once(
+        tally: TallyService) -> None:
+    time_ = FakeTime()
+    other = Heard(tally, heard_after=None)
+    seen: list[int] = []
+
+    def sleep(seconds: float) -> None:
+        """While the first command waits, a second one comes: no slot is left for it."""
+        if not seen:
+            with pytest.raises(NotHeardYet):
+                runner.run(other, institution="bank:CCB", key=None, fingerprint=FP)
+            seen.append(other.runs)
+        time_.sleep(seconds)
+
+    runner = CommandRunner(tally.engine, render_domain_error, wait_s=2.0, sleep=sleep, clock=lambda: time_.now,
+                           max_waiting=1)
+    first = Heard(tally, heard_after=2)
+    assert runner.run(first, institution="bank:ICBC", key=None, fingerprint=FP).status_code == 201
+    assert seen == [2], "the second was decided once more at once, then refused, with no wait"
+    later = Heard(tally, heard_after=1)
+    assert runner.run(later, institution="bank:ICBC", key=None, fingerprint=FP).status_code == 201, "the slot is free again"

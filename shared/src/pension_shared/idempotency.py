@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -51,6 +52,10 @@ Work = Callable[[Connection], tuple[int, dict[str, Any]]]
 UNHEARD_WAIT_S = 2.0
 """How long a command refused for what its service has not heard of yet is decided again, at most."""
 LOOK_EVERY_S = 0.05
+MAX_WAITING = 8
+"""Commands of one process that may wait so at once: each holds a worker thread (an API process
+has 40), so a flood of commands for participants never registered is refused at once beyond
+these, and cannot take every thread from the others."""
 ProblemRenderer = Callable[[DomainError], StoredResponse]
 
 
@@ -68,25 +73,32 @@ class CommandRunner:
 
     def __init__(self, engine: Engine, render_problem: ProblemRenderer, *, attempts: int = 8,
                  wait_s: float = UNHEARD_WAIT_S, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_waiting: int = MAX_WAITING) -> None:
         self._engine = engine
         self._render_problem = render_problem
         self._attempts = attempts
         self._wait_s, self._sleep, self._clock = wait_s, sleep, clock
+        self._waiting = threading.BoundedSemaphore(max_waiting)
 
     def run(self, work: Work, *, institution: str, key: str | None, fingerprint: str) -> StoredResponse:
-        conflicts, deadline = 0, None
-        while True:
-            final = deadline is not None and self._clock() >= deadline
-            try:
-                return self._run_once(work, institution=institution, key=key, fingerprint=fingerprint, final=final)
-            except ConcurrencyConflict:
-                conflicts += 1
-                if conflicts == self._attempts:
-                    raise
-            except _NotHeardYet:
-                deadline = deadline if deadline is not None else self._clock() + self._wait_s
-                self._sleep(LOOK_EVERY_S)
+        conflicts, deadline, waiting = 0, None, False
+        try:
+            while True:
+                final = deadline is not None and (not waiting or self._clock() >= deadline)
+                try:
+                    return self._run_once(work, institution=institution, key=key, fingerprint=fingerprint, final=final)
+                except ConcurrencyConflict:
+                    conflicts += 1
+                    if conflicts == self._attempts:
+                        raise
+                except _NotHeardYet:
+                    if deadline is None:
+                        deadline, waiting = self._clock() + self._wait_s, self._waiting.acquire(blocking=False)
+                    if waiting:
+                        self._sleep(LOOK_EVERY_S)
+        finally:
+            if waiting:
+                self._waiting.release()
 
     def _run_once(self, work: Work, *, institution: str, key: str | None, fingerprint: str,
                   final: bool) -> StoredResponse:
