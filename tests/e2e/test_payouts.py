@@ -126,14 +126,21 @@ def test_only_a_participant_in_receiving_status_may_withdraw(running):
     assert refused.status_code == 409 and refused.json()["code"] == "NOT_ELIGIBLE_FOR_WITHDRAWAL"
 
 
-def test_ten_monthly_payouts_with_a_method_change_refused_in_august_and_accepted_in_october(running):
-    set_clock(running.base, "2025-08-15T10:00:00+08:00")
+def _ten_months_first_paid(running, at: str, contributed: str) -> tuple[Bank, str, str]:
+    """A participant receiving since ``at``, withdrawing ``contributed`` over ten months, the
+    first month paid: the bank, the fund account and the withdrawal."""
+    set_clock(running.base, at)
     bank = Bank(running.base)
     participant_id, fund_account_id = bank.register_and_open()
-    bank.contribute(fund_account_id, "12000.00")
+    bank.contribute(fund_account_id, contributed)
     bank.receiving(participant_id)
     withdrawal_id = bank.withdraw(participant_id, method="monthly", months=10)["withdrawal_id"]
     _settled(bank, withdrawal_id, 1)
+    return bank, fund_account_id, withdrawal_id
+
+
+def test_ten_monthly_payouts_with_a_method_change_refused_in_august_and_accepted_in_october(running):
+    bank, fund_account_id, withdrawal_id = _ten_months_first_paid(running, "2025-08-15T10:00:00+08:00", "12000.00")
 
     locked = httpx.put(f"{running.base}/v1/withdrawals/{withdrawal_id}/method", headers=bank.headers,
                        json={"method": "lump_sum"})
@@ -158,13 +165,7 @@ def test_ten_monthly_payouts_with_a_method_change_refused_in_august_and_accepted
 
 
 def test_a_change_to_a_lump_sum_is_paid_at_once_and_empties_the_account(running):
-    set_clock(running.base, "2025-09-02T10:00:00+08:00")
-    bank = Bank(running.base)
-    participant_id, fund_account_id = bank.register_and_open()
-    bank.contribute(fund_account_id, "10000.00")
-    bank.receiving(participant_id)
-    withdrawal_id = bank.withdraw(participant_id, method="monthly", months=10)["withdrawal_id"]
-    _settled(bank, withdrawal_id, 1)
+    bank, fund_account_id, withdrawal_id = _ten_months_first_paid(running, "2025-09-02T10:00:00+08:00", "10000.00")
 
     # The next scheduled date is 2025-10-02; INTERFACES §5: "a lump sum ... is paid at once".
     set_clock(running.base, "2025-09-05T10:00:00+08:00")
