@@ -86,7 +86,8 @@ class CommandRunner:
             while True:
                 final = deadline is not None and (not waiting or self._clock() >= deadline)
                 try:
-                    return self._run_once(work, institution=institution, key=key, fingerprint=fingerprint, final=final)
+                    return self._run_once(work if final else _until_heard(work), institution=institution, key=key,
+                                          fingerprint=fingerprint)
                 except ConcurrencyConflict:
                     conflicts += 1
                     if conflicts == self._attempts:
@@ -100,16 +101,10 @@ class CommandRunner:
             if waiting:
                 self._waiting.release()
 
-    def _run_once(self, work: Work, *, institution: str, key: str | None, fingerprint: str,
-                  final: bool) -> StoredResponse:
+    def _run_once(self, work: Work, *, institution: str, key: str | None, fingerprint: str) -> StoredResponse:
         if key is None:
             with self._engine.begin() as conn:
-                try:
-                    status, body = work(conn)
-                except DomainError as refusal:
-                    if refusal.rests_on_others and not final:
-                        raise _NotHeardYet() from refusal
-                    raise
+                status, body = work(conn)
                 return StoredResponse(status, body)
         try:
             with self._engine.begin() as conn:
@@ -121,8 +116,6 @@ class CommandRunner:
                 except ConcurrencyConflict:
                     raise
                 except DomainError as refusal:
-                    if refusal.rests_on_others and not final:
-                        raise _NotHeardYet() from refusal  # rolled back, the key's claim with it
                     raise _Refused(refusal) from refusal  # leaves the block: everything rolled back
                 response = StoredResponse(status, body)
                 _remember(conn, institution, key, response)
@@ -138,7 +131,21 @@ class CommandRunner:
 
 
 class _NotHeardYet(Exception):
-    """A refusal that rests on other services' events, before its wait is over."""
+    """A refusal that rests on other services' events, before its wait is over: not a
+    ``DomainError``, so it leaves the command's transaction rolled back (the key's claim with it)
+    and is not stored under the key."""
+
+
+def _until_heard(work: Work) -> Work:
+    """``work``, its refusals that rest on other services' events raised as ``_NotHeardYet``."""
+    def deciding(conn: Connection) -> tuple[int, dict[str, Any]]:
+        try:
+            return work(conn)
+        except DomainError as refusal:
+            if refusal.rests_on_others:
+                raise _NotHeardYet() from refusal
+            raise
+    return deciding
 
 
 class _Refused(Exception):
