@@ -41,11 +41,19 @@ def _assert_money_conserved(bank: Bank, fund_account_id: str, contributed: str, 
     assert yuan(contributed) + yuan(income) == paid + balance
 
 
-def test_a_lump_sum_of_12345_67_withholds_370_37_and_pays_11975_30(running):
-    set_clock(running.base, "2025-10-01T10:00:00+08:00")
-    bank = Bank(running.base)
+def _contributed(running, amount: str, *, at: str = "2025-10-01T10:00:00+08:00",
+                 bank_code: str = "ICBC") -> tuple[Bank, str, str]:
+    """On the business date ``at``, a participant registered with a fund account at ``bank_code``
+    into which ``amount`` was contributed: the bank, the participant and the fund account."""
+    set_clock(running.base, at)
+    bank = Bank(running.base, bank_code)
     participant_id, fund_account_id = bank.register_and_open()
-    bank.contribute(fund_account_id, "12000.00")
+    bank.contribute(fund_account_id, amount)
+    return bank, participant_id, fund_account_id
+
+
+def test_a_lump_sum_of_12345_67_withholds_370_37_and_pays_11975_30(running):
+    bank, participant_id, fund_account_id = _contributed(running, "12000.00")
     bank.post(f"/v1/fund-accounts/{fund_account_id}/income", {"amount": "345.67", "kind": "interest"}, expect=201)
     assert bank.get(f"/v1/participants/{participant_id}")["eligibility"] == {
         "may_contribute": True, "may_withdraw": False, "withdrawal_condition": None}
@@ -89,10 +97,7 @@ def test_a_lump_sum_of_12345_67_withholds_370_37_and_pays_11975_30(running):
 def test_the_age_approved_after_an_early_condition_ends_contributions_on_both_sides(running):
     """A-CONT-8: who withdrew early (unemployment) may go on contributing, until the age is
     approved too; the platform's view and the fund account then agree that contributions ended."""
-    set_clock(running.base, "2026-02-11T10:00:00+08:00")
-    bank = Bank(running.base)
-    participant_id, fund_account_id = bank.register_and_open()
-    bank.contribute(fund_account_id, "1000.00")
+    bank, participant_id, fund_account_id = _contributed(running, "1000.00", at="2026-02-11T10:00:00+08:00")
     bank.receiving(participant_id, "unemployment")
     eventually(lambda: bank.post(f"/v1/fund-accounts/{fund_account_id}/contributions",
                                  {"amount": "10.00", "channel": "cash", "reference": "early"}).status_code == 201)
@@ -115,10 +120,7 @@ def test_the_age_approved_after_an_early_condition_ends_contributions_on_both_si
 
 
 def test_only_a_participant_in_receiving_status_may_withdraw(running):
-    set_clock(running.base, "2025-10-01T10:00:00+08:00")
-    bank = Bank(running.base)
-    participant_id, fund_account_id = bank.register_and_open()
-    bank.contribute(fund_account_id, "100.00")
+    bank, participant_id, fund_account_id = _contributed(running, "100.00")
     # The payout service hears of the participant and their fund account through Kafka; until then
     # it answers 404 PARTICIPANT_NOT_FOUND. A refused command changes nothing: asking again is safe.
     refused = eventually(lambda: (r := bank.post("/v1/withdrawals", {"participant_id": participant_id,
@@ -129,10 +131,7 @@ def test_only_a_participant_in_receiving_status_may_withdraw(running):
 def _ten_months_first_paid(running, at: str, contributed: str) -> tuple[Bank, str, str]:
     """A participant receiving since ``at``, withdrawing ``contributed`` over ten months, the
     first month paid: the bank, the fund account and the withdrawal."""
-    set_clock(running.base, at)
-    bank = Bank(running.base)
-    participant_id, fund_account_id = bank.register_and_open()
-    bank.contribute(fund_account_id, contributed)
+    bank, participant_id, fund_account_id = _contributed(running, contributed, at=at)
     bank.receiving(participant_id)
     withdrawal_id = bank.withdraw(participant_id, method="monthly", months=10)["withdrawal_id"]
     _settled(bank, withdrawal_id, 1)
@@ -213,10 +212,7 @@ def test_a_participant_never_registered_is_still_404_after_the_wait(running):
 
 
 def test_a_payout_redeems_holdings_when_cash_is_short(running):
-    set_clock(running.base, "2025-10-01T10:00:00+08:00")
-    bank = Bank(running.base)
-    participant_id, fund_account_id = bank.register_and_open()
-    bank.contribute(fund_account_id, "10000.00")
+    bank, participant_id, fund_account_id = _contributed(running, "10000.00")
     product = next(p for p in bank.get("/v1/products")["items"] if p["product_type"] == "public_fund")
     bank.post(f"/v1/fund-accounts/{fund_account_id}/purchases",
               {"product_code": product["product_code"], "amount": "9000.00"}, expect=201)
@@ -240,10 +236,7 @@ def test_a_payout_redeems_holdings_when_cash_is_short(running):
 
 
 def test_a_payment_that_keeps_failing_is_compensated(running):
-    set_clock(running.base, "2025-10-01T10:00:00+08:00")
-    bank = Bank(running.base, "CCB")
-    participant_id, fund_account_id = bank.register_and_open()
-    bank.contribute(fund_account_id, "3000.00")
+    bank, participant_id, fund_account_id = _contributed(running, "3000.00", bank_code="CCB")
     bank.receiving(participant_id)
     failing = httpx.put(f"{running.base}/v1/ops/payout/failing-banks/CCB", json={"failing": True}, headers=OPERATOR)
     assert failing.status_code == 200
@@ -258,10 +251,7 @@ def test_a_payment_that_keeps_failing_is_compensated(running):
 
 
 def test_an_inheritance_split_three_ways_leaves_no_fen_behind(running):
-    set_clock(running.base, "2025-10-01T10:00:00+08:00")
-    bank = Bank(running.base)
-    participant_id, fund_account_id = bank.register_and_open()
-    bank.contribute(fund_account_id, "10000.01")
+    bank, participant_id, fund_account_id = _contributed(running, "10000.01")
     eventually(lambda: bank.get(f"/v1/participants/{participant_id}").get("fund_account"))
     pending = bank.post("/v1/withdrawal-applications", {"participant_id": participant_id, "condition": "incapacity",
                                                         "evidence": ["doc"]}, expect=201).json()["application_id"]
@@ -351,10 +341,7 @@ def _inheritance(bank: Bank, participant_id: str) -> dict:
 
 
 def test_a_heir_whose_bank_fails_is_paid_their_own_share_later_and_the_other_heir_nothing_more(running):
-    set_clock(running.base, "2025-10-01T10:00:00+08:00")
-    bank = Bank(running.base)
-    participant_id, fund_account_id = bank.register_and_open()
-    bank.contribute(fund_account_id, "1000.00")
+    bank, participant_id, fund_account_id = _contributed(running, "1000.00")
     eventually(lambda: bank.get(f"/v1/participants/{participant_id}").get("fund_account"))
     assert httpx.put(f"{running.base}/v1/ops/payout/failing-banks/ABC", json={"failing": True},
                      headers=OPERATOR).status_code == 200
@@ -386,22 +373,26 @@ def test_a_heir_whose_bank_fails_is_paid_their_own_share_later_and_the_other_hei
     _assert_money_conserved(bank, fund_account_id, "1000.00", "0.00", [withdrawal_id])
 
 
-def test_an_inheritance_after_a_lump_sum_closed_the_account_completes_with_nothing_to_pay(running):
-    set_clock(running.base, "2025-10-01T10:00:00+08:00")
-    bank = Bank(running.base)
-    participant_id, fund_account_id = bank.register_and_open()
-    bank.contribute(fund_account_id, "100.00")
-    bank.receiving(participant_id)
-    lump_sum = bank.withdraw(participant_id, method="lump_sum")["withdrawal_id"]
-    _settled(bank, lump_sum, 1)
-    assert eventually(lambda: bank.get(f"/v1/fund-accounts/{fund_account_id}")["status"] == "closed")
-
+def _inherited_by_one_heir(running, bank: Bank, participant_id: str) -> tuple[str, dict]:
+    """The participant's death registered with one heir; the inheritance, once completed: its id
+    and its view."""
     died = httpx.post(f"{running.base}/v1/participants/{participant_id}/death", headers=auth("dev-agency-410100"),
                       json={"date_of_death": "2025-09-28", "heirs": _heirs(("BOC", "1"))})
     assert died.status_code == 201, died.text
     withdrawal_id = _inheritance(bank, participant_id)["withdrawal_id"]
     view = eventually(lambda: (v := bank.get(f"/v1/withdrawals/{withdrawal_id}"))["status"] == "completed" and v,
                       timeout_s=60)
+    return withdrawal_id, view
+
+
+def test_an_inheritance_after_a_lump_sum_closed_the_account_completes_with_nothing_to_pay(running):
+    bank, participant_id, fund_account_id = _contributed(running, "100.00")
+    bank.receiving(participant_id)
+    lump_sum = bank.withdraw(participant_id, method="lump_sum")["withdrawal_id"]
+    _settled(bank, lump_sum, 1)
+    assert eventually(lambda: bank.get(f"/v1/fund-accounts/{fund_account_id}")["status"] == "closed")
+
+    withdrawal_id, _ = _inherited_by_one_heir(running, bank, participant_id)
     time.sleep(3)  # several ticks of the jobs: nothing more is instructed
     view = bank.get(f"/v1/withdrawals/{withdrawal_id}")
     assert view["schedule"]["instalments_instructed"] == 1 and view["payouts"] == []
@@ -414,12 +405,7 @@ def test_an_inheritance_of_an_account_that_never_held_money_closes_it(running):
     bank = Bank(running.base)
     participant_id, fund_account_id = bank.register_and_open()
     eventually(lambda: bank.get(f"/v1/participants/{participant_id}").get("fund_account"))
-    died = httpx.post(f"{running.base}/v1/participants/{participant_id}/death", headers=auth("dev-agency-410100"),
-                      json={"date_of_death": "2025-09-28", "heirs": _heirs(("BOC", "1"))})
-    assert died.status_code == 201, died.text
-    withdrawal_id = _inheritance(bank, participant_id)["withdrawal_id"]
-    view = eventually(lambda: (v := bank.get(f"/v1/withdrawals/{withdrawal_id}"))["status"] == "completed" and v,
-                      timeout_s=60)
+    _, view = _inherited_by_one_heir(running, bank, participant_id)
     assert [p for p in view["payouts"] if p["status"] == "paid"] == []
     account = eventually(lambda: (a := bank.get(f"/v1/fund-accounts/{fund_account_id}"))["status"] == "closed" and a,
                          timeout_s=60)
